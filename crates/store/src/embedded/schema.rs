@@ -1,0 +1,117 @@
+//! The on-disk schema and connection settings.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+
+use super::backend_error;
+use crate::{Result, Revision, StoreError};
+
+/// Bumped on any incompatible change to the tables below.
+const SCHEMA_VERSION: i64 = 1;
+
+/// Readers wait this long for a lock SQLite briefly takes (WAL index rebuild); normal reads
+/// never wait for the writer.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// WAL files above this size are truncated back once checkpointed.
+const WAL_SIZE_LIMIT_BYTES: i64 = 64 << 20;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS log (
+    rev        INTEGER PRIMARY KEY,
+    key        BLOB NOT NULL,
+    create_rev INTEGER NOT NULL,
+    version    INTEGER NOT NULL,
+    prev_rev   INTEGER NOT NULL,
+    value      BLOB
+);
+CREATE INDEX IF NOT EXISTS log_key_rev ON log (key, rev);
+CREATE TABLE IF NOT EXISTS live (
+    key BLOB PRIMARY KEY,
+    rev INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
+/// What the writer needs to know at start-up.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct StoredState {
+    pub revision: Revision,
+    pub compacted: Revision,
+    /// History up to here has been compacted; below `compacted` there may be work left.
+    pub compaction_done: Revision,
+}
+
+/// Opens the writer's connection, creating the schema on first use.
+pub(super) fn open_writer(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path)
+        .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(backend_error)?;
+    // FULL: every commit fsyncs the WAL, so an acknowledged write survives power loss.
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(backend_error)?;
+    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT_BYTES)
+        .map_err(backend_error)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(backend_error)?;
+    conn.pragma_update(None, "cache_size", -65536)
+        .map_err(backend_error)?;
+    conn.execute_batch(SCHEMA).map_err(backend_error)?;
+    let version: Option<i64> = conn
+        .query_row("SELECT value FROM meta WHERE name = 'schema'", [], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(backend_error)?;
+    match version {
+        None => {
+            conn.execute_batch(&format!(
+                "INSERT INTO meta (name, value) VALUES
+                    ('schema', {SCHEMA_VERSION}), ('revision', 0),
+                    ('compacted', 0), ('compaction_done', 0);"
+            ))
+            .map_err(backend_error)?;
+        }
+        Some(SCHEMA_VERSION) => {}
+        Some(other) => {
+            return Err(StoreError::Backend(format!(
+                "{} has schema version {other}; this fleetdb understands version {SCHEMA_VERSION}",
+                path.display()
+            )));
+        }
+    }
+    Ok(conn)
+}
+
+/// Opens a connection for reads only.
+pub(super) fn open_reader(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(backend_error)?;
+    conn.pragma_update(None, "query_only", true)
+        .map_err(backend_error)?;
+    Ok(conn)
+}
+
+/// Reads one `meta` value.
+pub(super) fn meta(conn: &Connection, name: &str) -> rusqlite::Result<i64> {
+    conn.prepare_cached("SELECT value FROM meta WHERE name = ?1")?
+        .query_row([name], |r| r.get(0))
+}
+
+/// Reads the writer's start-up state.
+pub(super) fn load_state(conn: &Connection) -> Result<StoredState> {
+    Ok(StoredState {
+        revision: meta(conn, "revision").map_err(backend_error)?,
+        compacted: meta(conn, "compacted").map_err(backend_error)?,
+        compaction_done: meta(conn, "compaction_done").map_err(backend_error)?,
+    })
+}

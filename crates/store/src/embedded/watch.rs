@@ -1,0 +1,111 @@
+//! Watches on the embedded store.
+//!
+//! A watch first replays history from the `log` table, page by page, then follows the ring of
+//! events the writer publishes after each commit. It subscribes to the ring before its first
+//! history read and discards what the ring held before each read, so every event is either in
+//! a read page or still in the ring: none is missed and duplicates are skipped by revision.
+//! A watcher that lets the ring overtake it while live is cut off with
+//! [`StoreError::WatcherTooSlow`]; writers never wait for watchers.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
+
+use futures::stream;
+use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
+
+use super::{Shared, WATCH_REPLAY_PAGE, reader};
+use crate::watch_positions::advance;
+use crate::{Event, Result, Revision, StoreError, WatchStream};
+
+struct WatchState {
+    shared: Arc<Shared>,
+    prefix: String,
+    /// Highest revision seen (delivered, or skipped as outside the prefix).
+    seen: Revision,
+    ring: broadcast::Receiver<Arc<Event>>,
+    /// Replaying history from disk; false once the replay caught up with the ring.
+    replaying: bool,
+    replayed: VecDeque<Event>,
+    position: Arc<AtomicI64>,
+    finished: bool,
+}
+
+pub(super) fn start(shared: Arc<Shared>, prefix: String, after: Revision) -> Result<WatchStream> {
+    let compacted = shared.compacted.load(std::sync::atomic::Ordering::Acquire);
+    if after < compacted {
+        return Err(StoreError::Compacted {
+            requested: after,
+            compacted,
+        });
+    }
+    if after < 0 {
+        return Err(StoreError::InvalidArgument(format!(
+            "cannot watch after negative revision {after}"
+        )));
+    }
+    let state = WatchState {
+        ring: shared.subscribe(),
+        position: shared.positions.register(after),
+        shared,
+        prefix,
+        seen: after,
+        replaying: true,
+        replayed: VecDeque::new(),
+        finished: false,
+    };
+    Ok(Box::pin(stream::unfold(state, next_event)))
+}
+
+async fn next_event(mut state: WatchState) -> Option<(Result<Event>, WatchState)> {
+    loop {
+        if state.finished {
+            return None;
+        }
+        if let Some(event) = state.replayed.pop_front() {
+            state.seen = event.revision();
+            advance(&state.position, state.seen);
+            return Some((Ok(event), state));
+        }
+        if state.replaying {
+            // Everything the ring holds now is already committed, so the read below sees it.
+            while let Ok(_) | Err(TryRecvError::Lagged(_)) = state.ring.try_recv() {}
+            match reader::history(
+                &state.shared,
+                state.prefix.clone(),
+                state.seen,
+                WATCH_REPLAY_PAGE,
+            )
+            .await
+            {
+                Ok(events) => {
+                    state.replaying = events.len() == WATCH_REPLAY_PAGE;
+                    state.replayed.extend(events);
+                    continue;
+                }
+                Err(e) => {
+                    state.finished = true;
+                    return Some((Err(e), state));
+                }
+            }
+        }
+        match state.ring.recv().await {
+            Ok(event) => {
+                if event.revision() <= state.seen {
+                    continue;
+                }
+                state.seen = event.revision();
+                advance(&state.position, state.seen);
+                if event.kv.key.starts_with(&state.prefix) {
+                    return Some((Ok((*event).clone()), state));
+                }
+            }
+            Err(RecvError::Lagged(_)) => {
+                state.finished = true;
+                let last_revision = state.seen;
+                return Some((Err(StoreError::WatcherTooSlow { last_revision }), state));
+            }
+            Err(RecvError::Closed) => return None,
+        }
+    }
+}

@@ -1,0 +1,536 @@
+//! The etcd v3 backend: the same contract mapped onto etcd's own revisions, transactions and
+//! watches, so that several fleetdb processes can share one etcd cluster.
+//!
+//! Every key is stored under a root prefix (default `/fleetdb`), so one etcd cluster can hold
+//! several fleetdb installations. Revisions are etcd's: other writers to the same cluster make
+//! gaps in the revisions a fleetdb watch sees, which the contract allows (revisions are strictly
+//! increasing, not dense).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions, PutOptions,
+    Txn, TxnOp, TxnOpResponse, WatchOptions,
+};
+use futures::stream;
+
+use crate::watch_positions::{WatchPositions, advance};
+use crate::{
+    Condition, Deleted, Event, EventKind, GetResponse, KeyValue, RangeRequest, RangeResponse,
+    Result, Revision, Store, StoreError, WatchStream, check_key, check_value, effective_limit,
+    prefix_end,
+};
+
+/// The root prefix used when none is configured.
+pub const DEFAULT_ROOT: &str = "/fleetdb";
+
+/// Largest gRPC response we accept: a full range page of large values.
+pub const MAX_RESPONSE_BYTES: usize = 256 << 20;
+
+/// How long one etcd request may take before it fails as unavailable.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where and how to reach etcd.
+#[derive(Clone, Debug)]
+pub struct EtcdOptions {
+    /// Client URLs, e.g. `http://127.0.0.1:2379`.
+    pub endpoints: Vec<String>,
+    /// Every key lives under this prefix.
+    pub root: String,
+}
+
+impl EtcdOptions {
+    pub fn new(endpoints: Vec<String>) -> Self {
+        Self {
+            endpoints,
+            root: DEFAULT_ROOT.to_owned(),
+        }
+    }
+}
+
+/// A store backed by an etcd v3 cluster.
+pub struct EtcdStore {
+    client: Client,
+    root: String,
+    /// Best known compacted revision; compaction only moves it forward.
+    compacted_hint: AtomicI64,
+    positions: Arc<WatchPositions>,
+}
+
+impl EtcdStore {
+    /// Connects to etcd and checks that it answers.
+    pub async fn connect(options: EtcdOptions) -> Result<Self> {
+        if options.endpoints.is_empty() {
+            return Err(StoreError::InvalidArgument(
+                "at least one etcd endpoint is needed".into(),
+            ));
+        }
+        let connect = ConnectOptions::new()
+            .with_connect_timeout(CONNECT_TIMEOUT)
+            .with_timeout(REQUEST_TIMEOUT)
+            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
+        let client = Client::connect(&options.endpoints, Some(connect))
+            .await
+            .map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "cannot connect to etcd at {}: {e}",
+                    options.endpoints.join(",")
+                ))
+            })?;
+        let store = Self {
+            client,
+            root: options.root.trim_end_matches('/').to_owned(),
+            compacted_hint: AtomicI64::new(0),
+            positions: Arc::default(),
+        };
+        store.current_revision().await?;
+        Ok(store)
+    }
+
+    fn full_key(&self, key: &str) -> Vec<u8> {
+        let mut full = Vec::with_capacity(self.root.len() + key.len());
+        full.extend_from_slice(self.root.as_bytes());
+        full.extend_from_slice(key.as_bytes());
+        full
+    }
+
+    fn kv_client(&self) -> etcd_client::KvClient {
+        self.client
+            .kv_client()
+            .max_decoding_message_size(MAX_RESPONSE_BYTES)
+    }
+
+    fn convert(&self, kv: &etcd_client::KeyValue) -> KeyValue {
+        convert_kv(&self.root, kv)
+    }
+
+    /// Maps an etcd error, resolving the compacted revision when that is the cause.
+    async fn map_error(&self, e: etcd_client::Error, requested: Option<Revision>) -> StoreError {
+        let message = e.to_string();
+        if message.contains("required revision has been compacted") {
+            let requested = requested.unwrap_or(0);
+            let compacted = self.find_compacted().await.unwrap_or(requested + 1);
+            return StoreError::Compacted {
+                requested,
+                compacted,
+            };
+        }
+        if message.contains("required revision is a future revision") {
+            let current = self.current_revision().await.unwrap_or(0);
+            return StoreError::FutureRevision {
+                requested: requested.unwrap_or(0),
+                current,
+            };
+        }
+        classify(e)
+    }
+
+    /// Finds the compacted revision: the lowest revision etcd can still read. etcd does not
+    /// report it directly, so this bisects with cheap count-only reads.
+    async fn find_compacted(&self) -> Result<Revision> {
+        let current = self.current_revision().await?;
+        let readable = |revision: Revision| async move {
+            let options = GetOptions::new().with_count_only().with_revision(revision);
+            match self
+                .kv_client()
+                .get(self.full_key("/"), Some(options))
+                .await
+            {
+                Ok(_) => Ok(true),
+                Err(e) if e.to_string().contains("compacted") => Ok(false),
+                Err(e) => Err(classify(e)),
+            }
+        };
+        let mut low = self.compacted_hint.load(Ordering::Relaxed).max(1);
+        if readable(low).await? {
+            return Ok(if low == 1 { 0 } else { low });
+        }
+        // Invariant: `low` is not readable, `high` is.
+        let mut high = current;
+        while high - low > 1 {
+            let middle = low + (high - low) / 2;
+            if readable(middle).await? {
+                high = middle;
+            } else {
+                low = middle;
+            }
+        }
+        self.compacted_hint.fetch_max(high, Ordering::Relaxed);
+        Ok(high)
+    }
+}
+
+/// Errors that are not about revisions: connection trouble is `Unavailable`, size limits are
+/// `ValueTooLarge`, the rest is a backend failure.
+fn classify(e: etcd_client::Error) -> StoreError {
+    match &e {
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => {
+            StoreError::Unavailable(format!("etcd: {e}"))
+        }
+        etcd_client::Error::GRpcStatus(status) => match status.code() {
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
+                StoreError::Unavailable(format!("etcd: {}", status.message()))
+            }
+            _ if status.message().contains("request is too large") => StoreError::ValueTooLarge {
+                key: String::new(),
+                size: 0,
+                limit: crate::MAX_VALUE_BYTES,
+            },
+            _ => StoreError::Backend(format!("etcd: {}", status.message())),
+        },
+        _ => StoreError::Backend(format!("etcd: {e}")),
+    }
+}
+
+fn convert_kv(root: &str, kv: &etcd_client::KeyValue) -> KeyValue {
+    let key = kv.key().strip_prefix(root.as_bytes()).unwrap_or(kv.key());
+    KeyValue {
+        key: String::from_utf8_lossy(key).into_owned(),
+        value: Bytes::copy_from_slice(kv.value()),
+        create_revision: kv.create_revision(),
+        mod_revision: kv.mod_revision(),
+        version: kv.version(),
+    }
+}
+
+fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> Result<Revision> {
+    header
+        .map(|h| h.revision())
+        .ok_or_else(|| StoreError::Backend("etcd answered without a response header".into()))
+}
+
+/// The key's state from the `get` a failed transaction ran in its else branch.
+fn failed_compare(root: &str, key: &str, responses: Vec<TxnOpResponse>) -> StoreError {
+    let current = responses.into_iter().find_map(|response| match response {
+        TxnOpResponse::Get(get) => get.kvs().first().map(|kv| Box::new(convert_kv(root, kv))),
+        _ => None,
+    });
+    StoreError::PreconditionFailed {
+        key: key.to_owned(),
+        current,
+    }
+}
+
+#[async_trait]
+impl Store for EtcdStore {
+    async fn current_revision(&self) -> Result<Revision> {
+        let response = self
+            .kv_client()
+            .get(
+                self.full_key("/"),
+                Some(GetOptions::new().with_count_only()),
+            )
+            .await
+            .map_err(classify)?;
+        header_revision(response.header())
+    }
+
+    async fn compacted_revision(&self) -> Result<Revision> {
+        self.find_compacted().await
+    }
+
+    async fn get(&self, key: &str, revision: Option<Revision>) -> Result<GetResponse> {
+        check_key(key)?;
+        let mut options = GetOptions::new();
+        if let Some(revision) = revision {
+            options = options.with_revision(revision);
+        }
+        let response = match self
+            .kv_client()
+            .get(self.full_key(key), Some(options))
+            .await
+        {
+            Ok(response) => response,
+            Err(e) => return Err(self.map_error(e, revision).await),
+        };
+        let at = match revision {
+            Some(revision) => revision,
+            None => header_revision(response.header())?,
+        };
+        Ok(GetResponse {
+            kv: response.kvs().first().map(|kv| self.convert(kv)),
+            revision: at,
+        })
+    }
+
+    async fn range(&self, request: RangeRequest) -> Result<RangeResponse> {
+        let limit = effective_limit(request.limit);
+        let start = crate::keys::range_start(&request.prefix, request.from_key.as_deref());
+        let full_prefix = self.full_key(&request.prefix);
+        let end = prefix_end(&full_prefix).unwrap_or_else(|| vec![0]);
+        let mut options = GetOptions::new().with_range(end).with_limit(limit as i64);
+        if let Some(revision) = request.revision {
+            options = options.with_revision(revision);
+        }
+        let response = match self
+            .kv_client()
+            .get(self.full_key(start), Some(options))
+            .await
+        {
+            Ok(response) => response,
+            Err(e) => return Err(self.map_error(e, request.revision).await),
+        };
+        let at = match request.revision {
+            Some(revision) => revision,
+            None => header_revision(response.header())?,
+        };
+        Ok(RangeResponse {
+            kvs: response.kvs().iter().map(|kv| self.convert(kv)).collect(),
+            more: response.more(),
+            count: request.count.then_some(response.count() as u64),
+            revision: at,
+        })
+    }
+
+    async fn put(&self, key: &str, value: Bytes, condition: Condition) -> Result<KeyValue> {
+        check_key(key)?;
+        check_value(key, &value)?;
+        let full = self.full_key(key);
+        let put = || {
+            TxnOp::put(
+                full.clone(),
+                value.to_vec(),
+                Some(PutOptions::new().with_prev_key()),
+            )
+        };
+        let compare = match condition {
+            Condition::Always => None,
+            Condition::Absent => Some(Compare::create_revision(full.clone(), CompareOp::Equal, 0)),
+            Condition::ModRevision(revision) => Some(Compare::mod_revision(
+                full.clone(),
+                CompareOp::Equal,
+                revision,
+            )),
+        };
+        let txn = match compare {
+            None => Txn::new().and_then(vec![put()]),
+            Some(compare) => Txn::new()
+                .when(vec![compare])
+                .and_then(vec![put()])
+                .or_else(vec![TxnOp::get(full.clone(), None)]),
+        };
+        let response = self
+            .kv_client()
+            .txn(txn)
+            .await
+            .map_err(|e| match classify(e) {
+                StoreError::ValueTooLarge { limit, .. } => StoreError::ValueTooLarge {
+                    key: key.to_owned(),
+                    size: value.len(),
+                    limit,
+                },
+                other => other,
+            })?;
+        if !response.succeeded() {
+            return Err(failed_compare(&self.root, key, response.op_responses()));
+        }
+        let revision = header_revision(response.header())?;
+        let prev = response.op_responses().into_iter().find_map(|r| match r {
+            TxnOpResponse::Put(put) => put.prev_key().map(|kv| self.convert(kv)),
+            _ => None,
+        });
+        let (create_revision, version) = match prev {
+            Some(prev) => (prev.create_revision, prev.version + 1),
+            None => (revision, 1),
+        };
+        Ok(KeyValue {
+            key: key.to_owned(),
+            value,
+            create_revision,
+            mod_revision: revision,
+            version,
+        })
+    }
+
+    async fn delete(&self, key: &str, condition: Condition) -> Result<Deleted> {
+        check_key(key)?;
+        let full = self.full_key(key);
+        let compare = match condition {
+            Condition::Always => Compare::create_revision(full.clone(), CompareOp::Greater, 0),
+            Condition::ModRevision(revision) => {
+                Compare::mod_revision(full.clone(), CompareOp::Equal, revision)
+            }
+            Condition::Absent => {
+                return Err(StoreError::InvalidArgument(
+                    "a delete cannot require the key to be absent".into(),
+                ));
+            }
+        };
+        let txn = Txn::new()
+            .when(vec![compare])
+            .and_then(vec![TxnOp::delete(
+                full.clone(),
+                Some(DeleteOptions::new().with_prev_key()),
+            )])
+            .or_else(vec![TxnOp::get(full.clone(), None)]);
+        let response = self.kv_client().txn(txn).await.map_err(classify)?;
+        if !response.succeeded() {
+            return Err(failed_compare(&self.root, key, response.op_responses()));
+        }
+        let revision = header_revision(response.header())?;
+        let prev = response
+            .op_responses()
+            .into_iter()
+            .find_map(|r| match r {
+                TxnOpResponse::Delete(delete) => {
+                    delete.prev_kvs().first().map(|kv| self.convert(kv))
+                }
+                _ => None,
+            })
+            .ok_or_else(|| {
+                StoreError::Backend("etcd deleted without returning the previous value".into())
+            })?;
+        Ok(Deleted { revision, prev })
+    }
+
+    async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
+        if after < 0 {
+            return Err(StoreError::InvalidArgument(format!(
+                "cannot watch after negative revision {after}"
+            )));
+        }
+        // A read at `after` fails exactly when a watch from `after + 1` would be compacted,
+        // and answers now rather than from inside the stream.
+        if after > 0 {
+            let current = self.current_revision().await?;
+            if after < current {
+                let options = GetOptions::new().with_count_only().with_revision(after);
+                if let Err(e) = self
+                    .kv_client()
+                    .get(self.full_key("/"), Some(options))
+                    .await
+                {
+                    return Err(self.map_error(e, Some(after)).await);
+                }
+            }
+        }
+        let full_prefix = self.full_key(prefix);
+        let end = prefix_end(&full_prefix).unwrap_or_else(|| vec![0]);
+        let options = WatchOptions::new()
+            .with_range(end)
+            .with_start_revision(after + 1)
+            .with_prev_key();
+        let watch = self
+            .client
+            .watch_client()
+            .max_decoding_message_size(MAX_RESPONSE_BYTES)
+            .watch(full_prefix, Some(options))
+            .await
+            .map_err(classify)?;
+        let state = EtcdWatch {
+            watch,
+            root: self.root.clone(),
+            pending: std::collections::VecDeque::new(),
+            position: self.positions.register(after),
+            seen: after,
+            finished: false,
+        };
+        Ok(Box::pin(stream::unfold(state, next_etcd_event)))
+    }
+
+    async fn compact(&self, revision: Revision) -> Result<()> {
+        let options = etcd_client::CompactionOptions::new().with_physical();
+        match self.kv_client().compact(revision, Some(options)).await {
+            Ok(_) => {
+                self.compacted_hint.fetch_max(revision, Ordering::Relaxed);
+                Ok(())
+            }
+            // Already compacted at or past `revision`: nothing to do.
+            Err(e)
+                if e.to_string()
+                    .contains("required revision has been compacted") =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(self.map_error(e, Some(revision)).await),
+        }
+    }
+
+    fn oldest_watch_position(&self) -> Option<Revision> {
+        self.positions.oldest()
+    }
+}
+
+struct EtcdWatch {
+    watch: etcd_client::WatchStream,
+    root: String,
+    pending: std::collections::VecDeque<Event>,
+    position: Arc<AtomicI64>,
+    seen: Revision,
+    finished: bool,
+}
+
+async fn next_etcd_event(mut state: EtcdWatch) -> Option<(Result<Event>, EtcdWatch)> {
+    loop {
+        if state.finished {
+            return None;
+        }
+        if let Some(event) = state.pending.pop_front() {
+            state.seen = event.revision();
+            advance(&state.position, state.seen);
+            return Some((Ok(event), state));
+        }
+        let response = match state.watch.message().await {
+            Ok(Some(response)) => response,
+            Ok(None) => {
+                state.finished = true;
+                return Some((
+                    Err(StoreError::Unavailable(
+                        "etcd closed the watch stream".into(),
+                    )),
+                    state,
+                ));
+            }
+            Err(e) => {
+                state.finished = true;
+                return Some((Err(classify(e)), state));
+            }
+        };
+        if response.compact_revision() > 0 {
+            state.finished = true;
+            let error = StoreError::Compacted {
+                requested: state.seen,
+                compacted: response.compact_revision(),
+            };
+            return Some((Err(error), state));
+        }
+        if response.canceled() {
+            state.finished = true;
+            let reason = response.cancel_reason().to_owned();
+            return Some((
+                Err(StoreError::Unavailable(format!(
+                    "etcd cancelled the watch: {reason}"
+                ))),
+                state,
+            ));
+        }
+        for event in response.events() {
+            let Some(kv) = event.kv() else { continue };
+            let prev = event.prev_kv().map(|p| convert_kv(&state.root, p));
+            let converted = match event.event_type() {
+                EventType::Put => Event {
+                    kind: EventKind::Put,
+                    kv: convert_kv(&state.root, kv),
+                    prev,
+                },
+                EventType::Delete => {
+                    let mut kv = convert_kv(&state.root, kv);
+                    kv.value = Bytes::new();
+                    kv.create_revision = 0;
+                    kv.version = 0;
+                    Event {
+                        kind: EventKind::Delete,
+                        kv,
+                        prev,
+                    }
+                }
+            };
+            state.pending.push_back(converted);
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! The revisioned key-value store behind fleetdb.
+//!
+//! One contract ([`Store`]), modelled on the subset of etcd v3 that a Kubernetes API server
+//! needs, and two backends:
+//!
+//! * [`embedded::EmbeddedStore`]: SQLite on local disk with group commit (the default);
+//! * [`etcd::EtcdStore`]: an etcd v3 cluster, so several fleetdb processes can share state.
+//!
+//! Architecture invariant: this crate knows nothing of HTTP, TLS or Kubernetes objects. Keys
+//! are opaque UTF-8 paths and values are opaque bytes.
+//!
+//! The contract in one paragraph: the store owns one global revision counter that every
+//! successful write advances by exactly one. Each key carries its value, the revision that
+//! created it and the revision that last modified it. Reads can be served at any past revision
+//! that has not been compacted. Writes are compare-and-swap on the key's existence or its
+//! `mod_revision`; a failed compare hands back the current value. Watches deliver every change
+//! after a revision, in revision order, with the previous value.
+
+pub mod embedded;
+pub mod etcd;
+mod keys;
+pub mod retention;
+mod watch_positions;
+
+use std::fmt;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::Stream;
+
+pub use keys::prefix_end;
+
+/// A store revision. Revisions start at 1; 0 means "before anything was written".
+pub type Revision = i64;
+
+/// Largest value a write may carry (1.5 MiB, etcd's default request limit).
+pub const MAX_VALUE_BYTES: usize = 1536 * 1024;
+
+/// Largest key, in bytes.
+pub const MAX_KEY_BYTES: usize = 4096;
+
+/// Most keys one [`Store::range`] call returns; callers page with `from_key`.
+pub const MAX_RANGE_LIMIT: usize = 10_000;
+
+/// One key's state at some revision.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyValue {
+    pub key: String,
+    pub value: Bytes,
+    /// Revision of the write that created this incarnation of the key.
+    pub create_revision: Revision,
+    /// Revision of the last write to the key (for a deletion event: the deletion's revision).
+    pub mod_revision: Revision,
+    /// Number of writes since the key was created (1 after creation).
+    pub version: i64,
+}
+
+impl fmt::Debug for KeyValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyValue")
+            .field("key", &self.key)
+            .field("value_len", &self.value.len())
+            .field("create_revision", &self.create_revision)
+            .field("mod_revision", &self.mod_revision)
+            .field("version", &self.version)
+            .finish()
+    }
+}
+
+/// What a compare-and-swap write requires of the key's current state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Condition {
+    /// No condition (a plain put, or a delete of whatever is there).
+    Always,
+    /// The key must not exist (create).
+    Absent,
+    /// The key must exist with exactly this `mod_revision` (optimistic update or delete).
+    ModRevision(Revision),
+}
+
+/// The result of a successful delete.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deleted {
+    /// Revision of the deletion.
+    pub revision: Revision,
+    /// The key's state just before it was deleted.
+    pub prev: KeyValue,
+}
+
+/// The result of a [`Store::get`].
+#[derive(Clone, Debug)]
+pub struct GetResponse {
+    pub kv: Option<KeyValue>,
+    /// The revision the read was served at.
+    pub revision: Revision,
+}
+
+/// A prefix range read.
+#[derive(Clone, Debug, Default)]
+pub struct RangeRequest {
+    /// Every key starting with this prefix is in the range.
+    pub prefix: String,
+    /// Start at this key (inclusive) instead of at the prefix; used to continue a paged read.
+    pub from_key: Option<String>,
+    /// Most keys to return; 0 or anything above [`MAX_RANGE_LIMIT`] means [`MAX_RANGE_LIMIT`].
+    /// The store may return fewer (it also bounds the bytes of one page) and then sets `more`.
+    pub limit: usize,
+    /// Read at this past revision instead of the current one.
+    pub revision: Option<Revision>,
+    /// Also count the keys between the start key and the end of the prefix.
+    pub count: bool,
+}
+
+/// The result of a [`Store::range`].
+#[derive(Clone, Debug)]
+pub struct RangeResponse {
+    /// Keys in ascending byte order.
+    pub kvs: Vec<KeyValue>,
+    /// True when keys after the last one returned remain in the range.
+    pub more: bool,
+    /// Number of keys from the start key to the end of the prefix, when asked for.
+    pub count: Option<u64>,
+    /// The revision the read was served at; pass it back to read the next page consistently.
+    pub revision: Revision,
+}
+
+/// Whether an event created/updated or deleted its key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Put,
+    Delete,
+}
+
+/// One change, as delivered by a watch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub kind: EventKind,
+    /// The key's new state. For a deletion: the key, an empty value, `mod_revision` = the
+    /// deletion's revision and `create_revision` = `version` = 0.
+    pub kv: KeyValue,
+    /// The key's state before this change (`None` when the change created the key).
+    pub prev: Option<KeyValue>,
+}
+
+impl Event {
+    /// The revision of this change.
+    pub fn revision(&self) -> Revision {
+        self.kv.mod_revision
+    }
+}
+
+/// A stream of changes in revision order. It ends with an error item when the watch is cut off.
+pub type WatchStream = Pin<Box<dyn Stream<Item = Result<Event, StoreError>> + Send>>;
+
+/// Everything that can go wrong in a store call.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A compare-and-swap condition did not hold; `current` is the key's state now.
+    #[error("the condition on key {key} did not hold")]
+    PreconditionFailed {
+        key: String,
+        current: Option<Box<KeyValue>>,
+    },
+    /// The requested revision is older than the oldest one kept.
+    #[error(
+        "revision {requested} has been compacted; the oldest revision still readable is {compacted}"
+    )]
+    Compacted {
+        requested: Revision,
+        compacted: Revision,
+    },
+    /// The requested revision has not been written yet.
+    #[error("revision {requested} is newer than the current revision {current}")]
+    FutureRevision {
+        requested: Revision,
+        current: Revision,
+    },
+    #[error("the value for key {key} is {size} bytes; the limit is {limit} bytes")]
+    ValueTooLarge {
+        key: String,
+        size: usize,
+        limit: usize,
+    },
+    #[error("invalid key {key:?}: {reason}")]
+    InvalidKey { key: String, reason: &'static str },
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The watcher did not keep up with the write rate and was cut off; re-watch from the
+    /// last revision it saw.
+    #[error(
+        "the watcher fell too far behind the writers and was cut off; watch again from revision {last_revision}"
+    )]
+    WatcherTooSlow { last_revision: Revision },
+    /// The backend cannot be reached right now (etcd down, network error); retrying may help.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    /// The store was closed.
+    #[error("the store is closed")]
+    Closed,
+    /// An unexpected failure inside the backend (disk error, corruption).
+    #[error("storage failure: {0}")]
+    Backend(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The revisioned key-value contract that both backends implement.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The newest revision; every write acknowledged so far is visible at it.
+    async fn current_revision(&self) -> Result<Revision>;
+
+    /// The revision history has been compacted up to: reads at revisions below it fail with
+    /// [`StoreError::Compacted`]. 0 when nothing was ever compacted.
+    async fn compacted_revision(&self) -> Result<Revision>;
+
+    /// Reads one key, now or at a past revision.
+    async fn get(&self, key: &str, revision: Option<Revision>) -> Result<GetResponse>;
+
+    /// Reads the keys under a prefix, now or at a past revision, one page at a time.
+    async fn range(&self, request: RangeRequest) -> Result<RangeResponse>;
+
+    /// Writes a value if `condition` holds; returns the key's new state. The write is durable
+    /// when this returns.
+    async fn put(&self, key: &str, value: Bytes, condition: Condition) -> Result<KeyValue>;
+
+    /// Deletes a key if it exists and `condition` holds (`Absent` is not a valid condition).
+    async fn delete(&self, key: &str, condition: Condition) -> Result<Deleted>;
+
+    /// Every change under `prefix` with a revision greater than `after`, in revision order,
+    /// pushed as it is committed. Fails with [`StoreError::Compacted`] when `after` is older
+    /// than the compacted revision.
+    async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream>;
+
+    /// Discards history below `revision`: afterwards only the state at `revision` and later
+    /// remains readable. Compacting at or below the current compacted revision does nothing.
+    async fn compact(&self, revision: Revision) -> Result<()>;
+
+    /// The oldest revision that an open watch of this process has yet to move past; retention
+    /// never compacts beyond it.
+    fn oldest_watch_position(&self) -> Option<Revision>;
+}
+
+/// Checks a key against the contract's rules.
+pub(crate) fn check_key(key: &str) -> Result<()> {
+    if key.is_empty() {
+        return Err(StoreError::InvalidKey {
+            key: key.to_owned(),
+            reason: "a key must not be empty",
+        });
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(StoreError::InvalidKey {
+            key: key.chars().take(64).collect(),
+            reason: "a key must be at most 4096 bytes",
+        });
+    }
+    if key.as_bytes().contains(&0) {
+        return Err(StoreError::InvalidKey {
+            key: key.to_owned(),
+            reason: "a key must not contain NUL bytes",
+        });
+    }
+    Ok(())
+}
+
+/// Checks a value against [`MAX_VALUE_BYTES`].
+pub(crate) fn check_value(key: &str, value: &[u8]) -> Result<()> {
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(StoreError::ValueTooLarge {
+            key: key.to_owned(),
+            size: value.len(),
+            limit: MAX_VALUE_BYTES,
+        });
+    }
+    Ok(())
+}
+
+/// The effective page size for a requested limit.
+pub(crate) fn effective_limit(limit: usize) -> usize {
+    if limit == 0 || limit > MAX_RANGE_LIMIT {
+        MAX_RANGE_LIMIT
+    } else {
+        limit
+    }
+}

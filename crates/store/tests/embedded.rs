@@ -1,0 +1,170 @@
+//! Behaviour specific to the embedded backend: durability across reopen, group commit under
+//! concurrency, the single-process lock, and cutting off watchers that fall behind.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use fleetdb_store::embedded::{EmbeddedStore, WATCH_RING_CAPACITY};
+use fleetdb_store::{Condition, RangeRequest, Store, StoreError};
+use futures::StreamExt;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reopening_keeps_data_revisions_and_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    let first = store
+        .put("/k/a", Bytes::from("1"), Condition::Absent)
+        .await
+        .unwrap();
+    let second = store
+        .put("/k/a", Bytes::from("2"), Condition::Always)
+        .await
+        .unwrap();
+    store
+        .put("/k/b", Bytes::from("b"), Condition::Always)
+        .await
+        .unwrap();
+    let deleted = store.delete("/k/b", Condition::Always).await.unwrap();
+    store.close().await;
+
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    assert_eq!(store.current_revision().await.unwrap(), deleted.revision);
+    assert_eq!(store.get("/k/a", None).await.unwrap().kv.unwrap(), second);
+    assert_eq!(
+        store
+            .get("/k/a", Some(first.mod_revision))
+            .await
+            .unwrap()
+            .kv
+            .unwrap(),
+        first
+    );
+    let next = store
+        .put("/k/c", Bytes::from("c"), Condition::Always)
+        .await
+        .unwrap();
+    assert_eq!(
+        next.mod_revision,
+        deleted.revision + 1,
+        "the counter resumes without a gap"
+    );
+    let mut watch = store.watch("/k/", 0).await.unwrap();
+    let mut revisions = Vec::new();
+    for _ in 0..5 {
+        revisions.push(watch.next().await.unwrap().unwrap().revision());
+    }
+    assert_eq!(revisions, (1..=5).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_open_of_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let _store = EmbeddedStore::open(dir.path()).unwrap();
+    match EmbeddedStore::open(dir.path()) {
+        Err(StoreError::Backend(message)) => assert!(message.contains("in use"), "{message}"),
+        Err(other) => panic!("unexpected error {other:?}"),
+        Ok(_) => panic!("two stores must not share a directory"),
+    }
+}
+
+/// Many concurrent writers: every write gets its own revision and revisions are dense.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commit_assigns_dense_revisions_to_concurrent_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let mut tasks = Vec::new();
+    for writer in 0..64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut revisions = Vec::new();
+            for i in 0..50 {
+                let key = format!("/g/{writer}/{}", i % 4);
+                revisions.push(
+                    store
+                        .put(&key, Bytes::from(vec![b'v'; 2048]), Condition::Always)
+                        .await
+                        .unwrap()
+                        .mod_revision,
+                );
+            }
+            revisions
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    all.sort_unstable();
+    assert_eq!(all, (1..=64 * 50).collect::<Vec<_>>());
+    let page = store
+        .range(RangeRequest {
+            prefix: "/g/".into(),
+            count: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.count, Some(64 * 4));
+}
+
+/// A live watcher that stops reading is cut off once the event ring laps it; the writers
+/// never wait for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_that_falls_behind_is_cut_off_without_stalling_writers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let mut watch = store.watch("/s/", 0).await.unwrap();
+    store
+        .put("/s/first", Bytes::from("1"), Condition::Always)
+        .await
+        .unwrap();
+    let first = watch.next().await.unwrap().unwrap();
+    assert_eq!(first.kv.key, "/s/first");
+
+    // The watcher now reads nothing while writers go far past the ring's capacity.
+    let writes = WATCH_RING_CAPACITY + 2000;
+    let mut tasks = Vec::new();
+    for writer in 0..32 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in (writer..writes).step_by(32) {
+                store
+                    .put(
+                        &format!("/s/{}", i % 500),
+                        Bytes::from("x"),
+                        Condition::Always,
+                    )
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    let all_writes = async {
+        for task in tasks {
+            task.await.unwrap();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), all_writes)
+        .await
+        .expect("writers stalled behind a watcher that does not read");
+
+    let mut delivered = 0;
+    loop {
+        match watch.next().await {
+            Some(Ok(_)) => delivered += 1,
+            Some(Err(StoreError::WatcherTooSlow { last_revision })) => {
+                assert!(last_revision >= first.revision());
+                break;
+            }
+            Some(Err(other)) => panic!("unexpected watch error {other:?}"),
+            None => panic!("the watch ended without saying it was cut off"),
+        }
+        assert!(delivered <= writes, "the watcher was never cut off");
+    }
+    assert!(watch.next().await.is_none(), "a cut-off watch ends");
+    // A new watch from the last revision the old one saw catches up from disk.
+    let resumed = store.watch("/s/", first.revision()).await.unwrap();
+    let count = resumed.take(writes).count().await;
+    assert_eq!(count, writes);
+}

@@ -1,0 +1,717 @@
+//! The store contract as executable specification. Every function here runs against both
+//! backends (see `../conformance.rs`); a backend conforms when all of them pass.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use fleetdb_store::retention::{Retention, RetentionPolicy};
+use fleetdb_store::{
+    Condition, EventKind, MAX_VALUE_BYTES, RangeRequest, Revision, Store, StoreError, WatchStream,
+};
+use futures::StreamExt;
+
+/// How long a test waits for an expected watch event.
+const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
+
+fn value(text: impl Into<String>) -> Bytes {
+    Bytes::from(text.into())
+}
+
+async fn next_event(watch: &mut WatchStream) -> fleetdb_store::Event {
+    tokio::time::timeout(EVENT_TIMEOUT, watch.next())
+        .await
+        .expect("timed out waiting for a watch event")
+        .expect("the watch ended")
+        .expect("the watch failed")
+}
+
+/// Reads every key under `prefix` at `revision`, page by page.
+async fn read_all(
+    store: &dyn Store,
+    prefix: &str,
+    limit: usize,
+    revision: Option<Revision>,
+) -> Vec<fleetdb_store::KeyValue> {
+    let mut out = Vec::new();
+    let mut from_key = None;
+    let mut revision = revision;
+    loop {
+        let page = store
+            .range(RangeRequest {
+                prefix: prefix.into(),
+                from_key: from_key.take(),
+                limit,
+                revision,
+                count: false,
+            })
+            .await
+            .expect("range failed");
+        revision = Some(page.revision);
+        out.extend(page.kvs.iter().cloned());
+        match (page.more, page.kvs.last()) {
+            (true, Some(last)) => from_key = Some(format!("{}\0", last.key)),
+            _ => return out,
+        }
+    }
+}
+
+pub async fn put_then_get_returns_value_and_revisions(store: Arc<dyn Store>) {
+    let created = store
+        .put("/t/a", value("one"), Condition::Always)
+        .await
+        .unwrap();
+    assert_eq!(created.create_revision, created.mod_revision);
+    assert_eq!(created.version, 1);
+    assert_eq!(
+        store.current_revision().await.unwrap(),
+        created.mod_revision
+    );
+
+    let got = store.get("/t/a", None).await.unwrap();
+    assert_eq!(got.kv.as_ref().unwrap().value, value("one"));
+    assert_eq!(got.kv.as_ref().unwrap(), &created);
+    assert_eq!(got.revision, created.mod_revision);
+
+    let updated = store
+        .put("/t/a", value("two"), Condition::Always)
+        .await
+        .unwrap();
+    assert!(updated.mod_revision > created.mod_revision);
+    assert_eq!(updated.create_revision, created.create_revision);
+    assert_eq!(updated.version, 2);
+    assert!(store.get("/t/missing", None).await.unwrap().kv.is_none());
+}
+
+pub async fn every_write_advances_the_revision(store: Arc<dyn Store>) {
+    let mut last = store.current_revision().await.unwrap();
+    for i in 0..50 {
+        let kv = store
+            .put(
+                &format!("/t/k{}", i % 7),
+                value(format!("v{i}")),
+                Condition::Always,
+            )
+            .await
+            .unwrap();
+        assert!(kv.mod_revision > last, "revision did not increase");
+        assert_eq!(store.current_revision().await.unwrap(), kv.mod_revision);
+        last = kv.mod_revision;
+    }
+}
+
+pub async fn create_of_existing_key_fails_with_current_value(store: Arc<dyn Store>) {
+    let first = store
+        .put("/t/c", value("first"), Condition::Absent)
+        .await
+        .unwrap();
+    match store.put("/t/c", value("second"), Condition::Absent).await {
+        Err(StoreError::PreconditionFailed { key, current }) => {
+            assert_eq!(key, "/t/c");
+            assert_eq!(*current.expect("current value missing"), first);
+        }
+        other => panic!("expected a failed precondition, got {other:?}"),
+    }
+    assert_eq!(
+        store.get("/t/c", None).await.unwrap().kv.unwrap().value,
+        value("first")
+    );
+}
+
+pub async fn update_requires_the_current_mod_revision(store: Arc<dyn Store>) {
+    let v1 = store
+        .put("/t/u", value("1"), Condition::Absent)
+        .await
+        .unwrap();
+    let v2 = store
+        .put("/t/u", value("2"), Condition::ModRevision(v1.mod_revision))
+        .await
+        .unwrap();
+    assert_eq!(v2.version, 2);
+    match store
+        .put("/t/u", value("3"), Condition::ModRevision(v1.mod_revision))
+        .await
+    {
+        Err(StoreError::PreconditionFailed { current, .. }) => {
+            assert_eq!(*current.unwrap(), v2);
+        }
+        other => panic!("a stale update must fail, got {other:?}"),
+    }
+    match store
+        .put(
+            "/t/nothing",
+            value("x"),
+            Condition::ModRevision(v1.mod_revision),
+        )
+        .await
+    {
+        Err(StoreError::PreconditionFailed { current: None, .. }) => {}
+        other => panic!("updating a missing key must fail without a current value, got {other:?}"),
+    }
+}
+
+pub async fn delete_requires_the_current_mod_revision(store: Arc<dyn Store>) {
+    let v1 = store
+        .put("/t/d", value("1"), Condition::Always)
+        .await
+        .unwrap();
+    let v2 = store
+        .put("/t/d", value("2"), Condition::Always)
+        .await
+        .unwrap();
+    match store
+        .delete("/t/d", Condition::ModRevision(v1.mod_revision))
+        .await
+    {
+        Err(StoreError::PreconditionFailed { current, .. }) => assert_eq!(*current.unwrap(), v2),
+        other => panic!("a stale delete must fail, got {other:?}"),
+    }
+    let deleted = store
+        .delete("/t/d", Condition::ModRevision(v2.mod_revision))
+        .await
+        .unwrap();
+    assert_eq!(deleted.prev, v2);
+    assert!(deleted.revision > v2.mod_revision);
+    assert_eq!(store.current_revision().await.unwrap(), deleted.revision);
+    assert!(store.get("/t/d", None).await.unwrap().kv.is_none());
+    assert!(matches!(
+        store.delete("/t/d", Condition::Always).await,
+        Err(StoreError::PreconditionFailed { current: None, .. })
+    ));
+    assert!(matches!(
+        store.delete("/t/d", Condition::Absent).await,
+        Err(StoreError::InvalidArgument(_))
+    ));
+}
+
+pub async fn recreated_key_starts_a_new_incarnation(store: Arc<dyn Store>) {
+    let first = store
+        .put("/t/r", value("1"), Condition::Absent)
+        .await
+        .unwrap();
+    store
+        .put("/t/r", value("2"), Condition::Always)
+        .await
+        .unwrap();
+    store.delete("/t/r", Condition::Always).await.unwrap();
+    let again = store
+        .put("/t/r", value("3"), Condition::Absent)
+        .await
+        .unwrap();
+    assert!(again.create_revision > first.create_revision);
+    assert_eq!(again.create_revision, again.mod_revision);
+    assert_eq!(again.version, 1);
+}
+
+pub async fn invalid_keys_are_refused(store: Arc<dyn Store>) {
+    for key in ["", "/a\0b"] {
+        assert!(
+            matches!(
+                store.put(key, value("x"), Condition::Always).await,
+                Err(StoreError::InvalidKey { .. })
+            ),
+            "key {key:?} must be refused"
+        );
+    }
+    let long = format!("/{}", "k".repeat(fleetdb_store::MAX_KEY_BYTES));
+    assert!(matches!(
+        store.put(&long, value("x"), Condition::Always).await,
+        Err(StoreError::InvalidKey { .. })
+    ));
+}
+
+pub async fn values_above_the_limit_are_refused(store: Arc<dyn Store>) {
+    let too_big = Bytes::from(vec![b'x'; MAX_VALUE_BYTES + 1]);
+    match store.put("/t/big", too_big, Condition::Always).await {
+        Err(StoreError::ValueTooLarge { key, size, limit }) => {
+            assert_eq!(
+                (key.as_str(), size, limit),
+                ("/t/big", MAX_VALUE_BYTES + 1, MAX_VALUE_BYTES)
+            );
+            let message = StoreError::ValueTooLarge { key, size, limit }.to_string();
+            assert!(
+                message.contains("limit"),
+                "message should name the limit: {message}"
+            );
+        }
+        other => panic!("an oversized value must be refused, got {other:?}"),
+    }
+    assert!(store.get("/t/big", None).await.unwrap().kv.is_none());
+    let one_mib = Bytes::from(vec![b'y'; 1 << 20]);
+    store
+        .put("/t/big", one_mib.clone(), Condition::Always)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get("/t/big", None).await.unwrap().kv.unwrap().value,
+        one_mib
+    );
+}
+
+pub async fn range_returns_only_the_prefix_in_key_order(store: Arc<dyn Store>) {
+    for key in ["/r/b", "/r/a", "/r/c", "/r-x", "/rb/z", "/q/a"] {
+        store.put(key, value(key), Condition::Always).await.unwrap();
+    }
+    let page = store
+        .range(RangeRequest {
+            prefix: "/r/".into(),
+            count: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let keys: Vec<_> = page.kvs.iter().map(|kv| kv.key.as_str()).collect();
+    assert_eq!(keys, ["/r/a", "/r/b", "/r/c"]);
+    assert_eq!(page.count, Some(3));
+    assert!(!page.more);
+    assert_eq!(page.kvs[1].value, value("/r/b"));
+    assert_eq!(page.revision, store.current_revision().await.unwrap());
+}
+
+pub async fn range_pages_with_limit_and_from_key(store: Arc<dyn Store>) {
+    for i in 0..25 {
+        store
+            .put(
+                &format!("/p/{i:03}"),
+                value(format!("{i}")),
+                Condition::Always,
+            )
+            .await
+            .unwrap();
+    }
+    let first = store
+        .range(RangeRequest {
+            prefix: "/p/".into(),
+            limit: 10,
+            count: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(first.kvs.len(), 10);
+    assert!(first.more);
+    assert_eq!(first.count, Some(25));
+    let second = store
+        .range(RangeRequest {
+            prefix: "/p/".into(),
+            from_key: Some(format!("{}\0", first.kvs[9].key)),
+            limit: 10,
+            count: true,
+            revision: Some(first.revision),
+        })
+        .await
+        .unwrap();
+    assert_eq!(second.kvs[0].key, "/p/010");
+    assert_eq!(second.count, Some(15), "count runs from the start key");
+    let all = read_all(&*store, "/p/", 10, None).await;
+    let keys: Vec<_> = all.iter().map(|kv| kv.key.clone()).collect();
+    let expected: Vec<_> = (0..25).map(|i| format!("/p/{i:03}")).collect();
+    assert_eq!(keys, expected);
+}
+
+/// Pages read at the first page's revision add up to exactly the state at that revision,
+/// however the keys change meanwhile.
+pub async fn paging_at_a_revision_neither_skips_nor_repeats_during_writes(store: Arc<dyn Store>) {
+    let mut expected = BTreeMap::new();
+    for i in 0..300 {
+        let key = format!("/pg/{i:04}");
+        store
+            .put(&key, value(format!("orig-{i}")), Condition::Always)
+            .await
+            .unwrap();
+        expected.insert(key, value(format!("orig-{i}")));
+    }
+    let snapshot_revision = store.current_revision().await.unwrap();
+    let writer_store = store.clone();
+    let writer = tokio::spawn(async move {
+        for round in 0..400 {
+            let i = (round * 37) % 300;
+            let key = format!("/pg/{i:04}");
+            match round % 4 {
+                0 => {
+                    let _ = writer_store.delete(&key, Condition::Always).await;
+                }
+                1 => {
+                    writer_store
+                        .put(&format!("/pg/{i:04}-new"), value("new"), Condition::Always)
+                        .await
+                        .unwrap();
+                }
+                _ => {
+                    writer_store
+                        .put(&key, value(format!("changed-{round}")), Condition::Always)
+                        .await
+                        .unwrap();
+                }
+            }
+            tokio::task::yield_now().await;
+        }
+    });
+    let mut seen = Vec::new();
+    let mut from_key = None;
+    loop {
+        let page = store
+            .range(RangeRequest {
+                prefix: "/pg/".into(),
+                from_key: from_key.take(),
+                limit: 7,
+                revision: Some(snapshot_revision),
+                count: false,
+            })
+            .await
+            .unwrap();
+        assert_eq!(page.revision, snapshot_revision);
+        seen.extend(page.kvs.iter().map(|kv| (kv.key.clone(), kv.value.clone())));
+        match (page.more, page.kvs.last()) {
+            (true, Some(last)) => from_key = Some(format!("{}\0", last.key)),
+            _ => break,
+        }
+        tokio::task::yield_now().await;
+    }
+    writer.await.unwrap();
+    let unique: BTreeSet<_> = seen.iter().map(|(k, _)| k.clone()).collect();
+    assert_eq!(unique.len(), seen.len(), "a key was returned twice");
+    let seen: BTreeMap<_, _> = seen.into_iter().collect();
+    let missing: Vec<_> = expected.keys().filter(|k| !seen.contains_key(*k)).collect();
+    let extra: Vec<_> = seen.keys().filter(|k| !expected.contains_key(*k)).collect();
+    let changed: Vec<_> = expected
+        .iter()
+        .filter(|(k, v)| seen.get(*k).is_some_and(|s| s != *v))
+        .map(|(k, _)| k)
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty() && changed.is_empty(),
+        "the pages do not add up to the snapshot: missing {missing:?}, extra {extra:?}, changed {changed:?}"
+    );
+}
+
+pub async fn reads_at_past_revisions_see_past_state(store: Arc<dyn Store>) {
+    let v1 = store
+        .put("/h/x", value("v1"), Condition::Always)
+        .await
+        .unwrap();
+    store
+        .put("/h/y", value("y1"), Condition::Always)
+        .await
+        .unwrap();
+    let v2 = store
+        .put("/h/x", value("v2"), Condition::Always)
+        .await
+        .unwrap();
+    let deleted = store.delete("/h/x", Condition::Always).await.unwrap();
+
+    let at = |r| {
+        let store = store.clone();
+        async move { store.get("/h/x", Some(r)).await.unwrap() }
+    };
+    assert_eq!(at(v1.mod_revision).await.kv.unwrap().value, value("v1"));
+    assert_eq!(at(v2.mod_revision - 1).await.kv.unwrap().value, value("v1"));
+    assert_eq!(at(v2.mod_revision).await.kv.unwrap(), v2);
+    assert!(at(deleted.revision).await.kv.is_none());
+    assert!(at(v1.mod_revision - 1).await.kv.is_none());
+
+    let past = store
+        .range(RangeRequest {
+            prefix: "/h/".into(),
+            revision: Some(v2.mod_revision),
+            count: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let keys: Vec<_> = past
+        .kvs
+        .iter()
+        .map(|kv| (kv.key.as_str(), kv.value.clone()))
+        .collect();
+    assert_eq!(keys, [("/h/x", value("v2")), ("/h/y", value("y1"))]);
+    assert_eq!(past.count, Some(2));
+    assert_eq!(past.revision, v2.mod_revision);
+
+    let future = store.current_revision().await.unwrap() + 1000;
+    assert!(matches!(
+        store.get("/h/x", Some(future)).await,
+        Err(StoreError::FutureRevision { .. })
+    ));
+}
+
+pub async fn watch_delivers_changes_in_order_with_previous_values(store: Arc<dyn Store>) {
+    let start = store.current_revision().await.unwrap();
+    let mut watch = store.watch("/w/", start).await.unwrap();
+    let created = store
+        .put("/w/a", value("1"), Condition::Always)
+        .await
+        .unwrap();
+    store
+        .put("/other/a", value("not watched"), Condition::Always)
+        .await
+        .unwrap();
+    let updated = store
+        .put("/w/a", value("2"), Condition::Always)
+        .await
+        .unwrap();
+    let deleted = store.delete("/w/a", Condition::Always).await.unwrap();
+
+    let e1 = next_event(&mut watch).await;
+    assert_eq!(
+        (e1.kind, &e1.kv, &e1.prev),
+        (EventKind::Put, &created, &None)
+    );
+    let e2 = next_event(&mut watch).await;
+    assert_eq!((e2.kind, &e2.kv), (EventKind::Put, &updated));
+    assert_eq!(e2.prev.as_ref(), Some(&created));
+    let e3 = next_event(&mut watch).await;
+    assert_eq!(e3.kind, EventKind::Delete);
+    assert_eq!(e3.kv.key, "/w/a");
+    assert_eq!(e3.revision(), deleted.revision);
+    assert_eq!(e3.prev.as_ref(), Some(&updated));
+}
+
+pub async fn watch_resumes_from_a_past_revision(store: Arc<dyn Store>) {
+    let mut revisions = Vec::new();
+    for i in 0..20 {
+        let kv = store
+            .put(
+                &format!("/wr/{}", i % 3),
+                value(format!("{i}")),
+                Condition::Always,
+            )
+            .await
+            .unwrap();
+        revisions.push(kv.mod_revision);
+    }
+    // Resume after the 8th write: exactly the remaining 12 changes, then live ones.
+    let mut watch = store.watch("/wr/", revisions[7]).await.unwrap();
+    for expected in &revisions[8..] {
+        let event = next_event(&mut watch).await;
+        assert_eq!(event.revision(), *expected);
+        assert!(event.prev.is_some(), "an update carries its previous value");
+    }
+    let live = store
+        .put("/wr/live", value("live"), Condition::Always)
+        .await
+        .unwrap();
+    assert_eq!(next_event(&mut watch).await.kv, live);
+}
+
+pub async fn watch_replays_long_histories_in_order(store: Arc<dyn Store>) {
+    let start = store.current_revision().await.unwrap();
+    let mut expected = Vec::new();
+    for i in 0..2500 {
+        let kv = store
+            .put(
+                &format!("/long/{}", i % 100),
+                value(format!("{i}")),
+                Condition::Always,
+            )
+            .await
+            .unwrap();
+        expected.push(kv.mod_revision);
+    }
+    let mut watch = store.watch("/long/", start).await.unwrap();
+    for revision in expected {
+        assert_eq!(next_event(&mut watch).await.revision(), revision);
+    }
+}
+
+pub async fn concurrent_writers_get_distinct_revisions(store: Arc<dyn Store>) {
+    let start = store.current_revision().await.unwrap();
+    let mut tasks = Vec::new();
+    for writer in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut revisions = Vec::new();
+            for i in 0..40 {
+                let kv = store
+                    .put(
+                        &format!("/cw/{writer}/{}", i % 5),
+                        value(format!("{writer}-{i}")),
+                        Condition::Always,
+                    )
+                    .await
+                    .unwrap();
+                revisions.push(kv.mod_revision);
+            }
+            revisions
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    let unique: BTreeSet<_> = all.iter().copied().collect();
+    assert_eq!(unique.len(), all.len(), "two writes share a revision");
+    // The watch sees every acknowledged write, in revision order.
+    let mut watch = store.watch("/cw/", start).await.unwrap();
+    for revision in unique {
+        assert_eq!(next_event(&mut watch).await.revision(), revision);
+    }
+}
+
+pub async fn compaction_discards_history_but_keeps_current_state(store: Arc<dyn Store>) {
+    let old = store
+        .put("/cp/a", value("old"), Condition::Always)
+        .await
+        .unwrap();
+    store
+        .put("/cp/gone", value("x"), Condition::Always)
+        .await
+        .unwrap();
+    store.delete("/cp/gone", Condition::Always).await.unwrap();
+    let new = store
+        .put("/cp/a", value("new"), Condition::Always)
+        .await
+        .unwrap();
+    let keep = store
+        .put("/cp/b", value("b"), Condition::Always)
+        .await
+        .unwrap();
+    store.compact(keep.mod_revision).await.unwrap();
+    assert_eq!(store.compacted_revision().await.unwrap(), keep.mod_revision);
+    // Compacting again at or below is a no-op.
+    store.compact(old.mod_revision).await.unwrap();
+
+    assert_eq!(store.get("/cp/a", None).await.unwrap().kv.unwrap(), new);
+    assert_eq!(
+        store
+            .get("/cp/a", Some(keep.mod_revision))
+            .await
+            .unwrap()
+            .kv
+            .unwrap(),
+        new
+    );
+    assert!(
+        store
+            .get("/cp/gone", Some(keep.mod_revision))
+            .await
+            .unwrap()
+            .kv
+            .is_none()
+    );
+    match store.get("/cp/a", Some(old.mod_revision)).await {
+        Err(StoreError::Compacted {
+            requested,
+            compacted,
+        }) => {
+            assert_eq!(
+                (requested, compacted),
+                (old.mod_revision, keep.mod_revision)
+            );
+        }
+        other => panic!("a read below the compacted revision must fail, got {other:?}"),
+    }
+    assert!(matches!(
+        store
+            .range(RangeRequest {
+                prefix: "/cp/".into(),
+                revision: Some(new.mod_revision - 1),
+                ..Default::default()
+            })
+            .await,
+        Err(StoreError::Compacted { .. })
+    ));
+    let all = read_all(&*store, "/cp/", 0, Some(keep.mod_revision)).await;
+    assert_eq!(all.len(), 2);
+    let future = store.current_revision().await.unwrap() + 100;
+    assert!(matches!(
+        store.compact(future).await,
+        Err(StoreError::FutureRevision { .. })
+    ));
+}
+
+pub async fn watch_from_a_compacted_revision_fails_distinctly(store: Arc<dyn Store>) {
+    let first = store
+        .put("/wc/a", value("1"), Condition::Always)
+        .await
+        .unwrap();
+    store
+        .put("/wc/a", value("2"), Condition::Always)
+        .await
+        .unwrap();
+    let last = store
+        .put("/wc/a", value("3"), Condition::Always)
+        .await
+        .unwrap();
+    store.compact(last.mod_revision).await.unwrap();
+    let result = store.watch("/wc/", first.mod_revision).await;
+    match result {
+        Err(StoreError::Compacted {
+            requested,
+            compacted,
+        }) => {
+            assert_eq!(requested, first.mod_revision);
+            assert_eq!(compacted, last.mod_revision);
+        }
+        Err(other) => panic!("expected Compacted, got {other:?}"),
+        Ok(_) => panic!("a watch from a compacted revision must fail"),
+    }
+    // From the compacted revision itself the watch works.
+    let mut watch = store.watch("/wc/", last.mod_revision).await.unwrap();
+    let next = store
+        .put("/wc/a", value("4"), Condition::Always)
+        .await
+        .unwrap();
+    assert_eq!(next_event(&mut watch).await.kv, next);
+}
+
+pub async fn retention_compacts_only_history_older_than_the_policy(store: Arc<dyn Store>) {
+    let hour = Duration::from_secs(3600);
+    let retention = Retention::new(
+        store.clone(),
+        RetentionPolicy {
+            keep: hour,
+            interval: hour,
+        },
+    );
+    let t0 = SystemTime::now();
+    let early = store
+        .put("/ret/a", value("early"), Condition::Always)
+        .await
+        .unwrap();
+    let mid = store
+        .put("/ret/b", value("mid"), Condition::Always)
+        .await
+        .unwrap();
+    assert_eq!(
+        retention.tick(t0).await.unwrap(),
+        None,
+        "nothing is old enough yet"
+    );
+    let later = store
+        .put("/ret/a", value("later"), Condition::Always)
+        .await
+        .unwrap();
+    assert_eq!(retention.tick(t0 + hour / 2).await.unwrap(), None);
+
+    // An open watch that has not moved past `early` holds compaction back.
+    let watch = store.watch("/ret/", early.mod_revision).await.unwrap();
+    let held = retention
+        .tick(t0 + hour + Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(held, Some(early.mod_revision));
+    drop(watch);
+
+    // Without it, everything recorded at t0 may go, and nothing recorded at t0 + 30 min.
+    let moved = retention
+        .tick(t0 + hour + Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(moved, Some(mid.mod_revision));
+    assert!(matches!(
+        store.get("/ret/a", Some(early.mod_revision)).await,
+        Err(StoreError::Compacted { .. })
+    ));
+    assert_eq!(
+        store
+            .get("/ret/a", Some(later.mod_revision))
+            .await
+            .unwrap()
+            .kv
+            .unwrap()
+            .value,
+        value("later")
+    );
+}

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs what the tests need, then runs every check: formatting, lints, the whole test
+# suite (real etcd included) and a quick run of the benchmark so that it cannot rot.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo nextest run --workspace --locked --no-fail-fast
+# Benchmarks print figures; CI only checks that a quick run works end to end.
+cargo run --locked -q -p fleetdb-bench -- store --quick
