@@ -1,29 +1,37 @@
-//! The embedded backend: SQLite (WAL, `synchronous=FULL`) on local disk.
+//! The embedded backend: a journal for durability, SQLite for queries.
 //!
-//! Layout on disk (`schema.rs`):
-//! * `log`: one row per revision — the key, its value (NULL for a deletion), its
-//!   `create_rev`, `version`, and `prev_rev` (the key's previous row). History, past-revision
-//!   reads and watch replay all read this table.
-//! * `live`: key → revision of its current row, for live keys only. Current reads join it with
-//!   `log`, so values are stored once.
-//! * `meta`: the current revision, the compacted revision and compaction progress.
+//! Write path (`writer.rs`): one group-commit thread drains the request queue, decides every
+//! write of the batch against the newest state, appends the batch's records to the journal
+//! (`journal.rs`) with one fsync, and only then adds them to the in-memory tail (`tail.rs`),
+//! publishes their events and acknowledges them.
 //!
-//! Writes go through one group-commit thread (`writer.rs`): it drains the request queue, applies
-//! every request in one transaction, commits with one fsync, and only then acknowledges the
-//! requests and publishes their events. Reads use a small pool of separate connections
-//! (`reader.rs`); under WAL they read a consistent snapshot and never wait for the writer.
-//! Watches (`watch.rs`) replay history from `log` and then follow a bounded in-memory ring of
-//! committed events; a watcher that falls behind the ring is cut off.
+//! Apply path (`applier.rs`): a second thread moves durable writes from the tail into SQLite
+//! (WAL, `synchronous=FULL`) in transactions of thousands, then drops them from the tail and
+//! deletes journal segments SQLite holds. Batching there is what makes writes cheap: SQLite's
+//! page writes are shared by thousands of writes instead of a few dozen.
+//!
+//! SQLite layout (`schema.rs`):
+//! * `log`: one row per revision — key, value (NULL for a deletion), `create_rev`, `version`,
+//!   `prev_rev` (the key's previous row). History, past-revision reads and watch replay read it.
+//! * `live`: key → revision of its current row, for live keys; current reads join it with `log`.
+//! * `meta`: the applied revision, the compacted revision and compaction progress.
+//!
+//! Reads (`reader.rs`) combine a copy of the relevant tail entries with one SQLite snapshot
+//! (see `tail.rs` for why that is exact); they never wait for either thread. Watches
+//! (`watch.rs`) replay history, then follow a bounded ring of published events.
 
+mod applier;
+mod journal;
 mod reader;
 mod schema;
+mod tail;
 mod watch;
 mod writer;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -39,6 +47,10 @@ use crate::{
 pub const WRITE_QUEUE_CAPACITY: usize = 4096;
 /// Most write requests committed in one transaction.
 pub const MAX_WRITE_BATCH: usize = 1024;
+pub use applier::MAX_APPLY_BATCH;
+pub use journal::SEGMENT_BYTES;
+pub use tail::MAX_TAIL_ENTRIES;
+
 /// Committed events kept in memory for live watchers; one that falls further behind is cut off.
 pub const WATCH_RING_CAPACITY: usize = 16_384;
 /// Events read from disk per step when a watch replays history.
@@ -48,18 +60,26 @@ pub const MAX_READ_CONNECTIONS: usize = 8;
 /// A range page stops growing once its values exceed this many bytes.
 pub const MAX_RANGE_PAGE_BYTES: usize = 32 << 20;
 /// Revisions whose superseded history one compaction step deletes; keeps each step short so
-/// compaction never holds up writers for long.
+/// that applying writes never waits long behind compaction.
 pub const COMPACTION_STEP_REVISIONS: i64 = 4096;
 
 /// File names inside the data directory.
 const DB_FILE: &str = "store.sqlite3";
 const LOCK_FILE: &str = "store.lock";
+const JOURNAL_DIR: &str = "journal";
 
 /// State shared by the store handle, the group-commit thread, readers and watches.
 struct Shared {
     db_path: PathBuf,
     readers: reader::ReaderPool,
-    /// Newest committed revision (advanced by the writer after each commit).
+    /// Durable writes not yet in SQLite, and requests for the applier.
+    tail: Mutex<tail::Tail>,
+    /// Wakes the applier: the tail has a batch worth applying, closed, or has a compaction
+    /// request.
+    work_for_applier: Condvar,
+    /// Wakes the writer: the applier made room in the tail.
+    tail_has_room: Condvar,
+    /// Newest durable revision (advanced by the writer after each batch).
     revision: AtomicI64,
     /// Revision below which history is gone.
     compacted: AtomicI64,
@@ -70,6 +90,10 @@ struct Shared {
 }
 
 impl Shared {
+    fn lock_tail(&self) -> MutexGuard<'_, tail::Tail> {
+        self.tail.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.events
             .lock()
@@ -107,25 +131,40 @@ impl EmbeddedStore {
             ))
         })?;
         let db_path = dir.join(DB_FILE);
-        let conn = schema::open_writer(&db_path)?;
+        let conn = schema::open_applier(&db_path)?;
         let state = schema::load_state(&conn)?;
+        let journal_dir = dir.join(JOURNAL_DIR);
+        let (journal, records) = journal::Journal::open(&journal_dir, state.applied)?;
+        let recovered = recover_tail(&conn, state.applied, records)?;
+        let revision = recovered.revision;
 
         let (events_tx, events_rx) = broadcast::channel(WATCH_RING_CAPACITY);
         let shared = Arc::new(Shared {
             readers: reader::ReaderPool::new(),
-            db_path,
-            revision: AtomicI64::new(state.revision),
+            db_path: db_path.clone(),
+            tail: Mutex::new(recovered),
+            work_for_applier: Condvar::new(),
+            tail_has_room: Condvar::new(),
+            revision: AtomicI64::new(revision),
             compacted: AtomicI64::new(state.compacted),
             events: Mutex::new(events_rx),
             positions: WatchPositions::default(),
         });
+        let lookups = schema::open_reader(&db_path)?;
+        let applier = applier::Applier::new(conn, state, shared.clone(), journal_dir);
+        let writer =
+            writer::GroupCommitter::new(journal, lookups, revision, shared.clone(), events_tx);
         let (writes, requests) = mpsc::channel(WRITE_QUEUE_CAPACITY);
         let (exited_tx, exited_rx) = oneshot::channel();
-        let writer = writer::GroupCommitter::new(conn, state, shared.clone(), events_tx);
+        let applier_thread = std::thread::Builder::new()
+            .name("fleetdb-apply".into())
+            .spawn(move || applier.run())
+            .map_err(|e| StoreError::Backend(format!("cannot start the applier thread: {e}")))?;
         std::thread::Builder::new()
             .name("fleetdb-group-commit".into())
             .spawn(move || {
                 writer.run(requests);
+                let _ = applier_thread.join();
                 drop(lock);
                 drop(exited_tx);
             })
@@ -197,9 +236,9 @@ impl Store for EmbeddedStore {
             .await?
         {
             writer::WriteOutcome::Put(kv) => Ok(kv),
-            other => Err(StoreError::Backend(format!(
-                "the writer answered a put with {other:?}"
-            ))),
+            writer::WriteOutcome::Deleted(_) => Err(StoreError::Backend(
+                "the writer answered a put with a deletion".into(),
+            )),
         }
     }
 
@@ -218,9 +257,9 @@ impl Store for EmbeddedStore {
             .await?
         {
             writer::WriteOutcome::Deleted(deleted) => Ok(deleted),
-            other => Err(StoreError::Backend(format!(
-                "the writer answered a delete with {other:?}"
-            ))),
+            writer::WriteOutcome::Put(_) => Err(StoreError::Backend(
+                "the writer answered a delete with a put".into(),
+            )),
         }
     }
 
@@ -229,9 +268,29 @@ impl Store for EmbeddedStore {
     }
 
     async fn compact(&self, revision: Revision) -> Result<()> {
-        self.submit(writer::WriteOp::Compact { revision })
-            .await
-            .map(|_| ())
+        let current = self.shared.revision.load(Ordering::Acquire);
+        if revision > current {
+            return Err(StoreError::FutureRevision {
+                requested: revision,
+                current,
+            });
+        }
+        if revision <= self.shared.compacted.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let (reply, answer) = oneshot::channel();
+        {
+            let mut tail = self.shared.lock_tail();
+            if tail.closed {
+                return Err(StoreError::Closed);
+            }
+            tail.compactions.push(tail::CompactionRequest {
+                target: revision,
+                reply,
+            });
+        }
+        self.shared.work_for_applier.notify_all();
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 
     fn oldest_watch_position(&self) -> Option<Revision> {
@@ -242,4 +301,48 @@ impl Store for EmbeddedStore {
 /// Converts a SQLite failure into the contract's error.
 fn backend_error(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(format!("sqlite: {e}"))
+}
+
+/// Rebuilds the tail from the journal records SQLite does not hold yet.
+fn recover_tail(
+    conn: &rusqlite::Connection,
+    applied: Revision,
+    records: Vec<journal::Record>,
+) -> Result<tail::Tail> {
+    let mut recovered = tail::Tail::new(applied);
+    for record in records {
+        // The previous state of the key: an earlier recovered entry, or a row SQLite holds.
+        let prev = if record.prev_revision > applied {
+            recovered
+                .newest_of(&record.key)
+                .and_then(|entry| entry.state().cloned())
+        } else if record.prev_revision > 0 {
+            reader::row_at(conn, record.prev_revision).map_err(backend_error)?
+        } else {
+            None
+        };
+        let kv = KeyValue {
+            key: record.key,
+            value: record.value,
+            create_revision: record.create_revision,
+            mod_revision: record.revision,
+            version: record.version,
+        };
+        recovered.push(tail::TailEntry {
+            event: Arc::new(Event {
+                kind: record.kind,
+                kv,
+                prev,
+            }),
+            prev_revision: record.prev_revision,
+        });
+    }
+    if !recovered.is_empty() {
+        tracing::info!(
+            from = applied + 1,
+            to = recovered.revision,
+            "recovered writes from the journal"
+        );
+    }
+    Ok(recovered)
 }

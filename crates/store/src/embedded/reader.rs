@@ -1,16 +1,21 @@
-//! Reads: a bounded pool of read-only connections, each read one snapshot transaction.
+//! Reads: a bounded pool of read-only SQLite connections, combined with the tail.
 //!
-//! Under WAL a read transaction sees the database as of its first statement and never waits
-//! for the writer. Every read first reads `meta` in the same transaction, so the revision it
-//! reports is exactly the state it read.
+//! Every read first copies what it needs from the tail, then opens one SQLite snapshot (under
+//! WAL it never waits for the applier) and reads `meta.applied` in it. Tail entries above
+//! `applied` override what SQLite says; the others are already in SQLite. The read is served
+//! at the newer of the tail's revision and `applied`, so the state it returns is exactly the
+//! state at the revision it reports.
 
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use std::collections::BTreeMap;
+
 use rusqlite::{Connection, OptionalExtension, Row, Transaction};
 use tokio::sync::Semaphore;
 
 use super::schema::{meta, open_reader};
+use super::tail::{TailEntry, state_at};
 use super::{MAX_RANGE_PAGE_BYTES, MAX_READ_CONNECTIONS, Shared, backend_error};
 use crate::keys::range_start;
 use crate::{
@@ -76,19 +81,22 @@ where
     result
 }
 
-/// The store's revision and compacted revision as of this transaction's snapshot.
+/// The applied and compacted revisions as of this transaction's snapshot.
 fn snapshot_bounds(tx: &Transaction<'_>) -> Result<(Revision, Revision)> {
-    let current = meta(tx, "revision").map_err(backend_error)?;
+    let applied = meta(tx, "applied").map_err(backend_error)?;
     let compacted = meta(tx, "compacted").map_err(backend_error)?;
-    Ok((current, compacted))
+    Ok((applied, compacted))
 }
 
-/// The revision a read at `requested` is served at.
+/// The revision a read at `requested` is served at, given the tail's revision at copy time
+/// and the snapshot's applied revision.
 fn resolve(
     requested: Option<Revision>,
-    current: Revision,
+    tail_revision: Revision,
+    applied: Revision,
     compacted: Revision,
 ) -> Result<Revision> {
+    let current = tail_revision.max(applied);
     match requested {
         None => Ok(current),
         Some(r) if r > current => Err(StoreError::FutureRevision {
@@ -122,7 +130,7 @@ fn kv_from_row(row: &Row<'_>) -> rusqlite::Result<KeyValue> {
 }
 
 /// The live row of `key` at revision `at` (None if absent or deleted then).
-fn key_at(tx: &Transaction<'_>, key: &[u8], at: Revision) -> rusqlite::Result<Option<KeyValue>> {
+fn key_at(tx: &Connection, key: &[u8], at: Revision) -> rusqlite::Result<Option<KeyValue>> {
     tx.prepare_cached(
         "SELECT key, rev, create_rev, version, value FROM log
           WHERE key = ?1 AND rev <= ?2 ORDER BY rev DESC LIMIT 1",
@@ -136,7 +144,7 @@ fn key_at(tx: &Transaction<'_>, key: &[u8], at: Revision) -> rusqlite::Result<Op
 }
 
 /// The log row with revision `rev`, if it holds a value.
-fn row_at(tx: &Transaction<'_>, rev: Revision) -> rusqlite::Result<Option<KeyValue>> {
+pub(super) fn row_at(tx: &Connection, rev: Revision) -> rusqlite::Result<Option<KeyValue>> {
     tx.prepare_cached(
         "SELECT key, rev, create_rev, version, value FROM log WHERE rev = ?1 AND value IS NOT NULL",
     )?
@@ -149,46 +157,127 @@ pub(super) async fn get(
     key: String,
     revision: Option<Revision>,
 ) -> Result<GetResponse> {
+    let (tail_revision, entries) = {
+        let tail = shared.lock_tail();
+        (tail.revision, tail.entries_of(&key))
+    };
     with_reader(shared, move |conn| {
         let tx = conn.transaction().map_err(backend_error)?;
-        let (current, compacted) = snapshot_bounds(&tx)?;
-        let at = resolve(revision, current, compacted)?;
-        let kv = key_at(&tx, key.as_bytes(), at).map_err(backend_error)?;
+        let (applied, compacted) = snapshot_bounds(&tx)?;
+        let at = resolve(revision, tail_revision, applied, compacted)?;
+        let kv = match state_at(&entries, applied, at) {
+            Some(state) => state,
+            None => key_at(&tx, key.as_bytes(), at.min(applied)).map_err(backend_error)?,
+        };
         Ok(GetResponse { kv, revision: at })
     })
     .await
 }
 
 pub(super) async fn range(shared: &Arc<Shared>, request: RangeRequest) -> Result<RangeResponse> {
+    let start = range_start(&request.prefix, request.from_key.as_deref()).to_owned();
+    let (tail_revision, tail_keys) = {
+        let tail = shared.lock_tail();
+        (tail.revision, tail.entries_in(&start, &request.prefix))
+    };
     with_reader(shared, move |conn| {
         let tx = conn.transaction().map_err(backend_error)?;
-        let (current, compacted) = snapshot_bounds(&tx)?;
-        let at = resolve(request.revision, current, compacted)?;
+        let (applied, compacted) = snapshot_bounds(&tx)?;
+        let at = resolve(request.revision, tail_revision, applied, compacted)?;
+        let overlay = overlay_at(tail_keys, applied, at);
         let limit = effective_limit(request.limit);
-        let start = range_start(&request.prefix, request.from_key.as_deref())
-            .as_bytes()
-            .to_vec();
         let end = prefix_end(request.prefix.as_bytes());
-        let mut page = Page::new(limit);
-        if at == current {
-            read_live(&tx, &start, end.as_deref(), &mut page)
+        let sqlite_at = at.min(applied);
+        // Each overlay key can hide at most one SQLite row, so this many rows suffice.
+        let mut page = Page::new(limit + overlay.len());
+        if sqlite_at == applied {
+            read_live(&tx, start.as_bytes(), end.as_deref(), &mut page)
         } else {
-            read_past(&tx, &start, end.as_deref(), at, &mut page)
+            read_past(&tx, start.as_bytes(), end.as_deref(), sqlite_at, &mut page)
         }
         .map_err(backend_error)?;
         let count = if request.count {
-            Some(count_at(&tx, &start, end.as_deref(), at, at == current).map_err(backend_error)?)
+            let mut count = count_at(
+                &tx,
+                start.as_bytes(),
+                end.as_deref(),
+                sqlite_at,
+                sqlite_at == applied,
+            )
+            .map_err(backend_error)? as i64;
+            for (key, state) in &overlay {
+                let in_sqlite = key_at(&tx, key.as_bytes(), sqlite_at).map_err(backend_error)?;
+                count += i64::from(state.is_some()) - i64::from(in_sqlite.is_some());
+            }
+            Some(count.max(0) as u64)
         } else {
             None
         };
+        let (kvs, more) = merge(page, overlay, limit);
         Ok(RangeResponse {
-            kvs: page.kvs,
-            more: page.more,
+            kvs,
+            more,
             count,
             revision: at,
         })
     })
     .await
+}
+
+/// Per key of the tail copy, its state at `at` when the tail decides it.
+fn overlay_at(
+    tail_keys: Vec<(String, Vec<Arc<TailEntry>>)>,
+    applied: Revision,
+    at: Revision,
+) -> BTreeMap<String, Option<KeyValue>> {
+    tail_keys
+        .into_iter()
+        .filter_map(|(key, entries)| state_at(&entries, applied, at).map(|state| (key, state)))
+        .collect()
+}
+
+/// Merges a SQLite page with the tail overlay (which wins), in key order, up to `limit`.
+fn merge(
+    page: Page,
+    overlay: BTreeMap<String, Option<KeyValue>>,
+    limit: usize,
+) -> (Vec<KeyValue>, bool) {
+    let truncated = page.more;
+    // Past the last SQLite row of a truncated page, SQLite rows are unknown: stop there.
+    let boundary = if truncated {
+        page.kvs.last().map(|kv| kv.key.clone())
+    } else {
+        None
+    };
+    let mut sqlite = page.kvs.into_iter().peekable();
+    let mut tail = overlay
+        .into_iter()
+        .filter(|(key, _)| boundary.as_ref().is_none_or(|b| key <= b))
+        .peekable();
+    let mut out = Vec::new();
+    while out.len() <= limit {
+        let next = match (sqlite.peek(), tail.peek()) {
+            (None, None) => break,
+            (Some(_), None) => sqlite.next(),
+            (None, Some(_)) => tail.next().and_then(|(_, state)| state),
+            (Some(s), Some((t, _))) => {
+                if s.key < *t {
+                    sqlite.next()
+                } else {
+                    if s.key == *t {
+                        sqlite.next();
+                    }
+                    tail.next().and_then(|(_, state)| state)
+                }
+            }
+        };
+        if let Some(kv) = next {
+            out.push(kv);
+        }
+    }
+    let more = truncated || out.len() > limit;
+    out.truncate(limit);
+    (out, more)
 }
 
 /// A range page being filled, bounded by key count and by bytes.
@@ -333,23 +422,38 @@ fn count_at(
     Ok(count as u64)
 }
 
-/// Up to `limit` events under `prefix` with revisions after `after`, oldest first.
+/// Up to `limit` events under `prefix` with revisions after `after`, oldest first, with the
+/// revision the scan reached and whether that is the newest revision.
 pub(super) async fn history(
     shared: &Arc<Shared>,
     prefix: String,
     after: Revision,
     limit: usize,
-) -> Result<Vec<Event>> {
+) -> Result<(Vec<Event>, Revision, bool)> {
+    {
+        let tail = shared.lock_tail();
+        if after >= tail.applied {
+            // Everything after `after` is still in the tail.
+            let (events, scanned) = tail.events_after(after, &prefix, limit);
+            let reached_end = scanned == tail.revision;
+            return Ok((events, scanned, reached_end));
+        }
+    }
     with_reader(shared, move |conn| {
         let tx = conn.transaction().map_err(backend_error)?;
-        let (_, compacted) = snapshot_bounds(&tx)?;
+        let (applied, compacted) = snapshot_bounds(&tx)?;
         if after < compacted {
             return Err(StoreError::Compacted {
                 requested: after,
                 compacted,
             });
         }
-        read_history(&tx, prefix.as_bytes(), after, limit).map_err(backend_error)
+        let events = read_history(&tx, prefix.as_bytes(), after, limit).map_err(backend_error)?;
+        let scanned = match events.last() {
+            Some(last) if events.len() == limit => last.revision(),
+            _ => applied,
+        };
+        Ok((events, scanned, false))
     })
     .await
 }

@@ -1,7 +1,7 @@
 //! Watches on the embedded store.
 //!
-//! A watch first replays history from the `log` table, page by page, then follows the ring of
-//! events the writer publishes after each commit. It subscribes to the ring before its first
+//! A watch first replays history from SQLite's `log` table and the tail, page by page, then
+//! follows the ring of events the writer publishes after each commit. It subscribes to the ring before its first
 //! history read and discards what the ring held before each read, so every event is either in
 //! a read page or still in the ring: none is missed and duplicates are skipped by revision.
 //! A watcher that lets the ring overtake it while live is cut off with
@@ -27,6 +27,8 @@ struct WatchState {
     /// Replaying history from disk; false once the replay caught up with the ring.
     replaying: bool,
     replayed: VecDeque<Event>,
+    /// Revision the last history read covered; `seen` moves there once its events are out.
+    replay_scanned: Revision,
     position: Arc<AtomicI64>,
     finished: bool,
 }
@@ -52,6 +54,7 @@ pub(super) fn start(shared: Arc<Shared>, prefix: String, after: Revision) -> Res
         seen: after,
         replaying: true,
         replayed: VecDeque::new(),
+        replay_scanned: after,
         finished: false,
     };
     Ok(Box::pin(stream::unfold(state, next_event)))
@@ -67,8 +70,13 @@ async fn next_event(mut state: WatchState) -> Option<(Result<Event>, WatchState)
             advance(&state.position, state.seen);
             return Some((Ok(event), state));
         }
+        if state.replay_scanned > state.seen {
+            state.seen = state.replay_scanned;
+            advance(&state.position, state.seen);
+        }
         if state.replaying {
-            // Everything the ring holds now is already committed, so the read below sees it.
+            // Everything the ring holds now is already in the tail or SQLite, so the read
+            // below sees it.
             while let Ok(_) | Err(TryRecvError::Lagged(_)) = state.ring.try_recv() {}
             match reader::history(
                 &state.shared,
@@ -78,8 +86,9 @@ async fn next_event(mut state: WatchState) -> Option<(Result<Event>, WatchState)
             )
             .await
             {
-                Ok(events) => {
-                    state.replaying = events.len() == WATCH_REPLAY_PAGE;
+                Ok((events, scanned, reached_end)) => {
+                    state.replaying = !reached_end;
+                    state.replay_scanned = scanned;
                     state.replayed.extend(events);
                     continue;
                 }

@@ -1,30 +1,36 @@
-//! The group-commit thread: the only code that writes to the database.
+//! Group commit, in two pipelined threads.
+//!
+//! * The **decider** (`GroupCommitter`) drains the request queue, checks each write's condition
+//!   against the newest state and assigns revisions: one per successful write, dense and in
+//!   order. It hands the batch to the syncer and goes on deciding the next one while the
+//!   syncer's fsync runs.
+//! * The **syncer** appends a batch's records to the journal and fsyncs; only then does it add
+//!   them to the tail, publish their events and answer every request of the batch (failed
+//!   conditions included, so no answer ever reflects a write that is not yet durable).
 //!
 //! Invariants:
-//! * revisions are assigned here, in memory, one per successful write, and persisted in `meta`
-//!   in the same transaction as the rows that use them: after a crash the counter resumes
-//!   exactly after the last committed write, with no gap and no repeat;
-//! * no request is acknowledged, and no event published, before the transaction holding it
-//!   has committed (fsynced);
-//! * a failed commit rolls the counter back and fails every request of the batch.
+//! * the state a condition is checked against is the newest: writes in flight to the syncer
+//!   first, then the tail, then SQLite for keys neither holds (read in a snapshot opened after
+//!   looking at the tail, so a key the applier evicted meanwhile is in that snapshot);
+//! * a failed append fails its batch and every batch decided on top of it (the syncer sees
+//!   their first revision does not follow the last durable one), and the decider starts again
+//!   from the last durable revision. Nothing that failed was acknowledged.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension};
+use std::sync::mpsc as std_mpsc;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use std::time::Duration;
-
-use super::schema::StoredState;
-use super::{COMPACTION_STEP_REVISIONS, MAX_WRITE_BATCH, Shared, backend_error};
+use super::journal::{Journal, Record};
+use super::tail::{MAX_TAIL_ENTRIES, TailEntry};
+use super::{MAX_WRITE_BATCH, Shared, backend_error};
 use crate::{Condition, Deleted, Event, EventKind, KeyValue, Result, Revision, StoreError};
 
-/// Pause after a failed compaction step before the next try.
-const COMPACTION_RETRY_DELAY: Duration = Duration::from_millis(200);
-
-/// One operation for the writer.
+/// One write for the group-commit thread.
 #[derive(Debug)]
 pub(super) enum WriteOp {
     Put {
@@ -36,17 +42,21 @@ pub(super) enum WriteOp {
         key: String,
         condition: Condition,
     },
-    Compact {
-        revision: Revision,
-    },
 }
 
-/// What a successful operation produced.
+impl WriteOp {
+    fn key(&self) -> &str {
+        match self {
+            WriteOp::Put { key, .. } | WriteOp::Delete { key, .. } => key,
+        }
+    }
+}
+
+/// What a successful write produced.
 #[derive(Debug)]
 pub(super) enum WriteOutcome {
     Put(KeyValue),
     Deleted(Deleted),
-    Compacted,
 }
 
 pub(super) struct WriteRequest {
@@ -54,271 +64,299 @@ pub(super) struct WriteRequest {
     pub reply: oneshot::Sender<Result<WriteOutcome>>,
 }
 
-/// The writer's state; runs on its own OS thread.
+/// A key's state before a write: its live value, if any.
+///
+/// A write records the revision of the row it supersedes (`prev_rev`) only when that row holds
+/// a value: deletion markers need no chain, compaction removes them by themselves.
+#[derive(Clone, Debug, Default)]
+struct KeyState {
+    current: Option<KeyValue>,
+}
+
+/// A decided batch on its way to the syncer.
+struct DecidedBatch {
+    /// The revision the batch's first write got (or would have got, when none succeeded).
+    first_revision: Revision,
+    entries: Vec<TailEntry>,
+    /// The journal records of `entries`.
+    encoded: Vec<u8>,
+    answers: Vec<(oneshot::Sender<Result<WriteOutcome>>, Result<WriteOutcome>)>,
+}
+
+/// What the syncer tells the decider after each batch.
+enum Synced {
+    /// Everything through this revision is durable and in the tail.
+    Through(Revision),
+    /// A batch failed; this is the last durable revision.
+    Failed(Revision),
+}
+
+/// The decider: owns revision assignment.
 pub(super) struct GroupCommitter {
-    conn: Connection,
-    /// Last revision assigned (and committed, between batches).
+    /// Read-only connection for looking up keys the tail does not hold.
+    lookups: Connection,
+    /// Last revision assigned (durable, or in flight to the syncer).
     revision: Revision,
-    compaction: CompactionState,
+    /// The newest state of keys written by batches still in flight, with its revision.
+    in_flight: HashMap<String, (Revision, Option<KeyValue>)>,
     shared: Arc<Shared>,
-    events: broadcast::Sender<Arc<Event>>,
-}
-
-/// Compaction proceeds in short steps between write batches.
-struct CompactionState {
-    /// Target: history below it may be discarded.
-    target: Revision,
-    /// History up to here has been discarded.
-    done: Revision,
-    /// Callers waiting for the compaction to finish.
-    waiting: Vec<oneshot::Sender<Result<WriteOutcome>>>,
-}
-
-impl CompactionState {
-    fn pending(&self) -> bool {
-        self.done < self.target
-    }
+    syncer: Option<Syncer>,
 }
 
 impl GroupCommitter {
     pub(super) fn new(
-        conn: Connection,
-        state: StoredState,
+        journal: Journal,
+        lookups: Connection,
+        revision: Revision,
         shared: Arc<Shared>,
         events: broadcast::Sender<Arc<Event>>,
     ) -> Self {
         Self {
-            conn,
-            revision: state.revision,
-            compaction: CompactionState {
-                target: state.compacted,
-                done: state.compaction_done,
-                waiting: Vec::new(),
-            },
+            lookups,
+            revision,
+            in_flight: HashMap::new(),
+            syncer: Some(Syncer {
+                journal,
+                durable: revision,
+                shared: shared.clone(),
+                events,
+            }),
             shared,
-            events,
         }
     }
 
-    /// Serves requests until every sender is gone.
+    /// Serves requests until every sender is gone, then tells the applier to finish.
     pub(super) fn run(mut self, mut requests: mpsc::Receiver<WriteRequest>) {
+        // Capacity 1: one batch fsyncing while the next is decided.
+        let (to_syncer, decided) = std_mpsc::sync_channel::<DecidedBatch>(1);
+        let (synced_tx, synced) = std_mpsc::channel::<Synced>();
+        let syncer = self.syncer.take().expect("run once");
+        let syncer = std::thread::Builder::new()
+            .name("fleetdb-journal-sync".into())
+            .spawn(move || syncer.run(decided, synced_tx));
+        let syncer = match syncer {
+            Ok(handle) => handle,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the journal sync thread");
+                self.shared.lock_tail().closed = true;
+                self.shared.work_for_applier.notify_all();
+                return;
+            }
+        };
         let mut batch = Vec::with_capacity(MAX_WRITE_BATCH);
-        loop {
-            // With compaction pending, do not block: interleave its steps with write batches.
-            let first = if self.compaction.pending() {
+        while let Some(first) = requests.blocking_recv() {
+            batch.push(first);
+            while batch.len() < MAX_WRITE_BATCH {
                 match requests.try_recv() {
-                    Ok(request) => Some(request),
-                    Err(mpsc::error::TryRecvError::Empty) => None,
-                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                    Ok(request) => batch.push(request),
+                    Err(_) => break,
                 }
-            } else {
-                match requests.blocking_recv() {
-                    Some(request) => Some(request),
-                    None => break,
-                }
-            };
-            if let Some(first) = first {
-                batch.push(first);
-                while batch.len() < MAX_WRITE_BATCH {
-                    match requests.try_recv() {
-                        Ok(request) => batch.push(request),
-                        Err(_) => break,
-                    }
-                }
-                self.commit_batch(&mut batch);
             }
-            if self.compaction.pending() && !self.compaction_step() {
-                // A failing disk: do not spin; the next step retries.
-                std::thread::sleep(COMPACTION_RETRY_DELAY);
-            }
-        }
-        // Finish any compaction so that its callers get an answer.
-        while self.compaction.pending() {
-            if !self.compaction_step() {
+            self.absorb(&synced);
+            self.wait_for_tail_space();
+            let decided = self.decide_batch(&mut batch);
+            if to_syncer.send(decided).is_err() {
                 break;
             }
         }
+        drop(to_syncer);
+        let _ = syncer.join();
+        self.shared.lock_tail().closed = true;
+        self.shared.work_for_applier.notify_all();
     }
 
-    /// Applies a batch in one transaction, commits it, then answers and publishes.
-    fn commit_batch(&mut self, batch: &mut Vec<WriteRequest>) {
-        let start_revision = self.revision;
-        let mut results: Vec<Result<WriteOutcome>> = Vec::with_capacity(batch.len());
-        let mut events: Vec<Event> = Vec::new();
-        let mut compactions: Vec<(Revision, usize)> = Vec::new();
-
-        let committed: rusqlite::Result<()> = (|| {
-            let tx = self
-                .conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            for (index, request) in batch.iter().enumerate() {
-                let result = match &request.op {
-                    WriteOp::Put {
-                        key,
-                        value,
-                        condition,
-                    } => apply_put(&tx, &mut self.revision, key, value, *condition)?.map(
-                        |(kv, prev)| {
-                            events.push(Event {
-                                kind: EventKind::Put,
-                                kv: kv.clone(),
-                                prev,
-                            });
-                            WriteOutcome::Put(kv)
-                        },
-                    ),
-                    WriteOp::Delete { key, condition } => {
-                        apply_delete(&tx, &mut self.revision, key, *condition)?.map(|deleted| {
-                            events.push(Event {
-                                kind: EventKind::Delete,
-                                kv: KeyValue {
-                                    key: key.clone(),
-                                    value: Bytes::new(),
-                                    create_revision: 0,
-                                    mod_revision: deleted.revision,
-                                    version: 0,
-                                },
-                                prev: Some(deleted.prev.clone()),
-                            });
-                            WriteOutcome::Deleted(deleted)
-                        })
-                    }
-                    WriteOp::Compact { revision } => {
-                        compactions.push((*revision, index));
-                        // Answered after the batch; placeholder keeps indexes aligned.
-                        Ok(WriteOutcome::Compacted)
-                    }
-                };
-                results.push(result);
-            }
-            if self.revision != start_revision {
-                tx.prepare_cached("UPDATE meta SET value = ?1 WHERE name = 'revision'")?
-                    .execute([self.revision])?;
-            }
-            tx.commit()
-        })();
-
-        if let Err(e) = committed {
-            self.revision = start_revision;
-            let error = backend_error(e);
-            tracing::error!(%error, "write batch failed; no write of it was applied");
-            for request in batch.drain(..) {
-                let _ = request.reply.send(Err(error.clone()));
-            }
-            return;
-        }
-
-        // Durable now: publish the revision, then the events, then the answers.
-        self.shared.revision.store(self.revision, Ordering::Release);
-        for event in events {
-            let _ = self.events.send(Arc::new(event));
-        }
-        let mut compaction_replies = Vec::new();
-        for ((request, result), index) in batch.drain(..).zip(results).zip(0..) {
-            if let Some(&(revision, _)) = compactions.iter().find(|(_, i)| *i == index) {
-                compaction_replies.push((revision, request.reply));
-            } else {
-                let _ = request.reply.send(result);
-            }
-        }
-        for (revision, reply) in compaction_replies {
-            self.start_compaction(revision, reply);
-        }
-    }
-
-    /// Records a new compaction target; answers at once when there is nothing to do.
-    fn start_compaction(&mut self, target: Revision, reply: oneshot::Sender<Result<WriteOutcome>>) {
-        if target > self.revision {
-            let _ = reply.send(Err(StoreError::FutureRevision {
-                requested: target,
-                current: self.revision,
-            }));
-            return;
-        }
-        if target <= self.compaction.target {
-            if self.compaction.pending() {
-                self.compaction.waiting.push(reply);
-            } else {
-                let _ = reply.send(Ok(WriteOutcome::Compacted));
-            }
-            return;
-        }
-        // Make the new bound visible to readers first; deleting rows comes in steps.
-        let updated = self
-            .conn
-            .prepare_cached("UPDATE meta SET value = ?1 WHERE name = 'compacted'")
-            .and_then(|mut s| s.execute([target]));
-        if let Err(e) = updated {
-            let _ = reply.send(Err(backend_error(e)));
-            return;
-        }
-        self.compaction.target = target;
-        self.shared.compacted.store(target, Ordering::Release);
-        self.compaction.waiting.push(reply);
-    }
-
-    /// Deletes the history superseded within the next few revisions. Returns false on error.
-    fn compaction_step(&mut self) -> bool {
-        let low = self.compaction.done;
-        let high = (low + COMPACTION_STEP_REVISIONS).min(self.compaction.target);
-        let target = self.compaction.target;
-        let step: rusqlite::Result<()> = (|| {
-            let tx = self
-                .conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            // Every row written in (low, high] supersedes its key's previous row, which is
-            // therefore no longer the newest at `target`.
-            tx.prepare_cached(
-                "DELETE FROM log WHERE rev IN
-                    (SELECT prev_rev FROM log WHERE rev > ?1 AND rev <= ?2 AND prev_rev > 0)",
-            )?
-            .execute([low, high])?;
-            // Deletion markers at or below the target are not needed to read at the target.
-            tx.prepare_cached("DELETE FROM log WHERE rev > ?1 AND rev <= ?2 AND value IS NULL")?
-                .execute([low, high])?;
-            tx.prepare_cached("UPDATE meta SET value = ?1 WHERE name = 'compaction_done'")?
-                .execute([high])?;
-            tx.commit()
-        })();
-        match step {
-            Ok(()) => {
-                self.compaction.done = high;
-                if high >= target {
-                    for reply in self.compaction.waiting.drain(..) {
-                        let _ = reply.send(Ok(WriteOutcome::Compacted));
-                    }
+    /// Applies the syncer's reports: forget durable in-flight state, or start over after a
+    /// failure.
+    fn absorb(&mut self, synced: &std_mpsc::Receiver<Synced>) {
+        while let Ok(report) = synced.try_recv() {
+            match report {
+                Synced::Through(durable) => {
+                    self.in_flight
+                        .retain(|_, (revision, _)| *revision > durable);
                 }
-                true
+                Synced::Failed(durable) => {
+                    self.revision = durable;
+                    self.in_flight.clear();
+                }
             }
+        }
+    }
+
+    /// Backpressure: when the applier is far behind, wait for it instead of growing the tail.
+    fn wait_for_tail_space(&self) {
+        let mut tail = self.shared.lock_tail();
+        while tail.len() >= MAX_TAIL_ENTRIES {
+            tail = self
+                .shared
+                .tail_has_room
+                .wait(tail)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// The state of every key the batch touches.
+    fn key_states(&self, batch: &[WriteRequest]) -> rusqlite::Result<HashMap<String, KeyState>> {
+        let mut states = HashMap::with_capacity(batch.len());
+        let mut missing = Vec::new();
+        {
+            let tail = self.shared.lock_tail();
+            for request in batch {
+                let key = request.op.key();
+                if states.contains_key(key) {
+                    continue;
+                }
+                if let Some((_, current)) = self.in_flight.get(key) {
+                    let current = current.clone();
+                    states.insert(key.to_owned(), KeyState { current });
+                    continue;
+                }
+                match tail.newest_of(key) {
+                    Some(entry) => {
+                        let current = entry.state().cloned();
+                        states.insert(key.to_owned(), KeyState { current });
+                    }
+                    None => missing.push(key.to_owned()),
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(states);
+        }
+        // One snapshot for all lookups; statements are cached, BEGIN and COMMIT included.
+        self.lookups.prepare_cached("BEGIN")?.execute([])?;
+        let looked_up = (|| {
+            let mut select = self.lookups.prepare_cached(
+                "SELECT l.rev, l.create_rev, l.version, l.value
+                   FROM live c JOIN log l ON l.rev = c.rev WHERE c.key = ?1",
+            )?;
+            for key in missing {
+                let current = select
+                    .query_row([key.as_bytes()], |row| {
+                        Ok(KeyValue {
+                            key: key.clone(),
+                            mod_revision: row.get(0)?,
+                            create_revision: row.get(1)?,
+                            version: row.get(2)?,
+                            value: Bytes::from(row.get::<_, Vec<u8>>(3)?),
+                        })
+                    })
+                    .optional()?;
+                states.insert(key, KeyState { current });
+            }
+            Ok(())
+        })();
+        self.lookups.prepare_cached("COMMIT")?.execute([])?;
+        looked_up.map(|()| states)
+    }
+
+    /// Decides every write of the batch and encodes the successful ones for the journal.
+    fn decide_batch(&mut self, batch: &mut Vec<WriteRequest>) -> DecidedBatch {
+        let first_revision = self.revision + 1;
+        let mut states = match self.key_states(batch) {
+            Ok(states) => states,
             Err(e) => {
                 let error = backend_error(e);
-                tracing::error!(%error, "compaction step failed; it will be retried");
-                for reply in self.compaction.waiting.drain(..) {
-                    let _ = reply.send(Err(error.clone()));
-                }
-                false
+                return DecidedBatch {
+                    first_revision,
+                    entries: Vec::new(),
+                    encoded: Vec::new(),
+                    answers: batch
+                        .drain(..)
+                        .map(|request| (request.reply, Err(error.clone())))
+                        .collect(),
+                };
             }
+        };
+        let mut entries = Vec::new();
+        let mut answers = Vec::with_capacity(batch.len());
+        for request in batch.drain(..) {
+            let key = request.op.key().to_owned();
+            let state = states.entry(key.clone()).or_default();
+            let result = decide(&request.op, state, self.revision + 1).map(|(entry, outcome)| {
+                self.revision += 1;
+                state.current = entry.state().cloned();
+                self.in_flight
+                    .insert(key, (self.revision, state.current.clone()));
+                entries.push(entry);
+                outcome
+            });
+            answers.push((request.reply, result));
+        }
+        let mut encoded = Vec::new();
+        for entry in &entries {
+            record_of(entry).encode(&mut encoded);
+        }
+        DecidedBatch {
+            first_revision,
+            entries,
+            encoded,
+            answers,
         }
     }
 }
 
-/// The key's current row: (kv, rev of the row).
-fn current(tx: &Transaction<'_>, key: &str) -> rusqlite::Result<Option<KeyValue>> {
-    tx.prepare_cached(
-        "SELECT l.rev, l.create_rev, l.version, l.value
-           FROM live c JOIN log l ON l.rev = c.rev
-          WHERE c.key = ?1",
-    )?
-    .query_row([key.as_bytes()], |row| {
-        Ok(KeyValue {
-            key: key.to_owned(),
-            mod_revision: row.get(0)?,
-            create_revision: row.get(1)?,
-            version: row.get(2)?,
-            value: Bytes::from(row.get::<_, Vec<u8>>(3)?),
-        })
-    })
-    .optional()
+/// The syncer: makes decided batches durable, then visible, then answered.
+struct Syncer {
+    journal: Journal,
+    /// Last durable revision.
+    durable: Revision,
+    shared: Arc<Shared>,
+    events: broadcast::Sender<Arc<Event>>,
+}
+
+impl Syncer {
+    fn run(mut self, decided: std_mpsc::Receiver<DecidedBatch>, synced: std_mpsc::Sender<Synced>) {
+        for batch in decided {
+            let report = self.sync(batch);
+            let _ = synced.send(report);
+        }
+    }
+
+    fn sync(&mut self, batch: DecidedBatch) -> Synced {
+        let failure = if batch.first_revision != self.durable + 1 {
+            Some(StoreError::Backend(
+                "an earlier write to the journal failed; this write was not applied".into(),
+            ))
+        } else if batch.entries.is_empty() {
+            None
+        } else {
+            self.journal
+                .append(&batch.encoded, batch.first_revision)
+                .err()
+        };
+        if let Some(error) = failure {
+            tracing::error!(%error, "journal append failed; the batch was not applied");
+            for (reply, _) in batch.answers {
+                let _ = reply.send(Err(error.clone()));
+            }
+            return Synced::Failed(self.durable);
+        }
+        // Durable now: into the tail, then the revision, then watchers, then the answers.
+        if let Some(last) = batch.entries.last() {
+            let last = last.revision();
+            let events: Vec<Arc<Event>> = batch.entries.iter().map(|e| e.event.clone()).collect();
+            let worth_applying = {
+                let mut tail = self.shared.lock_tail();
+                for entry in batch.entries {
+                    tail.push(entry);
+                }
+                tail.len() >= super::applier::APPLY_EAGERLY_AT
+            };
+            // The applier wakes by itself every interval; wake it early only for a full batch.
+            if worth_applying {
+                self.shared.work_for_applier.notify_one();
+            }
+            self.durable = last;
+            self.shared.revision.store(last, Ordering::Release);
+            for event in events {
+                let _ = self.events.send(event);
+            }
+        }
+        for (reply, result) in batch.answers {
+            let _ = reply.send(result);
+        }
+        Synced::Through(self.durable)
+    }
 }
 
 /// Checks a write's condition against the key's current state.
@@ -331,94 +369,78 @@ fn condition_holds(condition: Condition, current: Option<&KeyValue>) -> bool {
     }
 }
 
-type PutResult = Result<(KeyValue, Option<KeyValue>)>;
-
-fn apply_put(
-    tx: &Transaction<'_>,
-    revision: &mut Revision,
-    key: &str,
-    value: &Bytes,
-    condition: Condition,
-) -> rusqlite::Result<PutResult> {
-    let prev = current(tx, key)?;
-    if !condition_holds(condition, prev.as_ref()) {
-        return Ok(Err(StoreError::PreconditionFailed {
-            key: key.to_owned(),
-            current: prev.map(Box::new),
-        }));
+/// Decides one write against the key's state; on success, the tail entry it becomes.
+fn decide(op: &WriteOp, state: &KeyState, revision: Revision) -> Result<(TailEntry, WriteOutcome)> {
+    let failed = || StoreError::PreconditionFailed {
+        key: op.key().to_owned(),
+        current: state.current.clone().map(Box::new),
+    };
+    match op {
+        WriteOp::Put {
+            key,
+            value,
+            condition,
+        } => {
+            if !condition_holds(*condition, state.current.as_ref()) {
+                return Err(failed());
+            }
+            let (create_revision, version) = match &state.current {
+                Some(p) => (p.create_revision, p.version + 1),
+                None => (revision, 1),
+            };
+            let kv = KeyValue {
+                key: key.clone(),
+                value: value.clone(),
+                create_revision,
+                mod_revision: revision,
+                version,
+            };
+            let entry = TailEntry {
+                prev_revision: state.current.as_ref().map_or(0, |p| p.mod_revision),
+                event: Arc::new(Event {
+                    kind: EventKind::Put,
+                    kv: kv.clone(),
+                    prev: state.current.clone(),
+                }),
+            };
+            Ok((entry, WriteOutcome::Put(kv)))
+        }
+        WriteOp::Delete { key, condition } => {
+            let Some(prev) = state.current.clone() else {
+                return Err(failed());
+            };
+            if !condition_holds(*condition, Some(&prev)) {
+                return Err(failed());
+            }
+            let entry = TailEntry {
+                prev_revision: prev.mod_revision,
+                event: Arc::new(Event {
+                    kind: EventKind::Delete,
+                    kv: KeyValue {
+                        key: key.clone(),
+                        value: Bytes::new(),
+                        create_revision: 0,
+                        mod_revision: revision,
+                        version: 0,
+                    },
+                    prev: Some(prev.clone()),
+                }),
+            };
+            Ok((entry, WriteOutcome::Deleted(Deleted { revision, prev })))
+        }
     }
-    let rev = *revision + 1;
-    let (create_revision, version) = match &prev {
-        Some(p) => (p.create_revision, p.version + 1),
-        None => (rev, 1),
-    };
-    let prev_rev = match &prev {
-        Some(p) => p.mod_revision,
-        None => last_row(tx, key)?.unwrap_or(0),
-    };
-    tx.prepare_cached(
-        "INSERT INTO log (rev, key, create_rev, version, prev_rev, value)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![
-        rev,
-        key.as_bytes(),
-        create_revision,
-        version,
-        prev_rev,
-        value.as_ref()
-    ])?;
-    tx.prepare_cached(
-        "INSERT INTO live (key, rev) VALUES (?1, ?2)
-         ON CONFLICT (key) DO UPDATE SET rev = excluded.rev",
-    )?
-    .execute(params![key.as_bytes(), rev])?;
-    *revision = rev;
-    let kv = KeyValue {
-        key: key.to_owned(),
-        value: value.clone(),
-        create_revision,
-        mod_revision: rev,
-        version,
-    };
-    Ok(Ok((kv, prev)))
 }
 
-fn apply_delete(
-    tx: &Transaction<'_>,
-    revision: &mut Revision,
-    key: &str,
-    condition: Condition,
-) -> rusqlite::Result<Result<Deleted>> {
-    let Some(prev) = current(tx, key)? else {
-        return Ok(Err(StoreError::PreconditionFailed {
-            key: key.to_owned(),
-            current: None,
-        }));
-    };
-    if !condition_holds(condition, Some(&prev)) {
-        return Ok(Err(StoreError::PreconditionFailed {
-            key: key.to_owned(),
-            current: Some(Box::new(prev)),
-        }));
+/// The journal record of a tail entry.
+pub(super) fn record_of(entry: &TailEntry) -> Record {
+    let kv = &entry.event.kv;
+    Record {
+        revision: kv.mod_revision,
+        kind: entry.event.kind,
+        key: kv.key.clone(),
+        value: kv.value.clone(),
+        create_revision: kv.create_revision,
+        version: kv.version,
+        prev_revision: entry.prev_revision,
     }
-    let rev = *revision + 1;
-    tx.prepare_cached(
-        "INSERT INTO log (rev, key, create_rev, version, prev_rev, value)
-         VALUES (?1, ?2, 0, 0, ?3, NULL)",
-    )?
-    .execute(params![rev, key.as_bytes(), prev.mod_revision])?;
-    tx.prepare_cached("DELETE FROM live WHERE key = ?1")?
-        .execute([key.as_bytes()])?;
-    *revision = rev;
-    Ok(Ok(Deleted {
-        revision: rev,
-        prev,
-    }))
-}
-
-/// The revision of the key's newest row (a deletion marker when the key is not live).
-fn last_row(tx: &Transaction<'_>, key: &str) -> rusqlite::Result<Option<Revision>> {
-    tx.prepare_cached("SELECT max(rev) FROM log WHERE key = ?1")?
-        .query_row([key.as_bytes()], |r| r.get(0))
 }

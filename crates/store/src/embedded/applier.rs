@@ -1,0 +1,306 @@
+//! The applier thread: moves durable writes from the tail into the SQLite tables in large
+//! transactions, runs compaction in short steps, and deletes journal segments SQLite no longer
+//! needs. It owns the only SQLite connection that writes.
+//!
+//! Invariants:
+//! * entries leave the tail only after the transaction holding them has committed (durably:
+//!   `synchronous=FULL`), and journal segments are deleted only after that too;
+//! * `meta.applied` moves in the same transaction as the rows it covers;
+//! * compaction never reaches past `applied`, and each step is short, so applying never waits
+//!   long behind it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rusqlite::{Connection, params};
+use tokio::sync::oneshot;
+
+use super::journal::recycle_applied_segments;
+use super::schema::StoredState;
+use super::tail::TailEntry;
+use super::{COMPACTION_STEP_REVISIONS, Shared, backend_error};
+use crate::{EventKind, Result, Revision, StoreError};
+
+/// Most tail entries applied in one SQLite transaction.
+pub const MAX_APPLY_BATCH: usize = 8192;
+
+/// The applier waits up to this long for a batch to fill, so that SQLite's page writes and
+/// fsyncs are shared by many writes (etcd's backend batches on the same principle).
+const APPLY_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Tail entries that make the applier start at once instead of waiting for the interval.
+pub(super) const APPLY_EAGERLY_AT: usize = 2048;
+
+/// The applier checkpoints SQLite's WAL (making applied writes durable there, so that their
+/// journal segments can be retired) after this many applied writes...
+const CHECKPOINT_EVERY_WRITES: usize = 16_384;
+/// ...or this long after the last checkpoint, whichever comes first.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Pause after a failed SQLite transaction before the next try.
+const RETRY_DELAY: Duration = Duration::from_millis(200);
+
+pub(super) struct Applier {
+    conn: Connection,
+    shared: Arc<Shared>,
+    journal_dir: PathBuf,
+    applied: Revision,
+    /// Writes applied since the last checkpoint, and when that was.
+    since_checkpoint: usize,
+    last_checkpoint: std::time::Instant,
+    compaction: Compaction,
+}
+
+/// Compaction proceeds in steps between apply batches.
+struct Compaction {
+    /// History below this revision may be discarded (and reads below it fail).
+    target: Revision,
+    /// History up to here has been discarded.
+    done: Revision,
+    /// Requests for targets not yet reached or not yet applied, with their callers.
+    waiting: Vec<(Revision, oneshot::Sender<Result<()>>)>,
+}
+
+impl Applier {
+    pub(super) fn new(
+        conn: Connection,
+        state: StoredState,
+        shared: Arc<Shared>,
+        journal_dir: PathBuf,
+    ) -> Self {
+        Self {
+            conn,
+            shared,
+            journal_dir,
+            applied: state.applied,
+            since_checkpoint: 0,
+            last_checkpoint: std::time::Instant::now(),
+            compaction: Compaction {
+                target: state.compacted,
+                done: state.compaction_done,
+                waiting: Vec::new(),
+            },
+        }
+    }
+
+    pub(super) fn run(mut self) {
+        loop {
+            let (batch, closed) = self.next_batch();
+            let idle = batch.is_empty();
+            if !batch.is_empty() && !self.apply(&batch) {
+                std::thread::sleep(RETRY_DELAY);
+                continue;
+            }
+            self.advance_compaction();
+            let finishing = idle && closed && !self.compaction_pending();
+            if self.since_checkpoint > 0
+                && (finishing
+                    || self.since_checkpoint >= CHECKPOINT_EVERY_WRITES
+                    || self.last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL)
+            {
+                self.checkpoint();
+            }
+            if finishing {
+                break;
+            }
+        }
+        for (_, reply) in self.compaction.waiting.drain(..) {
+            let _ = reply.send(Err(StoreError::Closed));
+        }
+    }
+
+    fn compaction_pending(&self) -> bool {
+        self.compaction.done < self.compaction.target || !self.compaction.waiting.is_empty()
+    }
+
+    /// Waits for work; returns the oldest tail entries and whether the writer has stopped.
+    fn next_batch(&mut self) -> (Vec<Arc<TailEntry>>, bool) {
+        let deadline = std::time::Instant::now() + APPLY_INTERVAL;
+        let mut tail = self.shared.lock_tail();
+        loop {
+            for request in tail.compactions.drain(..) {
+                self.compaction
+                    .waiting
+                    .push((request.target, request.reply));
+            }
+            let now = std::time::Instant::now();
+            if tail.closed || tail.len() >= APPLY_EAGERLY_AT || now >= deadline {
+                break;
+            }
+            if tail.is_empty() && self.compaction_pending() {
+                break;
+            }
+            tail = self
+                .shared
+                .work_for_applier
+                .wait_timeout(tail, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        (tail.oldest(MAX_APPLY_BATCH), tail.closed)
+    }
+
+    /// Applies a batch in one transaction; returns false (and changes nothing) on failure.
+    fn apply(&mut self, batch: &[Arc<TailEntry>]) -> bool {
+        let last = batch.last().expect("non-empty batch").revision();
+        let result: rusqlite::Result<()> = (|| {
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO log (rev, key, create_rev, version, prev_rev, value)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?;
+                let mut upsert = tx.prepare_cached(
+                    "INSERT INTO live (key, rev) VALUES (?1, ?2)
+                     ON CONFLICT (key) DO UPDATE SET rev = excluded.rev",
+                )?;
+                let mut remove = tx.prepare_cached("DELETE FROM live WHERE key = ?1")?;
+                for entry in batch {
+                    let kv = &entry.event.kv;
+                    let key = kv.key.as_bytes();
+                    match entry.event.kind {
+                        EventKind::Put => {
+                            insert.execute(params![
+                                kv.mod_revision,
+                                key,
+                                kv.create_revision,
+                                kv.version,
+                                entry.prev_revision,
+                                kv.value.as_ref()
+                            ])?;
+                            upsert.execute(params![key, kv.mod_revision])?;
+                        }
+                        EventKind::Delete => {
+                            insert.execute(params![
+                                kv.mod_revision,
+                                key,
+                                0,
+                                0,
+                                entry.prev_revision,
+                                None::<Vec<u8>>
+                            ])?;
+                            remove.execute([key])?;
+                        }
+                    }
+                }
+            }
+            tx.prepare_cached("UPDATE meta SET value = ?1 WHERE name = 'applied'")?
+                .execute([last])?;
+            tx.commit()
+        })();
+        if let Err(e) = result {
+            tracing::error!(error = %backend_error(e), "applying journal records to SQLite failed; retrying");
+            return false;
+        }
+        self.applied = last;
+        self.since_checkpoint += batch.len();
+        {
+            let mut tail = self.shared.lock_tail();
+            tail.evict_through(last);
+        }
+        self.shared.tail_has_room.notify_all();
+        true
+    }
+
+    /// Makes everything applied so far durable in SQLite, then retires the journal segments
+    /// that hold only such writes.
+    fn checkpoint(&mut self) {
+        let applied = self.applied;
+        // Under synchronous=NORMAL the WAL is fsynced before any checkpoint work, so every
+        // committed transaction is durable once this returns, even if readers keep it from
+        // copying every page into the database file.
+        let result = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+                row.get::<_, i64>(0)
+            });
+        match result {
+            Ok(_) => {
+                self.since_checkpoint = 0;
+                self.last_checkpoint = std::time::Instant::now();
+                if let Err(error) = recycle_applied_segments(&self.journal_dir, applied) {
+                    tracing::warn!(%error, "could not retire applied journal segments");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %backend_error(e), "SQLite checkpoint failed; retrying later");
+            }
+        }
+    }
+
+    /// Starts requested compactions whose targets are applied, and runs one step.
+    fn advance_compaction(&mut self) {
+        let applied = self.applied;
+        let highest_ready = self
+            .compaction
+            .waiting
+            .iter()
+            .map(|(target, _)| *target)
+            .filter(|target| *target <= applied)
+            .max();
+        if let Some(target) = highest_ready
+            && target > self.compaction.target
+        {
+            let updated = self
+                .conn
+                .prepare_cached("UPDATE meta SET value = ?1 WHERE name = 'compacted'")
+                .and_then(|mut s| s.execute([target]));
+            match updated {
+                Ok(_) => {
+                    self.compaction.target = target;
+                    self.shared.compacted.store(target, Ordering::Release);
+                }
+                Err(e) => {
+                    tracing::error!(error = %backend_error(e), "cannot record the compaction target");
+                    return;
+                }
+            }
+        }
+        if self.compaction.done < self.compaction.target
+            && let Err(e) = self.compaction_step()
+        {
+            tracing::error!(error = %backend_error(e), "compaction step failed; it will be retried");
+            std::thread::sleep(RETRY_DELAY);
+            return;
+        }
+        // Answer every request whose target is now fully compacted.
+        let done = self.compaction.done;
+        let mut still = Vec::new();
+        for (wanted, reply) in std::mem::take(&mut self.compaction.waiting) {
+            if wanted <= done {
+                let _ = reply.send(Ok(()));
+            } else {
+                still.push((wanted, reply));
+            }
+        }
+        self.compaction.waiting = still;
+    }
+
+    /// Deletes the history superseded within the next few revisions.
+    fn compaction_step(&mut self) -> rusqlite::Result<()> {
+        let low = self.compaction.done;
+        let high = (low + COMPACTION_STEP_REVISIONS).min(self.compaction.target);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // Every row written in (low, high] supersedes its key's previous row, which is
+        // therefore no longer the newest at the target.
+        tx.prepare_cached(
+            "DELETE FROM log WHERE rev IN
+                (SELECT prev_rev FROM log WHERE rev > ?1 AND rev <= ?2 AND prev_rev > 0)",
+        )?
+        .execute([low, high])?;
+        // Deletion markers at or below the target are not needed to read at the target.
+        tx.prepare_cached("DELETE FROM log WHERE rev > ?1 AND rev <= ?2 AND value IS NULL")?
+            .execute([low, high])?;
+        tx.prepare_cached("UPDATE meta SET value = ?1 WHERE name = 'compaction_done'")?
+            .execute([high])?;
+        tx.commit()?;
+        self.compaction.done = high;
+        Ok(())
+    }
+}

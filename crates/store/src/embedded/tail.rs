@@ -1,0 +1,195 @@
+//! The tail: writes that are durable in the journal but not yet applied to SQLite.
+//!
+//! Readers combine a copy of the relevant part of the tail with a SQLite snapshot. The rules
+//! that make that combination exact:
+//! * the writer appends to the tail only after the journal fsync, in revision order, so the
+//!   tail's revisions are dense: `applied + 1 ..= revision`;
+//! * the applier evicts entries only after the SQLite transaction holding them has committed.
+//!
+//! So a reader that copies from the tail first and opens its SQLite snapshot second sees every
+//! write up to the tail's revision at copy time in one of the two (or in both, in which case
+//! SQLite's `applied` revision tells which copy to ignore).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+use crate::{Event, EventKind, KeyValue, Result, Revision};
+
+/// Most writes held in the tail; the writer waits for the applier beyond this.
+pub const MAX_TAIL_ENTRIES: usize = 65_536;
+
+/// One committed write.
+#[derive(Debug)]
+pub(super) struct TailEntry {
+    /// Shared with the watch ring, so a write's event is built once.
+    pub event: Arc<Event>,
+    /// Revision of the key's previous log row, 0 if none (kept for SQLite's `prev_rev`).
+    pub prev_revision: Revision,
+}
+
+impl TailEntry {
+    pub fn revision(&self) -> Revision {
+        self.event.revision()
+    }
+
+    /// The key's state after this write: its value, or `None` after a deletion.
+    pub fn state(&self) -> Option<&KeyValue> {
+        match self.event.kind {
+            EventKind::Put => Some(&self.event.kv),
+            EventKind::Delete => None,
+        }
+    }
+}
+
+/// A compaction request waiting for the applier.
+pub(super) struct CompactionRequest {
+    pub target: Revision,
+    pub reply: oneshot::Sender<Result<()>>,
+}
+
+#[derive(Default)]
+pub(super) struct Tail {
+    entries: VecDeque<Arc<TailEntry>>,
+    /// Revisions of the entries of each key, ascending.
+    by_key: BTreeMap<String, VecDeque<Revision>>,
+    /// Everything at or below this revision is in SQLite.
+    pub applied: Revision,
+    /// The newest durable revision.
+    pub revision: Revision,
+    /// The writer has stopped; the applier drains what is left and stops too.
+    pub closed: bool,
+    pub compactions: Vec<CompactionRequest>,
+}
+
+impl Tail {
+    pub fn new(applied: Revision) -> Self {
+        Self {
+            applied,
+            revision: applied,
+            ..Self::default()
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn entry(&self, revision: Revision) -> Option<&Arc<TailEntry>> {
+        let index = revision - self.applied - 1;
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.entries.get(i))
+    }
+
+    /// Appends the next write (its revision must be `revision + 1`).
+    pub fn push(&mut self, entry: TailEntry) {
+        let revision = entry.revision();
+        debug_assert_eq!(revision, self.revision + 1, "tail revisions must be dense");
+        self.by_key
+            .entry(entry.event.kv.key.clone())
+            .or_default()
+            .push_back(revision);
+        self.entries.push_back(Arc::new(entry));
+        self.revision = revision;
+    }
+
+    /// The oldest entries, up to `limit`, for the applier.
+    pub fn oldest(&self, limit: usize) -> Vec<Arc<TailEntry>> {
+        self.entries.iter().take(limit).cloned().collect()
+    }
+
+    /// Drops every entry at or below `revision` (now committed to SQLite).
+    pub fn evict_through(&mut self, revision: Revision) {
+        while let Some(front) = self.entries.front() {
+            if front.revision() > revision {
+                break;
+            }
+            let entry = self.entries.pop_front().expect("front exists");
+            let key = &entry.event.kv.key;
+            if let Some(revisions) = self.by_key.get_mut(key) {
+                revisions.pop_front();
+                if revisions.is_empty() {
+                    self.by_key.remove(key);
+                }
+            }
+            self.applied = entry.revision();
+        }
+    }
+
+    /// Every entry of `key`, oldest first.
+    pub fn entries_of(&self, key: &str) -> Vec<Arc<TailEntry>> {
+        self.by_key
+            .get(key)
+            .into_iter()
+            .flatten()
+            .filter_map(|r| self.entry(*r).cloned())
+            .collect()
+    }
+
+    /// The newest entry of `key`, if the tail has one.
+    pub fn newest_of(&self, key: &str) -> Option<Arc<TailEntry>> {
+        let revision = *self.by_key.get(key)?.back()?;
+        self.entry(revision).cloned()
+    }
+
+    /// Every entry of every key from `start` on that starts with `prefix`, grouped by key in
+    /// key order (keys sharing a prefix are contiguous in byte order).
+    pub fn entries_in(&self, start: &str, prefix: &str) -> Vec<(String, Vec<Arc<TailEntry>>)> {
+        self.by_key
+            .range::<str, _>((Bound::Included(start), Bound::Unbounded))
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .map(|(key, revisions)| {
+                let entries = revisions
+                    .iter()
+                    .filter_map(|r| self.entry(*r).cloned())
+                    .collect();
+                (key.clone(), entries)
+            })
+            .collect()
+    }
+
+    /// Events after `after` whose key starts with `prefix`, oldest first, at most `limit`.
+    /// Returns them with the revision the scan reached. `after` must be at least `applied`.
+    pub fn events_after(
+        &self,
+        after: Revision,
+        prefix: &str,
+        limit: usize,
+    ) -> (Vec<Event>, Revision) {
+        let mut events = Vec::new();
+        let mut scanned = after;
+        let mut revision = after + 1;
+        while let Some(entry) = self.entry(revision) {
+            if events.len() == limit {
+                break;
+            }
+            if entry.event.kv.key.starts_with(prefix) {
+                events.push((*entry.event).clone());
+            }
+            scanned = revision;
+            revision += 1;
+        }
+        (events, scanned)
+    }
+}
+
+/// The state of a key at revision `at` according to tail entries newer than `applied`:
+/// `Some(state)` when the tail decides it, `None` when SQLite does.
+pub(super) fn state_at(
+    entries: &[Arc<TailEntry>],
+    applied: Revision,
+    at: Revision,
+) -> Option<Option<KeyValue>> {
+    entries
+        .iter()
+        .rev()
+        .find(|e| e.revision() > applied && e.revision() <= at)
+        .map(|e| e.state().cloned())
+}
