@@ -1,0 +1,351 @@
+//! The server's own public-key infrastructure, created on first start.
+//!
+//! In `DATA_DIR/pki/`: a CA (ECDSA P-256, 10 years), a server certificate signed by it (SANs for
+//! `localhost`, `127.0.0.1`, `::1` and the listen host), and an administrator client
+//! certificate (`CN=fleetdb-admin`, `O=system:masters`). `DATA_DIR/admin.kubeconfig` embeds the
+//! CA and the administrator's certificate and key. Later starts reuse everything; the server
+//! certificate is re-issued when the listen host is not among its SANs or it is close to expiry.
+//! Private keys are written with mode 0600.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use time::{Duration, OffsetDateTime};
+
+/// Name of the administrator identity in the generated certificate and kubeconfig.
+pub const ADMIN_USER: &str = "fleetdb-admin";
+/// Group of the administrator identity: bypasses authorization, as in Kubernetes.
+pub const ADMIN_GROUP: &str = "system:masters";
+
+const CA_VALIDITY: Duration = Duration::days(3650);
+const LEAF_VALIDITY: Duration = Duration::days(730);
+/// Leaf certificates closer than this to expiry are re-issued at start.
+const RENEW_BEFORE: Duration = Duration::days(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("certificate error: {0}")]
+    Certificate(#[from] rcgen::Error),
+    #[error("{path} does not hold a usable certificate: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+}
+
+/// PEM-encoded material the server needs.
+pub struct Pki {
+    pub ca_cert_pem: String,
+    pub server_cert_pem: String,
+    pub server_key_pem: String,
+    /// The administrator kubeconfig that was written.
+    pub admin_kubeconfig: PathBuf,
+}
+
+fn read(path: &Path) -> Result<Option<String>, PkiError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(PkiError::Io {
+            action: "read",
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+fn write(path: &Path, contents: &str, secret: bool) -> Result<(), PkiError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |source| PkiError::Io {
+        action: "write",
+        path: path.to_owned(),
+        source,
+    };
+    // Write a temporary file and rename it, so a crash never leaves half a key.
+    let temporary = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(if secret { 0o600 } else { 0o644 })
+        .open(&temporary)
+        .map_err(io)?;
+    file.write_all(contents.as_bytes()).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    std::fs::rename(&temporary, path).map_err(io)
+}
+
+fn leaf_params(common_name: &str, organization: Option<&str>) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let mut name = DistinguishedName::new();
+    name.push(DnType::CommonName, common_name);
+    if let Some(organization) = organization {
+        name.push(DnType::OrganizationName, organization);
+    }
+    params.distinguished_name = name;
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - Duration::minutes(5);
+    params.not_after = now + LEAF_VALIDITY;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params
+}
+
+/// The SANs the server certificate needs for `listen_host`.
+fn server_names(listen_host: &str) -> Vec<String> {
+    let mut names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    let host = listen_host.trim_start_matches('[').trim_end_matches(']');
+    let unspecified = host
+        .parse::<IpAddr>()
+        .map(|ip| ip.is_unspecified())
+        .unwrap_or(false);
+    if !host.is_empty() && !unspecified && !names.iter().any(|n| n == host) {
+        names.push(host.to_owned());
+    }
+    names
+}
+
+/// Whether an existing certificate still serves: not near expiry and, for the server, naming
+/// every host it must.
+fn still_good(pem: &str, required_names: &[String]) -> bool {
+    let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(pem.as_bytes()) else {
+        return false;
+    };
+    let Ok(cert) = pem.parse_x509() else {
+        return false;
+    };
+    let not_after = cert.validity().not_after.timestamp();
+    if not_after < (OffsetDateTime::now_utc() + RENEW_BEFORE).unix_timestamp() {
+        return false;
+    }
+    if required_names.is_empty() {
+        return true;
+    }
+    let mut present = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                x509_parser::extensions::GeneralName::DNSName(dns) => {
+                    present.push((*dns).to_owned())
+                }
+                x509_parser::extensions::GeneralName::IPAddress(bytes) => {
+                    let ip = match bytes.len() {
+                        4 => <[u8; 4]>::try_from(*bytes).map(IpAddr::from).ok(),
+                        16 => <[u8; 16]>::try_from(*bytes).map(IpAddr::from).ok(),
+                        _ => None,
+                    };
+                    present.extend(ip.map(|ip| ip.to_string()));
+                }
+                _ => {}
+            }
+        }
+    }
+    required_names.iter().all(|n| present.contains(n))
+}
+
+/// Loads or creates the PKI in `data_dir` and writes the administrator kubeconfig for a
+/// server reachable at `server_url`.
+pub fn ensure(data_dir: &Path, listen_host: &str, server_url: &str) -> Result<Pki, PkiError> {
+    let dir = data_dir.join("pki");
+    std::fs::create_dir_all(&dir).map_err(|source| PkiError::Io {
+        action: "create",
+        path: dir.clone(),
+        source,
+    })?;
+    let ca_cert_path = dir.join("ca.crt");
+    let ca_key_path = dir.join("ca.key");
+
+    let (ca_cert_pem, ca_key) = match (read(&ca_cert_path)?, read(&ca_key_path)?) {
+        (Some(cert), Some(key)) => {
+            let key = KeyPair::from_pem(&key)?;
+            (cert, key)
+        }
+        _ => {
+            let key = KeyPair::generate()?;
+            let mut params = CertificateParams::default();
+            let mut name = DistinguishedName::new();
+            name.push(DnType::CommonName, "fleetdb-ca");
+            params.distinguished_name = name;
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.key_usages = vec![
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::CrlSign,
+                KeyUsagePurpose::DigitalSignature,
+            ];
+            let now = OffsetDateTime::now_utc();
+            params.not_before = now - Duration::minutes(5);
+            params.not_after = now + CA_VALIDITY;
+            let cert = params.self_signed(&key)?;
+            write(&ca_key_path, &key.serialize_pem(), true)?;
+            write(&ca_cert_path, &cert.pem(), false)?;
+            tracing::info!(path = %ca_cert_path.display(), "created a new certificate authority");
+            (cert.pem(), key)
+        }
+    };
+    let issuer =
+        Issuer::from_ca_cert_pem(&ca_cert_pem, &ca_key).map_err(|_| PkiError::Invalid {
+            path: ca_cert_path.clone(),
+            reason: "cannot be parsed as a CA certificate".into(),
+        })?;
+
+    // Server certificate.
+    let names = server_names(listen_host);
+    let server_cert_path = dir.join("server.crt");
+    let server_key_path = dir.join("server.key");
+    let (server_cert_pem, server_key_pem) =
+        match (read(&server_cert_path)?, read(&server_key_path)?) {
+            (Some(cert), Some(key)) if still_good(&cert, &names) => (cert, key),
+            _ => {
+                let key = KeyPair::generate()?;
+                let mut params = leaf_params("fleetdb-apiserver", None);
+                params.key_usages.push(KeyUsagePurpose::KeyEncipherment);
+                params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+                params.subject_alt_names = names
+                    .iter()
+                    .map(|name| match name.parse::<IpAddr>() {
+                        Ok(ip) => Ok(SanType::IpAddress(ip)),
+                        Err(_) => name.clone().try_into().map(SanType::DnsName),
+                    })
+                    .collect::<Result<_, _>>()?;
+                let cert = params.signed_by(&key, &issuer)?;
+                write(&server_key_path, &key.serialize_pem(), true)?;
+                write(&server_cert_path, &cert.pem(), false)?;
+                tracing::info!(names = ?names, "issued the server certificate");
+                (cert.pem(), key.serialize_pem())
+            }
+        };
+
+    // Administrator client certificate.
+    let admin_cert_path = dir.join("admin.crt");
+    let admin_key_path = dir.join("admin.key");
+    let (admin_cert_pem, admin_key_pem) = match (read(&admin_cert_path)?, read(&admin_key_path)?) {
+        (Some(cert), Some(key)) if still_good(&cert, &[]) => (cert, key),
+        _ => {
+            let (cert, key) = issue_client_certificate(&issuer, ADMIN_USER, Some(ADMIN_GROUP))?;
+            write(&admin_key_path, &key, true)?;
+            write(&admin_cert_path, &cert, false)?;
+            (cert, key)
+        }
+    };
+
+    let admin_kubeconfig = data_dir.join("admin.kubeconfig");
+    write(
+        &admin_kubeconfig,
+        &kubeconfig(
+            server_url,
+            &ca_cert_pem,
+            ADMIN_USER,
+            &admin_cert_pem,
+            &admin_key_pem,
+        ),
+        true,
+    )?;
+    Ok(Pki {
+        ca_cert_pem,
+        server_cert_pem,
+        server_key_pem,
+        admin_kubeconfig,
+    })
+}
+
+/// Issues a client certificate (`CN=user`, `O=group`) signed by the CA: (cert PEM, key PEM).
+pub fn issue_client_certificate(
+    issuer: &Issuer<'_, &KeyPair>,
+    user: &str,
+    group: Option<&str>,
+) -> Result<(String, String), PkiError> {
+    let key = KeyPair::generate()?;
+    let mut params = leaf_params(user, group);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// A kubeconfig with embedded credentials for one user of one server.
+pub fn kubeconfig(
+    server_url: &str,
+    ca_pem: &str,
+    user: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> String {
+    let b64 = |text: &str| base64::engine::general_purpose::STANDARD.encode(text.as_bytes());
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: fleetdb
+  cluster:
+    server: {server_url}
+    certificate-authority-data: {ca}
+users:
+- name: {user}
+  user:
+    client-certificate-data: {cert}
+    client-key-data: {key}
+contexts:
+- name: fleetdb
+  context:
+    cluster: fleetdb
+    user: {user}
+    namespace: default
+current-context: fleetdb
+",
+        ca = b64(ca_pem),
+        cert = b64(cert_pem),
+        key = b64(key_pem),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_start_creates_and_later_starts_reuse() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = ensure(dir.path(), "127.0.0.1", "https://127.0.0.1:6443").unwrap();
+        let second = ensure(dir.path(), "127.0.0.1", "https://127.0.0.1:6443").unwrap();
+        assert_eq!(first.ca_cert_pem, second.ca_cert_pem);
+        assert_eq!(first.server_cert_pem, second.server_cert_pem);
+        let kubeconfig = std::fs::read_to_string(&first.admin_kubeconfig).unwrap();
+        assert!(kubeconfig.contains("client-certificate-data: "));
+        assert!(kubeconfig.contains("server: https://127.0.0.1:6443"));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("pki/ca.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "private keys are private");
+    }
+
+    #[test]
+    fn a_new_listen_host_reissues_only_the_server_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = ensure(dir.path(), "127.0.0.1", "https://127.0.0.1:6443").unwrap();
+        let moved = ensure(
+            dir.path(),
+            "fleet.example.com",
+            "https://fleet.example.com:6443",
+        )
+        .unwrap();
+        assert_eq!(first.ca_cert_pem, moved.ca_cert_pem);
+        assert_ne!(first.server_cert_pem, moved.server_cert_pem);
+        assert!(still_good(
+            &moved.server_cert_pem,
+            &server_names("fleet.example.com")
+        ));
+    }
+}

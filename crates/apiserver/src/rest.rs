@@ -1,0 +1,1125 @@
+//! The one generic resource handler: create, get, list, update, patch and delete for every
+//! kind. What differs per kind is a small strategy (`strategy.rs`); everything else — names,
+//! metadata, resourceVersions, preconditions, finalizers, paging, selectors, Tables — is here.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use bytes::Bytes;
+use fleetdb_store::{Condition, RangeRequest, Revision, StoreError};
+use serde_json::{Value, json};
+
+use crate::negotiate::{self, Representation};
+use crate::objects;
+use crate::query::Query;
+use crate::registry::{Kind, Resource};
+use crate::selectors::{FieldSelector, LabelSelector};
+use crate::server::ApiServer;
+use crate::status::{ApiError, Cause};
+use crate::strategy;
+use crate::table;
+use crate::validation;
+
+/// Largest request body accepted (3 MiB, as kube-apiserver).
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// Keys read from the store per step of a list.
+const LIST_STORE_PAGE: usize = 1000;
+
+/// How often an update whose precondition lost a race is retried (patches only).
+const PATCH_RETRIES: usize = 8;
+
+/// One request against one resource.
+pub struct Target {
+    pub resource: Arc<Resource>,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub subresource: Option<String>,
+}
+
+impl Target {
+    fn key(&self) -> String {
+        self.resource.key(
+            self.namespace.as_deref(),
+            self.name.as_deref().unwrap_or_default(),
+        )
+    }
+
+    fn not_found(&self) -> ApiError {
+        let r = &self.resource;
+        ApiError::not_found(
+            &r.qualified(),
+            &r.group,
+            &r.plural,
+            self.name.as_deref().unwrap_or(""),
+        )
+    }
+
+    fn modified(&self) -> ApiError {
+        let r = &self.resource;
+        ApiError::modified(
+            &r.qualified(),
+            &r.group,
+            &r.plural,
+            self.name.as_deref().unwrap_or(""),
+        )
+    }
+
+    fn invalid(&self, name: &str, causes: Vec<Cause>) -> ApiError {
+        let r = &self.resource;
+        ApiError::invalid(&r.kind_qualified(), &r.group, &r.kind, name, causes)
+    }
+}
+
+/// Maps a store failure onto the API's errors.
+pub fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::ValueTooLarge { size, limit, .. } => ApiError::too_large(limit.min(size)),
+        StoreError::Compacted {
+            requested,
+            compacted,
+        } => ApiError::expired(format!(
+            "too old resource version: {requested} ({compacted})"
+        )),
+        StoreError::FutureRevision { requested, current } => ApiError::bad_request(format!(
+            "resource version {requested} is newer than the latest ({current})"
+        )),
+        StoreError::Unavailable(_) | StoreError::Closed => {
+            ApiError::unavailable("the storage backend is unavailable; retry shortly")
+        }
+        StoreError::InvalidKey { reason, .. } => ApiError::bad_request(reason),
+        other => {
+            tracing::error!(error = %other, "storage failure");
+            ApiError::internal("storage failure; see the server log")
+        }
+    }
+}
+
+pub fn json_response(status: StatusCode, value: &Value) -> Response {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+/// Reads a request body up to [`MAX_BODY_BYTES`].
+pub async fn read_body(body: Body) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::too_large(MAX_BODY_BYTES))
+}
+
+/// Reads a create/update body: JSON (also when no Content-Type is sent, as the Python client
+/// does), or the protobuf envelope for built-in kinds.
+async fn read_object(
+    resource: &Resource,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Value, ApiError> {
+    let bytes = read_body(body).await?;
+    match negotiate::content_type(headers).as_deref() {
+        None | Some("") | Some("application/json") | Some("*/*") => parse_object(&bytes),
+        Some(crate::protobuf::MEDIA_TYPE) if resource.behaviour != Kind::Custom => {
+            parse_object(&crate::protobuf::decode(&resource.kind, &bytes)?)
+        }
+        Some(other) => Err(ApiError::unsupported_media_type(
+            other,
+            negotiate::BODY_TYPES,
+        )),
+    }
+}
+
+fn parse_object(body: &[u8]) -> Result<Value, ApiError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        ));
+    }
+    Ok(value)
+}
+
+fn dry_run(query: &Query) -> Result<bool, ApiError> {
+    match query.get("dryRun") {
+        None => Ok(false),
+        Some("All") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "unsupported dryRun value {other:?}: the only supported value is \"All\""
+        ))),
+    }
+}
+
+/// Sets the object's apiVersion to the one served, rewriting stored objects of other versions.
+fn served_as(resource: &Resource, mut object: Value) -> Value {
+    object["apiVersion"] = json!(resource.api_version());
+    object["kind"] = json!(resource.kind);
+    object
+}
+
+/// Checks the apiVersion/kind a client sent against the URL; fills them in when missing.
+fn check_type(resource: &Resource, object: &mut Value) -> Result<(), ApiError> {
+    if let Some(kind) = object["kind"].as_str()
+        && kind != resource.kind
+    {
+        return Err(ApiError::bad_request(format!(
+            "the kind in the data ({kind}) does not match the expected kind ({})",
+            resource.kind
+        )));
+    }
+    if let Some(api_version) = object["apiVersion"].as_str() {
+        let served = resource.served_versions.iter().any(|v| {
+            if resource.group.is_empty() {
+                api_version == v
+            } else {
+                api_version == format!("{}/{v}", resource.group)
+            }
+        });
+        if !served {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({api_version}) does not match the expected API version ({})",
+                resource.api_version()
+            )));
+        }
+    }
+    object["apiVersion"] = json!(resource.api_version());
+    object["kind"] = json!(resource.kind);
+    Ok(())
+}
+
+/// Validates labels and annotations.
+fn metadata_causes(object: &Value) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    if let Some(labels) = object["metadata"]["labels"].as_object() {
+        for (key, value) in labels {
+            for problem in validation::label_key(key) {
+                causes.push(Cause::invalid(
+                    "metadata.labels",
+                    format!("Invalid value: {key:?}: {problem}"),
+                ));
+            }
+            match value.as_str() {
+                Some(value) => {
+                    for problem in validation::label_value(value) {
+                        causes.push(Cause::invalid(
+                            format!("metadata.labels.{key}"),
+                            format!("Invalid value: {value:?}: {problem}"),
+                        ));
+                    }
+                }
+                None => causes.push(Cause::invalid(
+                    format!("metadata.labels.{key}"),
+                    "Invalid value: label values must be strings",
+                )),
+            }
+        }
+    } else if !object["metadata"]["labels"].is_null() {
+        causes.push(Cause::invalid(
+            "metadata.labels",
+            "Invalid value: must be a map of strings",
+        ));
+    }
+    if let Some(annotations) = object["metadata"]["annotations"].as_object() {
+        for (key, value) in annotations {
+            for problem in validation::annotation_key(key) {
+                causes.push(Cause::invalid(
+                    "metadata.annotations",
+                    format!("Invalid value: {key:?}: {problem}"),
+                ));
+            }
+            if !value.is_string() {
+                causes.push(Cause::invalid(
+                    format!("metadata.annotations.{key}"),
+                    "Invalid value: annotation values must be strings",
+                ));
+            }
+        }
+    } else if !object["metadata"]["annotations"].is_null() {
+        causes.push(Cause::invalid(
+            "metadata.annotations",
+            "Invalid value: must be a map of strings",
+        ));
+    }
+    causes
+}
+
+fn name_causes(resource: &Resource, name: &str) -> Vec<Cause> {
+    let problems = if resource.behaviour == Kind::Namespace {
+        validation::dns1123_label(name)
+    } else {
+        validation::dns1123_subdomain(name)
+    };
+    problems
+        .into_iter()
+        .map(|p| Cause::invalid("metadata.name", format!("Invalid value: {name:?}: {p}")))
+        .collect()
+}
+
+/// Whether the namespace exists and accepts new objects.
+async fn check_namespace(server: &ApiServer, namespace: &str) -> Result<(), ApiError> {
+    let namespaces = crate::registry::namespaces();
+    let found = server
+        .store
+        .get(&namespaces.key(None, namespace), None)
+        .await
+        .map_err(store_error)?;
+    match found.kv {
+        None => Err(ApiError::not_found(
+            "namespaces",
+            "",
+            "namespaces",
+            namespace,
+        )),
+        Some(kv) => {
+            let object = objects::decode(&kv)?;
+            if object["metadata"]["deletionTimestamp"].is_string() {
+                Err(ApiError::forbidden(format!(
+                    "unable to create new content in namespace {namespace} because it is being terminated"
+                )))
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Picks the response form for one object.
+fn object_response(
+    status: StatusCode,
+    representation: Representation,
+    resource: &Resource,
+    object: Value,
+) -> Response {
+    let object = served_as(resource, object);
+    match representation {
+        Representation::Table(version) => {
+            let metadata = json!({"resourceVersion": object["metadata"]["resourceVersion"]});
+            json_response(
+                status,
+                &table::table(resource, version, &[object], metadata, true),
+            )
+        }
+        _ => json_response(status, &object),
+    }
+}
+
+pub async fn get(
+    server: &ApiServer,
+    target: &Target,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let representation = negotiate::representation(headers)?;
+    let found = server
+        .store
+        .get(&target.key(), None)
+        .await
+        .map_err(store_error)?;
+    let kv = found.kv.ok_or_else(|| target.not_found())?;
+    let object = objects::decode(&kv)?;
+    Ok(object_response(
+        StatusCode::OK,
+        representation,
+        &target.resource,
+        object,
+    ))
+}
+
+pub async fn create(
+    server: &ApiServer,
+    target: &Target,
+    query: &Query,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let representation = negotiate::representation(headers)?;
+    let dry_run = dry_run(query)?;
+    let resource = &target.resource;
+    let mut object = read_object(resource, headers, body).await?;
+    check_type(resource, &mut object)?;
+    let metadata = objects::metadata_mut(&mut object).expect("object checked above");
+    if resource.namespaced {
+        let namespace = target.namespace.clone().unwrap_or_default();
+        match metadata.get("namespace").and_then(Value::as_str) {
+            Some(ns) if !ns.is_empty() && ns != namespace => {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+            _ => {}
+        }
+        metadata.insert("namespace".into(), json!(namespace));
+    } else {
+        metadata.remove("namespace");
+    }
+    let name = match metadata
+        .get("name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+    {
+        Some(name) => name.to_owned(),
+        None => match metadata.get("generateName").and_then(Value::as_str) {
+            Some(prefix) if !prefix.is_empty() => {
+                let generated = validation::generate_name(prefix, rand::random::<u32>);
+                metadata.insert("name".into(), json!(generated));
+                generated
+            }
+            _ => {
+                return Err(target.invalid(
+                    "",
+                    vec![Cause {
+                        reason: "FieldValueRequired",
+                        message: "Required value: name or generateName is required".into(),
+                        field: "metadata.name".into(),
+                    }],
+                ));
+            }
+        },
+    };
+    for field in [
+        "resourceVersion",
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+        "selfLink",
+    ] {
+        metadata.remove(field);
+    }
+    metadata.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+    metadata.insert("creationTimestamp".into(), json!(objects::now_timestamp()));
+    if resource.behaviour != Kind::Namespace {
+        metadata.insert("generation".into(), json!(1));
+    }
+    let mut causes = name_causes(resource, &name);
+    causes.extend(metadata_causes(&object));
+    let target = Target {
+        resource: resource.clone(),
+        namespace: target.namespace.clone(),
+        name: Some(name.clone()),
+        subresource: None,
+    };
+    causes.extend(strategy::prepare_create(server, resource, &mut object).await?);
+    if !causes.is_empty() {
+        return Err(target.invalid(&name, causes));
+    }
+    if resource.namespaced {
+        check_namespace(server, target.namespace.as_deref().unwrap_or_default()).await?;
+    }
+    if dry_run {
+        return Ok(object_response(
+            StatusCode::CREATED,
+            representation,
+            resource,
+            object,
+        ));
+    }
+    match server
+        .store
+        .put(&target.key(), objects::encode(&object), Condition::Absent)
+        .await
+    {
+        Ok(kv) => {
+            objects::set_resource_version(&mut object, kv.mod_revision);
+            strategy::after_write(server, resource).await;
+            Ok(object_response(
+                StatusCode::CREATED,
+                representation,
+                resource,
+                object,
+            ))
+        }
+        Err(StoreError::PreconditionFailed { .. }) => Err(ApiError::already_exists(
+            &resource.qualified(),
+            &resource.group,
+            &resource.plural,
+            &name,
+        )),
+        Err(e) => Err(store_error(e)),
+    }
+}
+
+/// The outcome of merging a requested change into the stored object.
+enum Prepared {
+    /// Write this object.
+    Write(Value),
+    /// The change changes nothing; answer with the stored object.
+    Unchanged,
+    /// The last finalizer of an object being deleted is gone: delete it.
+    Delete(Value),
+}
+
+/// Merges `new` (a full object from PUT or a patch) into `old` following the metadata rules
+/// and the kind's strategy.
+async fn prepare_update(
+    server: &ApiServer,
+    target: &Target,
+    mut new: Value,
+    old: &Value,
+) -> Result<Prepared, ApiError> {
+    let resource = &target.resource;
+    let name = target.name.clone().unwrap_or_default();
+    check_type(resource, &mut new)?;
+    if let Some(sent) = new["metadata"]["name"].as_str()
+        && sent != name
+    {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({sent}) does not match the name on the URL ({name})"
+        )));
+    }
+    if resource.namespaced
+        && let Some(sent) = new["metadata"]["namespace"].as_str()
+        && !sent.is_empty()
+        && Some(sent) != target.namespace.as_deref()
+    {
+        return Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ));
+    }
+    if let Some(uid) = new["metadata"]["uid"].as_str()
+        && !uid.is_empty()
+        && Some(uid) != old["metadata"]["uid"].as_str()
+    {
+        return Err(ApiError::conflict(
+            &resource.qualified(),
+            &resource.group,
+            &resource.plural,
+            &name,
+            &format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                old["metadata"]["uid"].as_str().unwrap_or("")
+            ),
+        ));
+    }
+    let status_only = target.subresource.as_deref() == Some("status");
+    let mut merged = if status_only {
+        // Only .status changes through /status.
+        let mut merged = old.clone();
+        match new.get("status") {
+            Some(status) => merged["status"] = status.clone(),
+            None => {
+                merged.as_object_mut().map(|o| o.remove("status"));
+            }
+        }
+        merged
+    } else {
+        new
+    };
+    {
+        let metadata = objects::metadata_mut(&mut merged).expect("objects are JSON objects");
+        for field in [
+            "name",
+            "namespace",
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+        ] {
+            match old["metadata"].get(field) {
+                Some(value) => {
+                    metadata.insert(field.into(), value.clone());
+                }
+                None => {
+                    metadata.remove(field);
+                }
+            }
+        }
+        metadata.remove("selfLink");
+        metadata.insert(
+            "resourceVersion".into(),
+            old["metadata"]["resourceVersion"].clone(),
+        );
+    }
+    if !status_only && resource.status_subresource {
+        match old.get("status") {
+            Some(status) => merged["status"] = status.clone(),
+            None => {
+                merged.as_object_mut().map(|o| o.remove("status"));
+            }
+        }
+    }
+    let being_deleted = old["metadata"]["deletionTimestamp"].is_string();
+    let mut causes = metadata_causes(&merged);
+    if being_deleted {
+        let before = objects::finalizers(old);
+        if objects::finalizers(&merged)
+            .iter()
+            .any(|f| !before.contains(f))
+        {
+            causes.push(Cause::forbidden(
+                "metadata.finalizers",
+                "Forbidden: no new finalizers can be added if the object is being deleted",
+            ));
+        }
+    }
+    causes.extend(strategy::prepare_update(server, resource, &mut merged, old).await?);
+    if !causes.is_empty() {
+        return Err(target.invalid(&name, causes));
+    }
+    if resource.behaviour != Kind::Namespace
+        && objects::spec_part(&merged) != objects::spec_part(old)
+    {
+        let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
+        merged["metadata"]["generation"] = json!(generation + 1);
+    }
+    if being_deleted
+        && objects::finalizers(&merged).is_empty()
+        && strategy::may_remove(resource, &merged)
+    {
+        return Ok(Prepared::Delete(merged));
+    }
+    if merged == *old {
+        return Ok(Prepared::Unchanged);
+    }
+    Ok(Prepared::Write(merged))
+}
+
+/// Writes a prepared update guarded by the stored revision.
+async fn write_prepared(
+    server: &ApiServer,
+    target: &Target,
+    prepared: Prepared,
+    old: Value,
+    revision: Revision,
+    dry_run: bool,
+) -> Result<Result<Value, ()>, ApiError> {
+    match prepared {
+        Prepared::Unchanged => Ok(Ok(old)),
+        Prepared::Write(object) | Prepared::Delete(object) if dry_run => Ok(Ok(object)),
+        Prepared::Write(mut object) => {
+            match server
+                .store
+                .put(
+                    &target.key(),
+                    objects::encode(&object),
+                    Condition::ModRevision(revision),
+                )
+                .await
+            {
+                Ok(kv) => {
+                    objects::set_resource_version(&mut object, kv.mod_revision);
+                    strategy::after_write(server, &target.resource).await;
+                    Ok(Ok(object))
+                }
+                Err(StoreError::PreconditionFailed { .. }) => Ok(Err(())),
+                Err(e) => Err(store_error(e)),
+            }
+        }
+        Prepared::Delete(object) => {
+            match server
+                .store
+                .delete(&target.key(), Condition::ModRevision(revision))
+                .await
+            {
+                Ok(deleted) => {
+                    let mut object = object;
+                    objects::set_resource_version(&mut object, deleted.revision);
+                    strategy::after_delete(server, &target.resource, &object).await;
+                    Ok(Ok(object))
+                }
+                Err(StoreError::PreconditionFailed { .. }) => Ok(Err(())),
+                Err(e) => Err(store_error(e)),
+            }
+        }
+    }
+}
+
+pub async fn update(
+    server: &ApiServer,
+    target: &Target,
+    query: &Query,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let representation = negotiate::representation(headers)?;
+    let dry_run = dry_run(query)?;
+    let new = read_object(&target.resource, headers, body).await?;
+    let found = server
+        .store
+        .get(&target.key(), None)
+        .await
+        .map_err(store_error)?;
+    let kv = found.kv.ok_or_else(|| target.not_found())?;
+    let old = objects::decode(&kv)?;
+    match new["metadata"]["resourceVersion"]
+        .as_str()
+        .filter(|v| !v.is_empty())
+    {
+        Some(sent) if sent != kv.mod_revision.to_string() => return Err(target.modified()),
+        Some(_) => {}
+        None if target.resource.behaviour == Kind::Custom => {
+            return Err(target.invalid(
+                target.name.as_deref().unwrap_or(""),
+                vec![Cause::invalid(
+                    "metadata.resourceVersion",
+                    "Invalid value: 0x0: must be specified for an update",
+                )],
+            ));
+        }
+        None => {}
+    }
+    let prepared = prepare_update(server, target, new, &old).await?;
+    match write_prepared(server, target, prepared, old, kv.mod_revision, dry_run).await? {
+        Ok(object) => Ok(object_response(
+            StatusCode::OK,
+            representation,
+            &target.resource,
+            object,
+        )),
+        Err(()) => Err(target.modified()),
+    }
+}
+
+/// Media types PATCH accepts for custom resources.
+const PATCH_TYPES: &str =
+    "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml";
+
+pub async fn patch(
+    server: &ApiServer,
+    target: &Target,
+    query: &Query,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let representation = negotiate::representation(headers)?;
+    let dry_run = dry_run(query)?;
+    let content_type = negotiate::content_type(headers).unwrap_or_default();
+    let resource = &target.resource;
+    enum PatchKind {
+        Merge,
+        Json(json_patch::Patch),
+    }
+    let body = read_body(body).await?;
+    let kind = match content_type.as_str() {
+        "application/merge-patch+json" => PatchKind::Merge,
+        // Built-in kinds accept strategic merge patches; for the fields clients patch on
+        // them (labels, annotations, finalizer lists replaced whole) a merge patch is the same.
+        "application/strategic-merge-patch+json" if resource.behaviour != Kind::Custom => {
+            PatchKind::Merge
+        }
+        "application/json-patch+json" => PatchKind::Json(
+            serde_json::from_slice(&body)
+                .map_err(|e| ApiError::bad_request(format!("the JSON patch is malformed: {e}")))?,
+        ),
+        other => return Err(ApiError::unsupported_media_type(other, PATCH_TYPES)),
+    };
+    let merge_patch: Option<Value> = match kind {
+        PatchKind::Merge => {
+            let value: Value = serde_json::from_slice(&body).map_err(|e| {
+                ApiError::bad_request(format!("the merge patch is not valid JSON: {e}"))
+            })?;
+            if !value.is_object() {
+                return Err(ApiError::bad_request("a merge patch must be a JSON object"));
+            }
+            Some(value)
+        }
+        PatchKind::Json(_) => None,
+    };
+    for _ in 0..PATCH_RETRIES {
+        let found = server
+            .store
+            .get(&target.key(), None)
+            .await
+            .map_err(store_error)?;
+        let kv = found.kv.ok_or_else(|| target.not_found())?;
+        let old = objects::decode(&kv)?;
+        let mut patched = old.clone();
+        match (&kind, &merge_patch) {
+            (_, Some(patch)) => json_patch::merge(&mut patched, patch),
+            (PatchKind::Json(ops), None) => {
+                json_patch::patch(&mut patched, ops).map_err(|e| {
+                    target.invalid(
+                        target.name.as_deref().unwrap_or(""),
+                        vec![Cause::invalid(
+                            "",
+                            format!("the JSON patch cannot be applied: {e}"),
+                        )],
+                    )
+                })?;
+            }
+            _ => unreachable!("merge patches carry their document"),
+        }
+        if !patched.is_object() {
+            return Err(ApiError::bad_request("the patch does not leave an object"));
+        }
+        // A patch that sets metadata.resourceVersion makes it a precondition.
+        let precondition = patched["metadata"]["resourceVersion"]
+            != old["metadata"]["resourceVersion"]
+            || merge_patch
+                .as_ref()
+                .is_some_and(|p| p["metadata"]["resourceVersion"].is_string());
+        if patched["metadata"]["resourceVersion"] != old["metadata"]["resourceVersion"] {
+            return Err(target.modified());
+        }
+        let prepared = prepare_update(server, target, patched, &old).await?;
+        match write_prepared(server, target, prepared, old, kv.mod_revision, dry_run).await? {
+            Ok(object) => {
+                return Ok(object_response(
+                    StatusCode::OK,
+                    representation,
+                    resource,
+                    object,
+                ));
+            }
+            Err(()) if precondition => return Err(target.modified()),
+            Err(()) => continue,
+        }
+    }
+    Err(target.modified())
+}
+
+/// DeleteOptions from the body (optional) and the query.
+struct DeleteOptions {
+    uid: Option<String>,
+    resource_version: Option<String>,
+    dry_run: bool,
+}
+
+fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError> {
+    let mut options = DeleteOptions {
+        uid: None,
+        resource_version: None,
+        dry_run: dry_run(query)?,
+    };
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(options);
+    }
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the DeleteOptions are not valid JSON: {e}")))?;
+    options.uid = value["preconditions"]["uid"].as_str().map(str::to_owned);
+    options.resource_version = value["preconditions"]["resourceVersion"]
+        .as_str()
+        .map(str::to_owned);
+    if let Some(modes) = value["dryRun"].as_array() {
+        for mode in modes {
+            match mode.as_str() {
+                Some("All") => options.dry_run = true,
+                other => {
+                    return Err(ApiError::bad_request(format!(
+                        "unsupported dryRun value {other:?}: the only supported value is \"All\""
+                    )));
+                }
+            }
+        }
+    }
+    Ok(options)
+}
+
+pub async fn delete(
+    server: &ApiServer,
+    target: &Target,
+    query: &Query,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let representation = negotiate::representation(headers)?;
+    let options = delete_options(query, &read_body(body).await?)?;
+    let resource = &target.resource;
+    let name = target.name.clone().unwrap_or_default();
+    for _ in 0..PATCH_RETRIES {
+        let found = server
+            .store
+            .get(&target.key(), None)
+            .await
+            .map_err(store_error)?;
+        let kv = found.kv.ok_or_else(|| target.not_found())?;
+        let mut object = objects::decode(&kv)?;
+        if let Some(uid) = &options.uid
+            && Some(uid.as_str()) != object["metadata"]["uid"].as_str()
+        {
+            return Err(ApiError::conflict(
+                &resource.qualified(),
+                &resource.group,
+                &resource.plural,
+                &name,
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    object["metadata"]["uid"].as_str().unwrap_or("")
+                ),
+            ));
+        }
+        if let Some(rv) = &options.resource_version
+            && *rv != kv.mod_revision.to_string()
+        {
+            return Err(ApiError::conflict(
+                &resource.qualified(),
+                &resource.group,
+                &resource.plural,
+                &name,
+                &format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                    kv.mod_revision
+                ),
+            ));
+        }
+        if object["metadata"]["deletionTimestamp"].is_string() {
+            // Already being deleted: nothing changes.
+            return Ok(object_response(
+                StatusCode::OK,
+                representation,
+                resource,
+                object,
+            ));
+        }
+        if !objects::finalizers(&object).is_empty() || !strategy::may_remove(resource, &object) {
+            let metadata = objects::metadata_mut(&mut object).expect("stored objects are objects");
+            metadata.insert("deletionTimestamp".into(), json!(objects::now_timestamp()));
+            metadata.insert("deletionGracePeriodSeconds".into(), json!(0));
+            if resource.behaviour != Kind::Namespace {
+                let generation = metadata
+                    .get("generation")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(1);
+                metadata.insert("generation".into(), json!(generation + 1));
+            }
+            strategy::prepare_deletion(resource, &mut object);
+            if options.dry_run {
+                return Ok(object_response(
+                    StatusCode::OK,
+                    representation,
+                    resource,
+                    object,
+                ));
+            }
+            match server
+                .store
+                .put(
+                    &target.key(),
+                    objects::encode(&object),
+                    Condition::ModRevision(kv.mod_revision),
+                )
+                .await
+            {
+                Ok(written) => {
+                    objects::set_resource_version(&mut object, written.mod_revision);
+                    strategy::after_deletion_requested(server, resource, &object).await;
+                    return Ok(object_response(
+                        StatusCode::OK,
+                        representation,
+                        resource,
+                        object,
+                    ));
+                }
+                Err(StoreError::PreconditionFailed { .. }) => continue,
+                Err(e) => return Err(store_error(e)),
+            }
+        }
+        if options.dry_run {
+            return Ok(deleted_response(resource, &object, representation));
+        }
+        strategy::before_delete(server, resource, &object).await?;
+        match server
+            .store
+            .delete(&target.key(), Condition::ModRevision(kv.mod_revision))
+            .await
+        {
+            Ok(deleted) => {
+                objects::set_resource_version(&mut object, deleted.revision);
+                strategy::after_delete(server, resource, &object).await;
+                return Ok(deleted_response(resource, &object, representation));
+            }
+            Err(StoreError::PreconditionFailed { .. }) => continue,
+            Err(e) => return Err(store_error(e)),
+        }
+    }
+    Err(target.modified())
+}
+
+/// What a DELETE that removed the object answers: a Status for custom resources (as
+/// kube-apiserver), the deleted object for built-in kinds.
+fn deleted_response(
+    resource: &Resource,
+    object: &Value,
+    representation: Representation,
+) -> Response {
+    if resource.behaviour == Kind::Custom {
+        json_response(
+            StatusCode::OK,
+            &crate::status::success(json!({
+                "name": object["metadata"]["name"],
+                "group": resource.group,
+                "kind": resource.plural,
+                "uid": object["metadata"]["uid"],
+            })),
+        )
+    } else {
+        object_response(StatusCode::OK, representation, resource, object.clone())
+    }
+}
+
+/// A continue token: the revision of the list's snapshot and the key to resume at.
+fn encode_continue(revision: Revision, start: &str) -> String {
+    let token = json!({"rv": revision, "start": start});
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token.to_string())
+}
+
+fn decode_continue(token: &str) -> Result<(Revision, String), ApiError> {
+    let bad = || {
+        ApiError::bad_request("the continue parameter is not a continue token this server issued")
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
+    let value: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    match (value["rv"].as_i64(), value["start"].as_str()) {
+        (Some(rv), Some(start)) => Ok((rv, start.to_owned())),
+        _ => Err(bad()),
+    }
+}
+
+/// The label and field selectors of a list or watch.
+pub struct Selectors {
+    pub labels: LabelSelector,
+    pub fields: FieldSelector,
+}
+
+impl Selectors {
+    pub fn parse(resource: &Resource, query: &Query) -> Result<Self, ApiError> {
+        let labels = match query.get("labelSelector") {
+            Some(raw) => LabelSelector::parse(raw).map_err(|e| ApiError::bad_request(e.message))?,
+            None => LabelSelector::everything(),
+        };
+        let fields = match query.get("fieldSelector") {
+            Some(raw) => FieldSelector::parse(raw).map_err(|e| ApiError::bad_request(e.message))?,
+            None => FieldSelector::everything(),
+        };
+        let supported: &[&str] = if resource.behaviour == Kind::Namespace {
+            &["metadata.name", "metadata.namespace", "status.phase"]
+        } else {
+            &["metadata.name", "metadata.namespace"]
+        };
+        for field in fields.fields() {
+            if !supported.contains(&field) {
+                let list: Vec<String> = supported.iter().map(|f| format!("\"{f}\"")).collect();
+                return Err(ApiError::bad_request(format!(
+                    "\"{field}\" is not a known field selector: only {}",
+                    list.join(", ")
+                )));
+            }
+        }
+        Ok(Self { labels, fields })
+    }
+
+    pub fn is_everything(&self) -> bool {
+        self.labels.is_everything() && self.fields.fields().is_empty()
+    }
+
+    pub fn matches(&self, object: &Value) -> bool {
+        self.labels.matches(&objects::labels(object))
+            && self.fields.matches(|field| match field {
+                "metadata.name" => objects::name(object).map(str::to_owned),
+                "metadata.namespace" => Some(objects::namespace(object).unwrap_or("").to_owned()),
+                "status.phase" => object["status"]["phase"].as_str().map(str::to_owned),
+                _ => None,
+            })
+    }
+}
+
+pub async fn list(
+    server: &ApiServer,
+    target: &Target,
+    query: &Query,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let representation = negotiate::representation(headers)?;
+    let resource = &target.resource;
+    let selectors = Selectors::parse(resource, query)?;
+    let limit = query.number("limit")?.unwrap_or(0) as usize;
+    let match_mode = query.get("resourceVersionMatch");
+    let requested_rv = query.get("resourceVersion");
+    if let Some(mode) = match_mode
+        && !matches!(mode, "Exact" | "NotOlderThan")
+    {
+        return Err(ApiError::bad_request(format!(
+            "unsupported resourceVersionMatch {mode:?}: use Exact or NotOlderThan"
+        )));
+    }
+    let prefix = resource.key_prefix(target.namespace.as_deref());
+    let (mut revision, mut from_key) = match query.get("continue") {
+        Some(token) => {
+            let (rv, start) = decode_continue(token)?;
+            if !start.starts_with(&prefix) {
+                return Err(ApiError::bad_request(
+                    "the continue token belongs to another list",
+                ));
+            }
+            (Some(rv), Some(start))
+        }
+        None => {
+            let exact = match (match_mode, requested_rv) {
+                (Some("Exact"), Some(rv)) => Some(rv.parse::<Revision>().map_err(|_| {
+                    ApiError::bad_request(format!("invalid resourceVersion {rv:?}"))
+                })?),
+                _ => None,
+            };
+            (exact, None)
+        }
+    };
+    let mut items = Vec::new();
+    let mut next_token = None;
+    'pages: loop {
+        let page = server
+            .store
+            .range(RangeRequest {
+                prefix: prefix.clone(),
+                from_key: from_key.take(),
+                limit: LIST_STORE_PAGE,
+                revision,
+                count: false,
+            })
+            .await
+            .map_err(|e| match e {
+                StoreError::Compacted { .. } if query.get("continue").is_some() => ApiError::expired(
+                    "The provided continue parameter is too old to display a consistent list result. \
+                     You can start a new list without the continue parameter.",
+                ),
+                other => store_error(other),
+            })?;
+        revision = Some(page.revision);
+        let page_len = page.kvs.len();
+        for (index, kv) in page.kvs.iter().enumerate() {
+            let object = objects::decode(kv)?;
+            if !selectors.matches(&object) {
+                continue;
+            }
+            items.push(served_as(resource, object));
+            if limit > 0 && items.len() == limit {
+                if index + 1 < page_len || page.more {
+                    next_token = Some(encode_continue(page.revision, &format!("{}\0", kv.key)));
+                }
+                break 'pages;
+            }
+        }
+        match (page.more, page.kvs.last()) {
+            (true, Some(last)) => from_key = Some(format!("{}\0", last.key)),
+            _ => break,
+        }
+    }
+    let revision = revision.unwrap_or_default();
+    let mut metadata = json!({"resourceVersion": revision.to_string()});
+    if let Some(token) = &next_token {
+        metadata["continue"] = json!(token);
+    }
+    Ok(match representation {
+        Representation::Table(version) => json_response(
+            StatusCode::OK,
+            &table::table(resource, version, &items, metadata, true),
+        ),
+        _ => json_response(
+            StatusCode::OK,
+            &json!({
+                "apiVersion": resource.api_version(),
+                "kind": resource.list_kind,
+                "metadata": metadata,
+                "items": items,
+            }),
+        ),
+    })
+}

@@ -1,0 +1,137 @@
+//! `fleetdb`: one binary, thin subcommands over the library crates.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use fleetdb_store::Store;
+use fleetdb_store::embedded::EmbeddedStore;
+use fleetdb_store::etcd::{EtcdOptions, EtcdStore};
+use fleetdb_store::retention::{Retention, RetentionPolicy};
+
+#[derive(Parser)]
+#[command(
+    name = "fleetdb",
+    version,
+    about = "An inventory control plane for infrastructure fleets that speaks the Kubernetes API"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StoreKind {
+    Embedded,
+    Etcd,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the Kubernetes API over HTTPS (mutual TLS).
+    Serve {
+        /// Where data, certificates and the admin kubeconfig live.
+        #[arg(long, default_value = "./fleetdb-data", env = "FLEETDB_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Address and port to listen on.
+        #[arg(long, default_value = "127.0.0.1:6443", env = "FLEETDB_LISTEN")]
+        listen: SocketAddr,
+        /// Host name clients use to reach the server, for its certificate and the kubeconfig
+        /// (default: the listen address, or 127.0.0.1 when listening on all addresses).
+        #[arg(long, env = "FLEETDB_ADVERTISE_HOST")]
+        advertise_host: Option<String>,
+        /// Storage backend.
+        #[arg(long, value_enum, default_value = "embedded", env = "FLEETDB_STORE")]
+        store: StoreKind,
+        /// etcd client URLs, comma separated (with --store etcd).
+        #[arg(long, value_delimiter = ',', env = "FLEETDB_ETCD_ENDPOINTS")]
+        etcd_endpoints: Vec<String>,
+        /// Key prefix in etcd, so several installations can share one cluster.
+        #[arg(long, default_value = fleetdb_store::etcd::DEFAULT_ROOT)]
+        etcd_prefix: String,
+        /// How long the history of changes is kept, in days.
+        #[arg(long, default_value_t = 30)]
+        history_days: u64,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FLEETDB_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Serve {
+            data_dir,
+            listen,
+            advertise_host,
+            store,
+            etcd_endpoints,
+            etcd_prefix,
+            history_days,
+        } => runtime.block_on(async move {
+            std::fs::create_dir_all(&data_dir).with_context(|| {
+                format!("cannot create the data directory {}", data_dir.display())
+            })?;
+            let store: Arc<dyn Store> = match store {
+                StoreKind::Embedded => Arc::new(
+                    EmbeddedStore::open(data_dir.join("store"))
+                        .context("cannot open the embedded store")?,
+                ),
+                StoreKind::Etcd => {
+                    if etcd_endpoints.is_empty() {
+                        anyhow::bail!(
+                            "--store etcd needs --etcd-endpoints, e.g. http://127.0.0.1:2379"
+                        );
+                    }
+                    let mut options = EtcdOptions::new(etcd_endpoints);
+                    options.root = etcd_prefix;
+                    Arc::new(
+                        EtcdStore::connect(options)
+                            .await
+                            .context("cannot reach etcd")?,
+                    )
+                }
+            };
+            let retention = Retention::new(
+                store.clone(),
+                RetentionPolicy {
+                    keep: Duration::from_secs(history_days * 24 * 60 * 60),
+                    ..RetentionPolicy::default()
+                },
+            );
+            let retention = tokio::spawn(retention.run());
+            let config = fleetdb_apiserver::ServeConfig {
+                data_dir,
+                listen,
+                advertise_host,
+            };
+            let result = fleetdb_apiserver::serve(store, config, shutdown_signal()).await;
+            retention.abort();
+            result.map_err(|e| anyhow::anyhow!(e))
+        }),
+    }
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
