@@ -859,6 +859,7 @@ pub async fn delete(
                 ),
             ));
         }
+        strategy::check_delete(resource, &object)?;
         if object["metadata"]["deletionTimestamp"].is_string() {
             // Already being deleted: nothing changes.
             return Ok(object_response(

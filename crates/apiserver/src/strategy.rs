@@ -118,6 +118,17 @@ pub async fn after_deletion_requested(server: &ApiServer, resource: &Resource, o
     }
 }
 
+/// Whether a DELETE of this object may proceed at all.
+pub fn check_delete(resource: &Resource, object: &Value) -> Result<(), ApiError> {
+    let name = objects::name(object).unwrap_or("");
+    if resource.behaviour == Kind::Namespace && PROTECTED_NAMESPACES.contains(&name) {
+        return Err(ApiError::forbidden(format!(
+            "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+        )));
+    }
+    Ok(())
+}
+
 /// Runs before an object is removed from storage; may refuse.
 pub async fn before_delete(
     server: &ApiServer,
@@ -125,15 +136,7 @@ pub async fn before_delete(
     object: &Value,
 ) -> Result<(), ApiError> {
     match resource.behaviour {
-        Kind::Namespace => {
-            let name = objects::name(object).unwrap_or("");
-            if PROTECTED_NAMESPACES.contains(&name) {
-                return Err(ApiError::forbidden(format!(
-                    "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
-                )));
-            }
-            Ok(())
-        }
+        Kind::Namespace => check_delete(resource, object),
         Kind::CustomResourceDefinition => {
             // The CRD's objects go with it (all versions share one prefix).
             let snapshot = server.registry.snapshot();

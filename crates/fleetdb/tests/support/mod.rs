@@ -1,0 +1,297 @@
+//! Runs the real `fleetdb serve` binary on a free port, on the embedded store or on a real
+//! etcd, and drives it with the real kubectl.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use fleetdb_testkit::{EtcdServer, find_executable, free_port};
+
+/// How long the server gets to start.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+    Etcd,
+}
+
+/// A running fleetdb server and what it needs.
+pub struct Fleetdb {
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    etcd: Option<EtcdServer>,
+    kubectl: PathBuf,
+}
+
+impl Fleetdb {
+    pub fn start(backend: Backend) -> Self {
+        let kubectl = find_executable("FLEETDB_KUBECTL", &["kubectl"], &["/usr/bin", "/usr/local/bin"])
+            .expect("kubectl is not installed: install it (the CI machine image has it) or set FLEETDB_KUBECTL");
+        let etcd = (backend == Backend::Etcd).then(EtcdServer::start);
+        let mut server = Self {
+            child: None,
+            dir: tempfile::tempdir().unwrap(),
+            port: free_port(),
+            etcd,
+            kubectl,
+        };
+        std::fs::create_dir_all(server.dir.path().join("home")).unwrap();
+        server.launch();
+        server
+    }
+
+    fn launch(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_fleetdb"));
+        command
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(self.dir.path().join("data"))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .env("FLEETDB_LOG", "info,fleetdb_apiserver=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        if let Some(etcd) = &self.etcd {
+            command
+                .arg("--store")
+                .arg("etcd")
+                .arg("--etcd-endpoints")
+                .arg(etcd.client_url());
+        }
+        let child = command.spawn().expect("start fleetdb");
+        self.child = Some(child);
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("fleetdb exited during start-up ({status}):\n{}", self.log());
+            }
+            let ready = self.kubectl(&["get", "--raw", "/readyz"]).status.success();
+            if ready {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "fleetdb did not become ready:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("fleetdb.log")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("data").join("admin.kubeconfig")
+    }
+
+    /// Stops the server with SIGTERM and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while child.try_wait().unwrap().is_none() {
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    panic!("fleetdb did not stop on SIGTERM:\n{}", self.log());
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// Stops and starts the server on the same data (and the same etcd).
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+
+    pub fn kubectl_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(&self.kubectl);
+        command
+            .args(args)
+            .env("KUBECONFIG", self.kubeconfig())
+            // Discovery caches live under HOME: each server gets its own.
+            .env("HOME", self.dir.path().join("home"))
+            .current_dir(self.dir.path());
+        command
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_command(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run kubectl")
+    }
+
+    pub fn kubectl_input(&self, args: &[&str], input: &str) -> Output {
+        let mut child = self
+            .kubectl_command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run kubectl");
+        // kubectl may refuse the input and exit before reading all of it.
+        let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs kubectl, asserts success and returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let output = self.kubectl(args);
+        assert_output_ok(args, &output, &self.log());
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    pub fn ok_input(&self, args: &[&str], input: &str) -> String {
+        let output = self.kubectl_input(args, input);
+        assert_output_ok(args, &output, &self.log());
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Runs kubectl, asserts failure and returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let output = self.kubectl(args);
+        assert!(
+            !output.status.success(),
+            "kubectl {args:?} should have failed; stdout: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+
+    pub fn fails_input(&self, args: &[&str], input: &str) -> String {
+        let output = self.kubectl_input(args, input);
+        assert!(
+            !output.status.success(),
+            "kubectl {args:?} should have failed; stdout: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+
+    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+fn assert_output_ok(args: &[&str], output: &Output, log: &str) {
+    assert!(
+        output.status.success(),
+        "kubectl {args:?} failed ({}):\nstdout: {}\nstderr: {}\nserver log tail:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+        log.lines()
+            .rev()
+            .take(30)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
+}
+
+impl Drop for Fleetdb {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A namespaced CRD with a status subresource, printer columns, short names and a category.
+pub const WIDGET_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names:
+    plural: widgets
+    singular: widget
+    kind: Widget
+    shortNames: [wd]
+    categories: [all]
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources:
+      status: {}
+    additionalPrinterColumns:
+    - name: Size
+      type: integer
+      jsonPath: .spec.size
+    - name: Color
+      type: string
+      priority: 1
+      jsonPath: .spec.color
+    - name: Age
+      type: date
+      jsonPath: .metadata.creationTimestamp
+    schema:
+      openAPIV3Schema:
+        type: object
+        description: A widget for tests.
+        properties:
+          spec:
+            type: object
+            description: What the widget should be.
+            properties:
+              size:
+                type: integer
+                description: How big the widget is.
+              color:
+                type: string
+          status:
+            type: object
+            x-kubernetes-preserve-unknown-fields: true
+"#;
+
+pub fn widget(name: &str, size: i64) -> String {
+    format!(
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: {name}\n  labels:\n    env: prod\nspec:\n  size: {size}\n  color: blue\n"
+    )
+}
+
+/// Creates the widget CRD and waits until it is established.
+pub fn install_widgets(server: &Fleetdb) {
+    server.ok_input(&["create", "-f", "-"], WIDGET_CRD);
+    server.ok(&[
+        "wait",
+        "--for=condition=established",
+        "crd/widgets.example.com",
+        "--timeout=20s",
+    ]);
+}
