@@ -16,6 +16,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# kubectl is part of the machine image (a dispatcher running kubectl 1.27-1.33).
+if ! command -v kubectl >/dev/null 2>&1; then
+  echo "setup: kubectl is missing; install it (the tests drive fleetdb with the real kubectl)" >&2
+  exit 1
+fi
+
+# Python packages for the client tests, in the repository's own virtual environment.
+venv="$(cd "$(dirname "$0")/.." && pwd)/.venv"
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+"$venv/bin/pip" install -q --disable-pip-version-check -r "$(dirname "$0")/requirements-test.txt"
+
 # Rust tooling.
 if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
   rustup component add rustfmt clippy
