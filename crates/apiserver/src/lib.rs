@@ -27,6 +27,7 @@ pub mod table;
 pub mod tls;
 pub mod validation;
 pub mod watch;
+pub mod watch_cache;
 
 pub use server::{ApiServer, ServeConfig, serve};
 

@@ -125,6 +125,7 @@ async fn read_object(
     let bytes = read_body(body).await?;
     match negotiate::content_type(headers).as_deref() {
         None | Some("") | Some("application/json") | Some("*/*") => parse_object(&bytes),
+        Some("application/yaml") => parse_yaml(&bytes),
         Some(crate::protobuf::MEDIA_TYPE) if resource.behaviour != Kind::Custom => {
             parse_object(&crate::protobuf::decode(&resource.kind, &bytes)?)
         }
@@ -133,6 +134,18 @@ async fn read_object(
             negotiate::BODY_TYPES,
         )),
     }
+}
+
+/// Parses a YAML document (also how apply patches arrive) into a JSON object.
+pub fn parse_yaml(body: &[u8]) -> Result<Value, ApiError> {
+    let value: Value = serde_saphyr::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not valid YAML: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request(
+            "the request body must be a YAML mapping (an object)",
+        ));
+    }
+    Ok(value)
 }
 
 fn parse_object(body: &[u8]) -> Result<Value, ApiError> {

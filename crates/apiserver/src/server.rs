@@ -40,6 +40,7 @@ const MAX_CONCURRENT_STREAMS: u32 = 1000;
 pub struct ApiServer {
     pub store: Arc<dyn Store>,
     pub registry: Registry,
+    pub watch_cache: crate::watch_cache::WatchCache,
     server_address: String,
     ready: AtomicBool,
     shutdown: watch::Sender<bool>,
@@ -52,6 +53,7 @@ impl ApiServer {
     pub async fn new(store: Arc<dyn Store>, server_address: String) -> Result<Arc<Self>, ApiError> {
         let (shutdown, _) = watch::channel(false);
         let server = Arc::new_cyclic(|myself| ApiServer {
+            watch_cache: crate::watch_cache::WatchCache::new(store.clone()),
             store,
             registry: Registry::new(&[]),
             server_address,

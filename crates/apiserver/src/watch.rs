@@ -5,8 +5,9 @@
 //! answers with an ERROR event carrying `410 Expired` when that history was compacted.
 //! `sendInitialEvents=true` adds the closing bookmark annotated
 //! `k8s.io/initial-events-end`. Selector transitions become ADDED/DELETED as in Kubernetes.
-//! Each watch has a bounded outgoing buffer; a client that stops reading is cut off, never
-//! slowing writers.
+//! Changes come from the shared watch cache (`watch_cache.rs`) when the starting revision is
+//! recent, from a store watch of the client's own otherwise. Each watch has a bounded outgoing
+//! buffer; a client that stops reading is cut off, never slowing writers or other watchers.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -19,6 +20,8 @@ use bytes::Bytes;
 use fleetdb_store::{EventKind, RangeRequest, Revision, StoreError};
 use futures::StreamExt;
 use serde_json::{Value, json};
+use std::collections::VecDeque;
+use tokio::sync::broadcast;
 use tokio::sync::mpsc;
 
 use crate::negotiate::{self, Representation};
@@ -29,6 +32,7 @@ use crate::rest::{Selectors, Target, store_error};
 use crate::server::ApiServer;
 use crate::status::{ApiError, Cause};
 use crate::table;
+use crate::watch_cache::CachedEvent;
 
 /// Events buffered for one client before it is considered too slow and cut off.
 pub const WATCH_BUFFER_EVENTS: usize = 1024;
@@ -138,39 +142,56 @@ pub async fn watch(
     };
 
     let (tx, rx) = mpsc::channel::<Bytes>(WATCH_BUFFER_EVENTS);
-    match server.store.watch(&prefix, after).await {
-        Ok(changes) => {
-            let task_server = server.clone();
-            tokio::spawn(async move {
-                let context = StreamContext {
-                    resource,
-                    representation,
-                    selectors,
-                    bookmarks,
-                };
-                context
-                    .run(
-                        task_server,
-                        changes,
-                        tx,
-                        initial,
-                        send_initial,
-                        after,
-                        timeout,
-                    )
-                    .await;
-            });
-        }
-        Err(StoreError::Compacted {
-            requested,
-            compacted,
-        }) => {
-            let status = ApiError::expired(format!(
-                "too old resource version: {requested} ({compacted})"
-            ));
-            let _ = tx.try_send(event("ERROR", status.to_status()));
-        }
-        Err(e) => return Err(store_error(e)),
+    let feed = server
+        .watch_cache
+        .feed(&resource.key_prefix(None), server.shutdown_signal())
+        .await
+        .map_err(store_error)?;
+    // Subscribe before reading the cached history, so no event falls between the two.
+    let live = feed.subscribe();
+    let source = match feed.events_after(after) {
+        Some(replay) => Some(Source::Cache {
+            replay: replay.into(),
+            live,
+            last: after,
+        }),
+        None => match server.store.watch(&prefix, after).await {
+            Ok(changes) => Some(Source::Store { changes }),
+            Err(StoreError::Compacted {
+                requested,
+                compacted,
+            }) => {
+                let status = ApiError::expired(format!(
+                    "too old resource version: {requested} ({compacted})"
+                ));
+                let _ = tx.try_send(event("ERROR", status.to_status()));
+                None
+            }
+            Err(e) => return Err(store_error(e)),
+        },
+    };
+    if let Some(source) = source {
+        let task_server = server.clone();
+        tokio::spawn(async move {
+            let context = StreamContext {
+                resource,
+                representation,
+                selectors,
+                bookmarks,
+                prefix,
+            };
+            context
+                .run(
+                    task_server,
+                    source,
+                    tx,
+                    initial,
+                    send_initial,
+                    after,
+                    timeout,
+                )
+                .await;
+        });
     }
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv()
@@ -185,11 +206,69 @@ pub async fn watch(
         .expect("a valid response"))
 }
 
+/// Where a watch's changes come from.
+enum Source {
+    /// The shared cache: recent history, then the live broadcast.
+    Cache {
+        replay: VecDeque<Arc<CachedEvent>>,
+        live: broadcast::Receiver<Arc<CachedEvent>>,
+        last: Revision,
+    },
+    /// A store watch of this client's own (its starting revision is older than the cache).
+    Store { changes: fleetdb_store::WatchStream },
+}
+
+/// Why a watch's source ended.
+enum SourceEnd {
+    /// The history it needed was compacted: the client gets 410 and relists.
+    Expired(StoreError),
+    /// Cut off (fell behind) or the server is going away: the client re-watches.
+    Closed,
+}
+
+impl Source {
+    async fn next(&mut self) -> Result<Arc<CachedEvent>, SourceEnd> {
+        match self {
+            Source::Cache { replay, live, last } => loop {
+                let event = match replay.pop_front() {
+                    Some(event) => event,
+                    None => match live.recv().await {
+                        Ok(event) => event,
+                        Err(broadcast::error::RecvError::Lagged(_))
+                        | Err(broadcast::error::RecvError::Closed) => {
+                            return Err(SourceEnd::Closed);
+                        }
+                    },
+                };
+                if event.revision > *last {
+                    *last = event.revision;
+                    return Ok(event);
+                }
+            },
+            Source::Store { changes } => loop {
+                match changes.next().await {
+                    Some(Ok(change)) => {
+                        if let Some(event) = CachedEvent::from_store(&change) {
+                            return Ok(Arc::new(event));
+                        }
+                    }
+                    Some(Err(e @ StoreError::Compacted { .. })) => {
+                        return Err(SourceEnd::Expired(e));
+                    }
+                    Some(Err(_)) | None => return Err(SourceEnd::Closed),
+                }
+            },
+        }
+    }
+}
+
 struct StreamContext {
     resource: Arc<Resource>,
     representation: Representation,
     selectors: Selectors,
     bookmarks: bool,
+    /// Store prefix of what this client watches (a namespace, or all of the resource).
+    prefix: String,
 }
 
 impl StreamContext {
@@ -209,7 +288,7 @@ impl StreamContext {
     async fn run(
         self,
         server: Arc<ApiServer>,
-        mut changes: fleetdb_store::WatchStream,
+        mut source: Source,
         tx: mpsc::Sender<Bytes>,
         initial: Vec<Value>,
         send_initial: bool,
@@ -243,20 +322,26 @@ impl StreamContext {
                         return;
                     }
                 }
-                change = changes.next() => {
+                change = source.next() => {
                     let change = match change {
-                        Some(Ok(change)) => change,
-                        Some(Err(StoreError::Compacted { requested, compacted })) => {
+                        Ok(change) => change,
+                        Err(SourceEnd::Expired(StoreError::Compacted { requested, compacted })) => {
                             let status = ApiError::expired(format!("too old resource version: {requested} ({compacted})"));
                             let _ = self.send(&tx, event("ERROR", status.to_status()));
                             return;
                         }
-                        // Cut off by the store, or the store went away: the client re-watches.
-                        Some(Err(_)) | None => return,
+                        Err(_) => return,
                     };
-                    last = change.revision();
+                    last = change.revision;
+                    if !change.key.starts_with(&self.prefix) {
+                        continue;
+                    }
                     let Some((kind, object)) = self.translate(&change) else { continue };
-                    if !self.send(&tx, event(kind, render(&self.resource, self.representation, object))) {
+                    let line = match self.representation {
+                        Representation::Table(_) => event(kind, render(&self.resource, self.representation, (**object).clone())),
+                        _ => change.encoded(kind, object, &self.resource.api_version(), &self.resource.kind),
+                    };
+                    if !self.send(&tx, line) {
                         return;
                     }
                 }
@@ -264,29 +349,24 @@ impl StreamContext {
         }
     }
 
-    /// The event a store change is for this watcher, after selector transitions.
-    fn translate(&self, change: &fleetdb_store::Event) -> Option<(&'static str, Value)> {
-        let previous = change.prev.as_ref().and_then(|kv| objects::decode(kv).ok());
-        let was_matching = previous.as_ref().is_some_and(|o| self.selectors.matches(o));
+    /// The event a change is for this watcher, after selector transitions.
+    fn translate<'a>(&self, change: &'a CachedEvent) -> Option<(&'static str, &'a Arc<Value>)> {
+        let was_matching = change
+            .previous
+            .as_ref()
+            .is_some_and(|o| self.selectors.matches(o));
         match change.kind {
             EventKind::Put => {
-                let object = objects::decode(&change.kv).ok()?;
-                let matching = self.selectors.matches(&object);
-                match (was_matching, matching) {
+                let object = change.object.as_ref()?;
+                match (was_matching, self.selectors.matches(object)) {
                     (false, true) => Some(("ADDED", object)),
                     (true, true) => Some(("MODIFIED", object)),
                     (true, false) => Some(("DELETED", object)),
                     (false, false) => None,
                 }
             }
-            EventKind::Delete => {
-                let mut object = previous?;
-                if !was_matching {
-                    return None;
-                }
-                objects::set_resource_version(&mut object, change.revision());
-                Some(("DELETED", object))
-            }
+            EventKind::Delete if was_matching => change.previous.as_ref().map(|o| ("DELETED", o)),
+            EventKind::Delete => None,
         }
     }
 }

@@ -1,0 +1,332 @@
+//! The watch cache: one store watch per resource, shared by every client watching it.
+//!
+//! Each change is read from the store once, decoded once, and serialized once per event type
+//! and API version, however many clients watch. A bounded ring of recent events lets clients
+//! resume from a recent resourceVersion without touching the store; older ones are served by
+//! a store watch of their own (the store keeps history until compaction).
+//!
+//! Invariants: a feed publishes events in revision order, with no gap after the revision it
+//! started from; a client that falls behind the broadcast buffer is cut off (it re-watches
+//! from its last resourceVersion) and never slows the feed.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use fleetdb_store::{EventKind, KeyValue, Revision, Store, StoreError};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use crate::objects;
+
+/// Recent events each resource's feed keeps for clients resuming from a recent revision; also
+/// the broadcast buffer a client may fall behind by before it is cut off.
+pub const WATCH_CACHE_EVENTS: usize = 4096;
+
+/// Pause before a feed re-establishes a failed store watch.
+const FEED_RETRY: Duration = Duration::from_millis(200);
+
+/// One change, decoded once for every watcher.
+pub struct CachedEvent {
+    pub revision: Revision,
+    pub key: String,
+    pub kind: EventKind,
+    /// The object after a put.
+    pub object: Option<Arc<Value>>,
+    /// The object before the change (for a deletion: stamped with the deletion's revision).
+    pub previous: Option<Arc<Value>>,
+    /// Serialized `{"type", "object"}` lines by (type, apiVersion), made on first use.
+    encoded: Mutex<Vec<(&'static str, String, Bytes)>>,
+}
+
+impl CachedEvent {
+    /// Decodes a store event (undecodable objects are skipped by callers).
+    pub fn from_store(event: &fleetdb_store::Event) -> Option<Self> {
+        let decode = |kv: &KeyValue| objects::decode(kv).ok().map(Arc::new);
+        let (object, previous) = match event.kind {
+            EventKind::Put => (
+                Some(decode(&event.kv)?),
+                event.prev.as_ref().and_then(decode),
+            ),
+            EventKind::Delete => {
+                let previous = event.prev.as_ref().and_then(|kv| {
+                    let mut object = objects::decode(kv).ok()?;
+                    objects::set_resource_version(&mut object, event.revision());
+                    Some(Arc::new(object))
+                });
+                (None, previous)
+            }
+        };
+        Some(Self {
+            revision: event.revision(),
+            key: event.kv.key.clone(),
+            kind: event.kind,
+            object,
+            previous,
+            encoded: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The serialized event line for `kind` with `object` rendered as `api_version`/`kind_name`.
+    /// `object` must be one of this event's objects.
+    pub fn encoded(
+        &self,
+        event_type: &'static str,
+        object: &Value,
+        api_version: &str,
+        kind_name: &str,
+    ) -> Bytes {
+        let mut cache = self.encoded.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, _, bytes)) = cache
+            .iter()
+            .find(|(t, v, _)| *t == event_type && v == api_version)
+        {
+            return bytes.clone();
+        }
+        let mut object = object.clone();
+        object["apiVersion"] = json!(api_version);
+        object["kind"] = json!(kind_name);
+        let mut line =
+            serde_json::to_vec(&json!({"type": event_type, "object": object})).unwrap_or_default();
+        line.push(b'\n');
+        let bytes = Bytes::from(line);
+        cache.push((event_type, api_version.to_owned(), bytes.clone()));
+        bytes
+    }
+}
+
+/// Recent events of one resource.
+struct History {
+    events: VecDeque<Arc<CachedEvent>>,
+    /// Every change after this revision is in `events` (or was before it was evicted, which
+    /// moves this forward).
+    complete_after: Revision,
+}
+
+/// The shared feed of one resource (all namespaces).
+pub struct Feed {
+    prefix: String,
+    /// Replaced (closing every subscriber) when the feed loses events it cannot recover.
+    tx: RwLock<broadcast::Sender<Arc<CachedEvent>>>,
+    history: RwLock<History>,
+}
+
+impl Feed {
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Subscribes to live events; call before [`Feed::events_after`].
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<CachedEvent>> {
+        self.tx
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .subscribe()
+    }
+
+    /// Every cached event after `after`, or `None` when the cache does not reach back that far.
+    pub fn events_after(&self, after: Revision) -> Option<Vec<Arc<CachedEvent>>> {
+        let history = self.history.read().unwrap_or_else(|e| e.into_inner());
+        if after < history.complete_after {
+            return None;
+        }
+        Some(
+            history
+                .events
+                .iter()
+                .filter(|e| e.revision > after)
+                .cloned()
+                .collect(),
+        )
+    }
+
+    fn publish(&self, event: Arc<CachedEvent>) {
+        {
+            let mut history = self.history.write().unwrap_or_else(|e| e.into_inner());
+            history.events.push_back(event.clone());
+            while history.events.len() > WATCH_CACHE_EVENTS {
+                if let Some(evicted) = history.events.pop_front() {
+                    history.complete_after = evicted.revision;
+                }
+            }
+        }
+        let _ = self
+            .tx
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(event);
+    }
+
+    /// Forgets the history and closes every subscriber: after a gap, clients must re-watch.
+    fn reset(&self, after: Revision) {
+        let mut history = self.history.write().unwrap_or_else(|e| e.into_inner());
+        history.events.clear();
+        history.complete_after = after;
+        let (tx, _) = broadcast::channel(WATCH_CACHE_EVENTS);
+        *self.tx.write().unwrap_or_else(|e| e.into_inner()) = tx;
+    }
+}
+
+/// Feeds by store prefix, created on first watch.
+pub struct WatchCache {
+    store: Arc<dyn Store>,
+    feeds: Mutex<HashMap<String, Arc<Feed>>>,
+}
+
+impl WatchCache {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            feeds: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The feed of the resource stored under `prefix`, started if needed.
+    pub async fn feed(
+        &self,
+        prefix: &str,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<Arc<Feed>, StoreError> {
+        if let Some(feed) = self
+            .feeds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(prefix)
+        {
+            return Ok(feed.clone());
+        }
+        let start = self.store.current_revision().await?;
+        let changes = self.store.watch(prefix, start).await?;
+        let mut feeds = self.feeds.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(feed) = feeds.get(prefix) {
+            return Ok(feed.clone());
+        }
+        let (tx, _) = broadcast::channel(WATCH_CACHE_EVENTS);
+        let feed = Arc::new(Feed {
+            prefix: prefix.to_owned(),
+            tx: RwLock::new(tx),
+            history: RwLock::new(History {
+                events: VecDeque::new(),
+                complete_after: start,
+            }),
+        });
+        feeds.insert(prefix.to_owned(), feed.clone());
+        tokio::spawn(run_feed(
+            self.store.clone(),
+            feed.clone(),
+            changes,
+            start,
+            shutdown,
+        ));
+        Ok(feed)
+    }
+}
+
+/// Moves store events into a feed until shutdown, re-watching after failures.
+async fn run_feed(
+    store: Arc<dyn Store>,
+    feed: Arc<Feed>,
+    mut changes: fleetdb_store::WatchStream,
+    start: Revision,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut last = start;
+    loop {
+        let change = tokio::select! {
+            _ = shutdown.changed() => return,
+            change = changes.next() => change,
+        };
+        match change {
+            Some(Ok(event)) => {
+                last = event.revision();
+                if let Some(cached) = CachedEvent::from_store(&event) {
+                    feed.publish(Arc::new(cached));
+                }
+                continue;
+            }
+            Some(Err(error)) => {
+                tracing::warn!(prefix = %feed.prefix, %error, "watch cache feed interrupted; re-watching")
+            }
+            None => tracing::debug!(prefix = %feed.prefix, "watch cache feed ended; re-watching"),
+        }
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            tokio::time::sleep(FEED_RETRY).await;
+            match store.watch(&feed.prefix, last).await {
+                Ok(stream) => {
+                    changes = stream;
+                    break;
+                }
+                Err(StoreError::Compacted { .. }) => {
+                    // The gap cannot be filled: clients resuming across it get 410 and relist.
+                    let now = store.current_revision().await.unwrap_or(last);
+                    feed.reset(now);
+                    last = now;
+                }
+                Err(error) => {
+                    tracing::warn!(prefix = %feed.prefix, %error, "cannot re-watch; retrying")
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleetdb_store::Condition;
+    use fleetdb_store::embedded::EmbeddedStore;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_write_is_decoded_and_serialized_once_for_every_watcher() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+        let cache = WatchCache::new(store.clone());
+        let (_stop, shutdown) = tokio::sync::watch::channel(false);
+        let feed = cache
+            .feed("/registry/g/things/", shutdown.clone())
+            .await
+            .unwrap();
+        let again = cache.feed("/registry/g/things/", shutdown).await.unwrap();
+        assert!(Arc::ptr_eq(&feed, &again), "one feed per resource");
+        let mut watchers: Vec<_> = (0..50).map(|_| feed.subscribe()).collect();
+        let object = json!({"apiVersion": "g/v1", "kind": "Thing", "metadata": {"name": "a"}});
+        store
+            .put(
+                "/registry/g/things/ns/a",
+                objects::encode(&object),
+                Condition::Always,
+            )
+            .await
+            .unwrap();
+        let mut received = Vec::new();
+        for watcher in &mut watchers {
+            received.push(watcher.recv().await.unwrap());
+        }
+        assert!(
+            received.iter().all(|e| Arc::ptr_eq(e, &received[0])),
+            "shared, not copied"
+        );
+        let first = &received[0];
+        let object = first.object.clone().unwrap();
+        let lines: Vec<Bytes> = received
+            .iter()
+            .map(|e| e.encoded("ADDED", &object, "g/v1", "Thing"))
+            .collect();
+        assert!(
+            lines.iter().all(|l| l.as_ptr() == lines[0].as_ptr()),
+            "the event line is serialized once"
+        );
+        // A watcher resuming from before the write gets it from the cache.
+        let replay = feed
+            .events_after(first.revision - 1)
+            .expect("recent history is cached");
+        assert_eq!(replay.len(), 1);
+        // Before the feed started, the cache cannot answer: such watchers use the store.
+        assert!(feed.events_after(-1).is_none());
+    }
+}
