@@ -487,6 +487,48 @@ fn restart_keeps_state_and_watches_resume(backend: Backend) {
     );
 }
 
+/// `--dry-run=server` persists nothing; `generateName` makes a unique name.
+fn dry_run_and_generated_names(backend: Backend) {
+    let server = Fleetdb::start(backend);
+    install_widgets(&server);
+    let rv_before =
+        json(&server.ok(&["get", "widgets", "-o", "json"]))["metadata"]["resourceVersion"].clone();
+    let preview = json(&server.ok_input(
+        &["create", "--dry-run=server", "-o", "json", "-f", "-"],
+        &widget("dry", 1),
+    ));
+    assert_eq!(preview["metadata"]["name"], "dry");
+    assert!(
+        preview["metadata"]["uid"].is_string(),
+        "a dry run shows what would be stored"
+    );
+    assert!(server.fails(&["get", "widget", "dry"]).contains("NotFound"));
+    server.ok_input(&["create", "-f", "-"], &widget("real", 1));
+    server.ok(&[
+        "patch",
+        "widget",
+        "real",
+        "--dry-run=server",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"size":9}}"#,
+    ]);
+    server.ok(&["delete", "widget", "real", "--dry-run=server"]);
+    let real = json(&server.ok(&["get", "widget", "real", "-o", "json"]));
+    assert_eq!(real["spec"]["size"], 1, "dry-run patch changed nothing");
+    assert_ne!(real["metadata"]["resourceVersion"], rv_before);
+    let generated = "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  generateName: gen-\nspec:\n  size: 1\n";
+    let first = server.ok_input(&["create", "-o", "name", "-f", "-"], generated);
+    let second = server.ok_input(&["create", "-o", "name", "-f", "-"], generated);
+    assert!(
+        first.starts_with("widget.example.com/gen-")
+            && first.trim().len() == "widget.example.com/gen-".len() + 5,
+        "{first}"
+    );
+    assert_ne!(first, second);
+}
+
 macro_rules! on_both_stores {
     ($($scenario:ident),* $(,)?) => {
         mod embedded {
@@ -507,4 +549,5 @@ on_both_stores!(
     concurrent_updates_conflict,
     bad_input_gets_clear_errors,
     restart_keeps_state_and_watches_resume,
+    dry_run_and_generated_names,
 );
