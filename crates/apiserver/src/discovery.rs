@@ -59,7 +59,23 @@ fn subresources(resource: &Resource) -> Vec<&'static str> {
     if resource.status_subresource {
         subresources.push("status");
     }
+    if resource.scale.is_some() {
+        subresources.push("scale");
+    }
     subresources
+}
+
+/// The kind a subresource answers with: Scale is `autoscaling/v1`.
+fn subresource_kind(resource: &Resource, subresource: &str) -> (String, String, String) {
+    if subresource == "scale" {
+        ("autoscaling".into(), "v1".into(), "Scale".into())
+    } else {
+        (
+            resource.group.clone(),
+            resource.version.clone(),
+            resource.kind.clone(),
+        )
+    }
 }
 
 /// `GET /apis/G/V` or `/api/v1`, if the group/version exists.
@@ -81,13 +97,19 @@ pub fn resource_list(snapshot: &Snapshot, group: &str, version: &str) -> Option<
             "categories": resource.categories,
         }));
         for sub in subresources(&resource) {
-            resources.push(json!({
+            let (sub_group, sub_version, sub_kind) = subresource_kind(&resource, sub);
+            let mut entry = json!({
                 "name": format!("{}/{sub}", resource.plural),
                 "singularName": "",
                 "namespaced": resource.namespaced,
-                "kind": resource.kind,
+                "kind": sub_kind,
                 "verbs": ["get", "patch", "update"],
-            }));
+            });
+            if sub == "scale" {
+                entry["group"] = json!(sub_group);
+                entry["version"] = json!(sub_version);
+            }
+            resources.push(entry);
         }
     }
     Some(json!({
@@ -115,7 +137,10 @@ pub fn aggregated(snapshot: &Snapshot, core: bool, version: &str) -> Value {
                         let kind = json!({"group": group, "version": v, "kind": r.kind});
                         let subresources: Vec<Value> = subresources(r)
                             .into_iter()
-                            .map(|s| json!({"subresource": s, "responseKind": kind, "verbs": ["get", "patch", "update"]}))
+                            .map(|s| {
+                                let (g, v, k) = subresource_kind(r, s);
+                                json!({"subresource": s, "responseKind": {"group": g, "version": v, "kind": k}, "verbs": ["get", "patch", "update"]})
+                            })
                             .collect();
                         json!({
                             "resource": r.plural,

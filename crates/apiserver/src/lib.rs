@@ -19,6 +19,7 @@ pub mod protobuf;
 pub mod query;
 pub mod registry;
 pub mod rest;
+pub mod scale;
 pub mod selectors;
 pub mod server;
 pub mod status;

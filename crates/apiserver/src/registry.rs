@@ -30,6 +30,14 @@ pub struct PrinterColumn {
     pub json_path: String,
 }
 
+/// Where a CRD's scale subresource reads and writes replicas (JSON paths like `.spec.replicas`).
+#[derive(Clone, Debug)]
+pub struct ScaleSpec {
+    pub spec_replicas_path: String,
+    pub status_replicas_path: String,
+    pub label_selector_path: Option<String>,
+}
+
 /// One served group/version/resource.
 #[derive(Clone, Debug)]
 pub struct Resource {
@@ -45,6 +53,8 @@ pub struct Resource {
     pub short_names: Vec<String>,
     pub categories: Vec<String>,
     pub status_subresource: bool,
+    /// The scale subresource, when the CRD version defines one.
+    pub scale: Option<ScaleSpec>,
     pub printer_columns: Vec<PrinterColumn>,
     /// The version's `openAPIV3Schema`, if any.
     pub schema: Option<Value>,
@@ -125,6 +135,7 @@ pub fn namespaces() -> Resource {
         short_names: vec!["ns".into()],
         categories: vec![],
         status_subresource: true,
+        scale: None,
         printer_columns: vec![PrinterColumn {
             name: "Status".into(),
             type_: "string".into(),
@@ -152,6 +163,7 @@ pub fn custom_resource_definitions() -> Resource {
         short_names: vec!["crd".into(), "crds".into()],
         categories: vec!["api-extensions".into()],
         status_subresource: true,
+        scale: None,
         printer_columns: vec![PrinterColumn {
             name: "Created At".into(),
             type_: "string".into(),
@@ -240,6 +252,16 @@ pub fn resources_of_crd(crd: &Value) -> Vec<Resource> {
                 short_names: strings(&spec["names"]["shortNames"]),
                 categories: strings(&spec["names"]["categories"]),
                 status_subresource: v["subresources"]["status"].is_object(),
+                scale: v["subresources"]["scale"].as_object().and_then(|scale| {
+                    Some(ScaleSpec {
+                        spec_replicas_path: scale.get("specReplicasPath")?.as_str()?.to_owned(),
+                        status_replicas_path: scale.get("statusReplicasPath")?.as_str()?.to_owned(),
+                        label_selector_path: scale
+                            .get("labelSelectorPath")
+                            .and_then(Value::as_str)
+                            .map(str::to_owned),
+                    })
+                }),
                 printer_columns,
                 schema: v["schema"]["openAPIV3Schema"]
                     .as_object()

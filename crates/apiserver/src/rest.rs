@@ -48,6 +48,22 @@ impl Target {
         )
     }
 
+    /// The scale spec when this request is for the scale subresource.
+    fn scale(&self) -> Option<&crate::registry::ScaleSpec> {
+        match self.subresource.as_deref() {
+            Some("scale") => self.resource.scale.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The response for a written object: the object, or its Scale for /scale.
+    fn written(&self, representation: Representation, object: Value) -> Response {
+        match self.scale() {
+            Some(scale) => json_response(StatusCode::OK, &crate::scale::scale_of(scale, &object)),
+            None => object_response(StatusCode::OK, representation, &self.resource, object),
+        }
+    }
+
     fn not_found(&self) -> ApiError {
         let r = &self.resource;
         ApiError::not_found(
@@ -335,6 +351,12 @@ pub async fn get(
         .map_err(store_error)?;
     let kv = found.kv.ok_or_else(|| target.not_found())?;
     let object = objects::decode(&kv)?;
+    if let Some(scale) = target.scale() {
+        return Ok(json_response(
+            StatusCode::OK,
+            &crate::scale::scale_of(scale, &object),
+        ));
+    }
     Ok(object_response(
         StatusCode::OK,
         representation,
@@ -653,7 +675,7 @@ pub async fn update(
 ) -> Result<Response, ApiError> {
     let representation = negotiate::representation(headers)?;
     let dry_run = dry_run(query)?;
-    let new = read_object(&target.resource, headers, body).await?;
+    let mut new = read_object(&target.resource, headers, body).await?;
     let found = server
         .store
         .get(&target.key(), None)
@@ -661,6 +683,9 @@ pub async fn update(
         .map_err(store_error)?;
     let kv = found.kv.ok_or_else(|| target.not_found())?;
     let old = objects::decode(&kv)?;
+    if let Some(scale) = target.scale() {
+        new = crate::scale::apply_scale(&target.resource, scale, &old, &new)?;
+    }
     match new["metadata"]["resourceVersion"]
         .as_str()
         .filter(|v| !v.is_empty())
@@ -680,12 +705,7 @@ pub async fn update(
     }
     let prepared = prepare_update(server, target, new, &old).await?;
     match write_prepared(server, target, prepared, old, kv.mod_revision, dry_run).await? {
-        Ok(object) => Ok(object_response(
-            StatusCode::OK,
-            representation,
-            &target.resource,
-            object,
-        )),
+        Ok(object) => Ok(target.written(representation, object)),
         Err(()) => Err(target.modified()),
     }
 }
@@ -743,7 +763,10 @@ pub async fn patch(
             .map_err(store_error)?;
         let kv = found.kv.ok_or_else(|| target.not_found())?;
         let old = objects::decode(&kv)?;
-        let mut patched = old.clone();
+        let mut patched = match target.scale() {
+            Some(scale) => crate::scale::scale_of(scale, &old),
+            None => old.clone(),
+        };
         match (&kind, &merge_patch) {
             (_, Some(patch)) => json_patch::merge(&mut patched, patch),
             (PatchKind::Json(ops), None) => {
@@ -762,6 +785,9 @@ pub async fn patch(
         if !patched.is_object() {
             return Err(ApiError::bad_request("the patch does not leave an object"));
         }
+        if let Some(scale) = target.scale() {
+            patched = crate::scale::apply_scale(resource, scale, &old, &patched)?;
+        }
         // A patch that sets metadata.resourceVersion makes it a precondition.
         let precondition = patched["metadata"]["resourceVersion"]
             != old["metadata"]["resourceVersion"]
@@ -773,14 +799,7 @@ pub async fn patch(
         }
         let prepared = prepare_update(server, target, patched, &old).await?;
         match write_prepared(server, target, prepared, old, kv.mod_revision, dry_run).await? {
-            Ok(object) => {
-                return Ok(object_response(
-                    StatusCode::OK,
-                    representation,
-                    resource,
-                    object,
-                ));
-            }
+            Ok(object) => return Ok(target.written(representation, object)),
             Err(()) if precondition => return Err(target.modified()),
             Err(()) => continue,
         }

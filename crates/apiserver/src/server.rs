@@ -394,7 +394,8 @@ async fn route(
         return Err(ApiError::no_such_path());
     }
     if let Some(sub) = subresource
-        && !(sub == "status" && resource.status_subresource)
+        && !((sub == "status" && resource.status_subresource)
+            || (sub == "scale" && resource.scale.is_some()))
     {
         return Err(ApiError::no_such_path());
     }

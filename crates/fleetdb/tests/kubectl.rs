@@ -141,6 +141,22 @@ fn crud_with_kubectl(backend: Backend) {
         "{refused}"
     );
 
+    // The scale subresource.
+    server.ok(&["scale", "widget", "w1", "--replicas=3"]);
+    assert_eq!(
+        server.ok(&["get", "widget", "w1", "-o", "jsonpath={.spec.replicas}"]),
+        "3"
+    );
+    let scale = json(&server.ok(&[
+        "get",
+        "--raw",
+        "/apis/example.com/v1/namespaces/default/widgets/w1/scale",
+    ]));
+    assert_eq!(
+        (scale["kind"].as_str(), scale["spec"]["replicas"].as_i64()),
+        (Some("Scale"), Some(3))
+    );
+
     server.ok(&["delete", "widget", "w1"]);
     assert!(server.fails(&["get", "widget", "w1"]).contains("NotFound"));
 }

@@ -249,6 +249,9 @@ spec:
     storage: true
     subresources:
       status: {}
+      scale:
+        specReplicasPath: .spec.replicas
+        statusReplicasPath: .status.replicas
     additionalPrinterColumns:
     - name: Size
       type: integer
@@ -274,6 +277,8 @@ spec:
                 description: How big the widget is.
               color:
                 type: string
+              replicas:
+                type: integer
           status:
             type: object
             x-kubernetes-preserve-unknown-fields: true
