@@ -10,6 +10,7 @@
 //! through `fleetdb_store::Store`; it knows nothing of fleet semantics (Hosts, Sources) beyond
 //! serving whatever CRDs it is given.
 
+pub mod apply;
 pub mod discovery;
 pub mod negotiate;
 pub mod objects;

@@ -374,8 +374,41 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let representation = negotiate::representation(headers)?;
     let dry_run = dry_run(query)?;
+    let object = read_object(&target.resource, headers, body).await?;
+    let ownership = Ownership::Update(field_manager(query, headers));
+    insert(server, target, object, dry_run, &ownership, representation).await
+}
+
+/// Who a write's changed fields belong to in `metadata.managedFields`.
+enum Ownership {
+    /// An ordinary write (create, update, patch) by this field manager.
+    Update(String),
+    /// A server-side apply, which has already recorded ownership.
+    Recorded,
+}
+
+/// The field manager of a non-apply write: `fieldManager`, else from the User-Agent.
+fn field_manager(query: &Query, headers: &HeaderMap) -> String {
+    match query.get("fieldManager") {
+        Some(manager) => manager.to_owned(),
+        None => crate::apply::default_manager(
+            headers
+                .get(axum::http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok()),
+        ),
+    }
+}
+
+/// Creates `object` (already decoded) at `target`.
+async fn insert(
+    server: &ApiServer,
+    target: &Target,
+    mut object: Value,
+    dry_run: bool,
+    ownership: &Ownership,
+    representation: Representation,
+) -> Result<Response, ApiError> {
     let resource = &target.resource;
-    let mut object = read_object(resource, headers, body).await?;
     check_type(resource, &mut object)?;
     let metadata = objects::metadata_mut(&mut object).expect("object checked above");
     if resource.namespaced {
@@ -447,6 +480,17 @@ pub async fn create(
     if resource.namespaced {
         check_namespace(server, target.namespace.as_deref().unwrap_or_default()).await?;
     }
+    if let Ownership::Update(manager) = ownership {
+        object = crate::apply::record_update(
+            None,
+            &object,
+            manager,
+            resource.schema.as_ref(),
+            &resource.api_version(),
+            &objects::now_timestamp(),
+            None,
+        );
+    }
     if dry_run {
         return Ok(object_response(
             StatusCode::CREATED,
@@ -497,6 +541,7 @@ async fn prepare_update(
     target: &Target,
     mut new: Value,
     old: &Value,
+    ownership: &Ownership,
 ) -> Result<Prepared, ApiError> {
     let resource = &target.resource;
     let name = target.name.clone().unwrap_or_default();
@@ -604,6 +649,17 @@ async fn prepare_update(
         let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
         merged["metadata"]["generation"] = json!(generation + 1);
     }
+    if let Ownership::Update(manager) = ownership {
+        merged = crate::apply::record_update(
+            Some(old),
+            &merged,
+            manager,
+            resource.schema.as_ref(),
+            &resource.api_version(),
+            &objects::now_timestamp(),
+            target.subresource.as_deref(),
+        );
+    }
     if being_deleted
         && objects::finalizers(&merged).is_empty()
         && strategy::may_remove(resource, &merged)
@@ -703,7 +759,8 @@ pub async fn update(
         }
         None => {}
     }
-    let prepared = prepare_update(server, target, new, &old).await?;
+    let ownership = Ownership::Update(field_manager(query, headers));
+    let prepared = prepare_update(server, target, new, &old, &ownership).await?;
     match write_prepared(server, target, prepared, old, kv.mod_revision, dry_run).await? {
         Ok(object) => Ok(target.written(representation, object)),
         Err(()) => Err(target.modified()),
@@ -730,6 +787,19 @@ pub async fn patch(
         Json(json_patch::Patch),
     }
     let body = read_body(body).await?;
+    if content_type == "application/apply-patch+yaml" {
+        return server_side_apply(server, target, query, representation, dry_run, &body).await;
+    }
+    if query.flag("force")? {
+        return Err(target.invalid(
+            target.name.as_deref().unwrap_or(""),
+            vec![Cause::forbidden(
+                "force",
+                "Forbidden: may not be specified for non-apply patch",
+            )],
+        ));
+    }
+    let ownership = Ownership::Update(field_manager(query, headers));
     let kind = match content_type.as_str() {
         "application/merge-patch+json" => PatchKind::Merge,
         // Built-in kinds accept strategic merge patches; for the fields clients patch on
@@ -797,7 +867,7 @@ pub async fn patch(
         if patched["metadata"]["resourceVersion"] != old["metadata"]["resourceVersion"] {
             return Err(target.modified());
         }
-        let prepared = prepare_update(server, target, patched, &old).await?;
+        let prepared = prepare_update(server, target, patched, &old, &ownership).await?;
         match write_prepared(server, target, prepared, old, kv.mod_revision, dry_run).await? {
             Ok(object) => return Ok(target.written(representation, object)),
             Err(()) if precondition => return Err(target.modified()),
@@ -805,6 +875,153 @@ pub async fn patch(
         }
     }
     Err(target.modified())
+}
+
+/// Server-side apply (`application/apply-patch+yaml`): merges the applied configuration with
+/// field ownership (`apply.rs`), creating the object when it does not exist.
+async fn server_side_apply(
+    server: &ApiServer,
+    target: &Target,
+    query: &Query,
+    representation: Representation,
+    dry_run: bool,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let resource = &target.resource;
+    let name = target.name.clone().unwrap_or_default();
+    let Some(manager) = query.get("fieldManager") else {
+        return Err(target.invalid(
+            &name,
+            vec![Cause {
+                reason: "FieldValueRequired",
+                message: "Required value: is required for apply patch".into(),
+                field: "fieldManager".into(),
+            }],
+        ));
+    };
+    let force = query.flag("force")?;
+    let mut config = parse_yaml(body)?;
+    if !config["metadata"]["managedFields"].is_null() {
+        return Err(target.invalid(
+            &name,
+            vec![Cause::invalid(
+                "metadata.managedFields",
+                "Invalid value: must be nil in an apply configuration",
+            )],
+        ));
+    }
+    if target.subresource.is_none() {
+        check_type(resource, &mut config)?;
+    }
+    match config["metadata"]["name"].as_str() {
+        Some(sent) if sent != name => {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({sent}) does not match the name on the URL ({name})"
+            )));
+        }
+        _ => config["metadata"]["name"] = json!(name),
+    }
+    if resource.namespaced {
+        let namespace = target.namespace.clone().unwrap_or_default();
+        match config["metadata"]["namespace"].as_str() {
+            Some(sent) if !sent.is_empty() && sent != namespace => {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+            _ => config["metadata"]["namespace"] = json!(namespace),
+        }
+    }
+    let api_version = resource.api_version();
+    for _ in 0..PATCH_RETRIES {
+        let now = objects::now_timestamp();
+        let found = server
+            .store
+            .get(&target.key(), None)
+            .await
+            .map_err(store_error)?;
+        let Some(kv) = found.kv else {
+            if target.subresource.is_some() {
+                return Err(target.not_found());
+            }
+            let applied = crate::apply::apply(
+                None,
+                &config,
+                manager,
+                force,
+                resource.schema.as_ref(),
+                &api_version,
+                &now,
+                None,
+            )
+            .map_err(|conflicts| apply_conflict(target, &conflicts, &Value::Null))?;
+            match insert(
+                server,
+                target,
+                applied.object,
+                dry_run,
+                &Ownership::Recorded,
+                representation,
+            )
+            .await
+            {
+                // Someone created it meanwhile: apply onto theirs.
+                Err(e) if e.reason == "AlreadyExists" => continue,
+                other => return other,
+            }
+        };
+        let old = objects::decode(&kv)?;
+        if let Some(expected) = config["metadata"]["resourceVersion"].as_str()
+            && expected != kv.mod_revision.to_string()
+        {
+            return Err(target.modified());
+        }
+        let applied = crate::apply::apply(
+            Some(&old),
+            &config,
+            manager,
+            force,
+            resource.schema.as_ref(),
+            &api_version,
+            &now,
+            target.subresource.as_deref(),
+        )
+        .map_err(|conflicts| {
+            apply_conflict(target, &conflicts, &old["metadata"]["managedFields"])
+        })?;
+        let mut object = applied.object;
+        object["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
+        let prepared = prepare_update(server, target, object, &old, &Ownership::Recorded).await?;
+        match write_prepared(server, target, prepared, old, kv.mod_revision, dry_run).await? {
+            Ok(object) => return Ok(target.written(representation, object)),
+            Err(()) => continue,
+        }
+    }
+    Err(target.modified())
+}
+
+/// The 409 for apply conflicts, one `FieldManagerConflict` cause per field.
+fn apply_conflict(
+    target: &Target,
+    conflicts: &[crate::apply::Conflict],
+    managed: &Value,
+) -> ApiError {
+    let causes = conflicts
+        .iter()
+        .map(|c| Cause {
+            reason: "FieldManagerConflict",
+            message: format!("conflict with \"{}\"", c.manager),
+            field: c.field.clone(),
+        })
+        .collect();
+    let r = &target.resource;
+    ApiError::conflict_with_causes(
+        &r.group,
+        &r.plural,
+        target.name.as_deref().unwrap_or(""),
+        crate::apply::conflict_message(conflicts, managed),
+        causes,
+    )
 }
 
 /// DeleteOptions from the body (optional) and the query.

@@ -103,6 +103,22 @@ impl ApiError {
         .with_details(json!({"name": name, "group": group, "kind": plural}))
     }
 
+    /// A conflict with per-field causes (server-side apply).
+    pub fn conflict_with_causes(
+        group: &str,
+        plural: &str,
+        name: &str,
+        message: String,
+        causes: Vec<Cause>,
+    ) -> Self {
+        let causes: Vec<Value> = causes
+            .iter()
+            .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+            .collect();
+        Self::new(StatusCode::CONFLICT, "Conflict", message)
+            .with_details(json!({"name": name, "group": group, "kind": plural, "causes": causes}))
+    }
+
     /// The standard optimistic-concurrency conflict.
     pub fn modified(qualified: &str, group: &str, plural: &str, name: &str) -> Self {
         Self::conflict(

@@ -503,6 +503,79 @@ fn restart_keeps_state_and_watches_resume(backend: Backend) {
     );
 }
 
+/// `kubectl apply --server-side`: creation, ownership, conflicts, --force-conflicts, removal.
+fn server_side_apply(backend: Backend) {
+    let server = Fleetdb::start(backend);
+    install_widgets(&server);
+    let file = server.write("ssa.yaml", &widget("ssa", 1));
+    let created = server.ok(&["apply", "--server-side", "-f", file.to_str().unwrap()]);
+    assert!(created.contains("serverside-applied"), "{created}");
+    let object = json(&server.ok(&[
+        "get",
+        "widget",
+        "ssa",
+        "-o",
+        "json",
+        "--show-managed-fields",
+    ]));
+    let managers: Vec<&str> = object["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["manager"].as_str().unwrap())
+        .collect();
+    assert_eq!(managers, ["kubectl"], "{object}");
+    assert_eq!(object["metadata"]["managedFields"][0]["operation"], "Apply");
+
+    // Someone else changes a field the applier owns: the next apply with another value conflicts.
+    server.ok(&[
+        "patch",
+        "widget",
+        "ssa",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"size":5}}"#,
+    ]);
+    server.write("ssa.yaml", &widget("ssa", 2));
+    let conflict = server.fails(&["apply", "--server-side", "-f", file.to_str().unwrap()]);
+    assert!(
+        conflict.contains("conflict")
+            && conflict.contains("kubectl-patch")
+            && conflict.contains(".spec.size"),
+        "{conflict}"
+    );
+    server.ok(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        server.ok(&["get", "widget", "ssa", "-o", "jsonpath={.spec.size}"]),
+        "2"
+    );
+
+    // Fields the applier stops specifying are removed; fields owned by others stay.
+    server.ok(&["label", "widget", "ssa", "owner=ops"]);
+    server.write(
+        "ssa.yaml",
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: ssa\nspec:\n  size: 2\n",
+    );
+    server.ok(&["apply", "--server-side", "-f", file.to_str().unwrap()]);
+    let object = json(&server.ok(&["get", "widget", "ssa", "-o", "json"]));
+    assert!(
+        object["spec"]["color"].is_null(),
+        "color was dropped by its only owner: {object}"
+    );
+    assert!(
+        object["metadata"]["labels"]["env"].is_null(),
+        "env was dropped by its only owner: {object}"
+    );
+    assert_eq!(object["metadata"]["labels"]["owner"], "ops");
+}
+
 /// `--dry-run=server` persists nothing; `generateName` makes a unique name.
 fn dry_run_and_generated_names(backend: Backend) {
     let server = Fleetdb::start(backend);
@@ -566,4 +639,5 @@ on_both_stores!(
     bad_input_gets_clear_errors,
     restart_keeps_state_and_watches_resume,
     dry_run_and_generated_names,
+    server_side_apply,
 );
