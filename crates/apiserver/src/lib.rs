@@ -21,6 +21,7 @@ pub mod query;
 pub mod registry;
 pub mod rest;
 pub mod scale;
+pub mod schema;
 pub mod selectors;
 pub mod server;
 pub mod status;

@@ -376,7 +376,17 @@ pub async fn create(
     let dry_run = dry_run(query)?;
     let object = read_object(&target.resource, headers, body).await?;
     let ownership = Ownership::Update(field_manager(query, headers));
-    insert(server, target, object, dry_run, &ownership, representation).await
+    let validation = field_validation(query)?;
+    insert(
+        server,
+        target,
+        object,
+        dry_run,
+        &ownership,
+        validation,
+        representation,
+    )
+    .await
 }
 
 /// Who a write's changed fields belong to in `metadata.managedFields`.
@@ -399,6 +409,121 @@ fn field_manager(query: &Query, headers: &HeaderMap) -> String {
     }
 }
 
+/// What to do with fields a custom resource's schema does not declare (`fieldValidation`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FieldValidation {
+    /// Drop them silently.
+    Ignore,
+    /// Drop them and tell the client in `Warning` headers (the default).
+    Warn,
+    /// Refuse the request (400).
+    Strict,
+}
+
+fn field_validation(query: &Query) -> Result<FieldValidation, ApiError> {
+    match query.get("fieldValidation") {
+        None | Some("Warn") => Ok(FieldValidation::Warn),
+        Some("Ignore") => Ok(FieldValidation::Ignore),
+        Some("Strict") => Ok(FieldValidation::Strict),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "invalid fieldValidation {other:?}: use Ignore, Warn or Strict"
+        ))),
+    }
+}
+
+/// The fields of ObjectMeta; anything else under `metadata` is unknown.
+const OBJECT_META_FIELDS: &[&str] = &[
+    "name",
+    "generateName",
+    "namespace",
+    "selfLink",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "labels",
+    "annotations",
+    "ownerReferences",
+    "finalizers",
+    "managedFields",
+];
+
+/// The CRD write pipeline for a custom resource: prune unknown fields (reporting them as
+/// `mode` says), apply defaults, validate against the schema. Returns the warnings for the
+/// client and the validation problems.
+fn conform(
+    target: &Target,
+    object: &mut Value,
+    mode: FieldValidation,
+) -> Result<(Vec<String>, Vec<Cause>), ApiError> {
+    let resource = &target.resource;
+    let Some(schema) = resource
+        .schema
+        .as_ref()
+        .filter(|_| resource.behaviour == Kind::Custom)
+    else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let mut unknown = Vec::new();
+    if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        let extra: Vec<String> = metadata
+            .keys()
+            .filter(|k| !OBJECT_META_FIELDS.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        for key in extra {
+            metadata.remove(&key);
+            unknown.push(format!("metadata.{key}"));
+        }
+    }
+    unknown.extend(crate::schema::prune(schema, object));
+    let mut warnings = Vec::new();
+    if !unknown.is_empty() {
+        let list: Vec<String> = unknown
+            .iter()
+            .map(|f| format!("unknown field \"{f}\""))
+            .collect();
+        match mode {
+            FieldValidation::Strict => {
+                return Err(ApiError::bad_request(format!(
+                    "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+                    resource.kind,
+                    resource.version,
+                    resource.kind,
+                    list.join(", ")
+                )));
+            }
+            FieldValidation::Warn => warnings = list,
+            FieldValidation::Ignore => {}
+        }
+    }
+    crate::schema::apply_defaults(schema, object);
+    let causes = crate::schema::validate(schema, object)
+        .into_iter()
+        .map(|e| Cause {
+            reason: e.reason,
+            message: e.message,
+            field: e.field,
+        })
+        .collect();
+    Ok((warnings, causes))
+}
+
+/// Adds `Warning: 299` headers (kubectl prints them as `Warning: ...`).
+fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
+    for warning in warnings {
+        let escaped = warning.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(value) = axum::http::HeaderValue::from_str(&format!("299 - \"{escaped}\"")) {
+            response
+                .headers_mut()
+                .append(axum::http::header::WARNING, value);
+        }
+    }
+    response
+}
+
 /// Creates `object` (already decoded) at `target`.
 async fn insert(
     server: &ApiServer,
@@ -406,6 +531,7 @@ async fn insert(
     mut object: Value,
     dry_run: bool,
     ownership: &Ownership,
+    validation: FieldValidation,
     representation: Representation,
 ) -> Result<Response, ApiError> {
     let resource = &target.resource;
@@ -474,6 +600,8 @@ async fn insert(
         subresource: None,
     };
     causes.extend(strategy::prepare_create(server, resource, &mut object).await?);
+    let (warnings, schema_causes) = conform(&target, &mut object, validation)?;
+    causes.extend(schema_causes);
     if !causes.is_empty() {
         return Err(target.invalid(&name, causes));
     }
@@ -492,11 +620,9 @@ async fn insert(
         );
     }
     if dry_run {
-        return Ok(object_response(
-            StatusCode::CREATED,
-            representation,
-            resource,
-            object,
+        return Ok(with_warnings(
+            object_response(StatusCode::CREATED, representation, resource, object),
+            &warnings,
         ));
     }
     match server
@@ -507,11 +633,9 @@ async fn insert(
         Ok(kv) => {
             objects::set_resource_version(&mut object, kv.mod_revision);
             strategy::after_write(server, resource).await;
-            Ok(object_response(
-                StatusCode::CREATED,
-                representation,
-                resource,
-                object,
+            Ok(with_warnings(
+                object_response(StatusCode::CREATED, representation, resource, object),
+                &warnings,
             ))
         }
         Err(StoreError::PreconditionFailed { .. }) => Err(ApiError::already_exists(
@@ -542,7 +666,8 @@ async fn prepare_update(
     mut new: Value,
     old: &Value,
     ownership: &Ownership,
-) -> Result<Prepared, ApiError> {
+    validation: FieldValidation,
+) -> Result<(Prepared, Vec<String>), ApiError> {
     let resource = &target.resource;
     let name = target.name.clone().unwrap_or_default();
     check_type(resource, &mut new)?;
@@ -640,6 +765,8 @@ async fn prepare_update(
         }
     }
     causes.extend(strategy::prepare_update(server, resource, &mut merged, old).await?);
+    let (warnings, schema_causes) = conform(target, &mut merged, validation)?;
+    causes.extend(schema_causes);
     if !causes.is_empty() {
         return Err(target.invalid(&name, causes));
     }
@@ -664,12 +791,12 @@ async fn prepare_update(
         && objects::finalizers(&merged).is_empty()
         && strategy::may_remove(resource, &merged)
     {
-        return Ok(Prepared::Delete(merged));
+        return Ok((Prepared::Delete(merged), warnings));
     }
     if merged == *old {
-        return Ok(Prepared::Unchanged);
+        return Ok((Prepared::Unchanged, warnings));
     }
-    Ok(Prepared::Write(merged))
+    Ok((Prepared::Write(merged), warnings))
 }
 
 /// Writes a prepared update guarded by the stored revision.
@@ -760,9 +887,20 @@ pub async fn update(
         None => {}
     }
     let ownership = Ownership::Update(field_manager(query, headers));
-    let prepared = prepare_update(server, target, new, &old, &ownership).await?;
+    let (prepared, warnings) = prepare_update(
+        server,
+        target,
+        new,
+        &old,
+        &ownership,
+        field_validation(query)?,
+    )
+    .await?;
     match write_prepared(server, target, prepared, old, kv.mod_revision, dry_run).await? {
-        Ok(object) => Ok(target.written(representation, object)),
+        Ok(object) => Ok(with_warnings(
+            target.written(representation, object),
+            &warnings,
+        )),
         Err(()) => Err(target.modified()),
     }
 }
@@ -787,6 +925,7 @@ pub async fn patch(
         Json(json_patch::Patch),
     }
     let body = read_body(body).await?;
+    let validation = field_validation(query)?;
     if content_type == "application/apply-patch+yaml" {
         return server_side_apply(server, target, query, representation, dry_run, &body).await;
     }
@@ -867,9 +1006,15 @@ pub async fn patch(
         if patched["metadata"]["resourceVersion"] != old["metadata"]["resourceVersion"] {
             return Err(target.modified());
         }
-        let prepared = prepare_update(server, target, patched, &old, &ownership).await?;
+        let (prepared, warnings) =
+            prepare_update(server, target, patched, &old, &ownership, validation).await?;
         match write_prepared(server, target, prepared, old, kv.mod_revision, dry_run).await? {
-            Ok(object) => return Ok(target.written(representation, object)),
+            Ok(object) => {
+                return Ok(with_warnings(
+                    target.written(representation, object),
+                    &warnings,
+                ));
+            }
             Err(()) if precondition => return Err(target.modified()),
             Err(()) => continue,
         }
@@ -900,6 +1045,7 @@ async fn server_side_apply(
         ));
     };
     let force = query.flag("force")?;
+    let validation = field_validation(query)?;
     let mut config = parse_yaml(body)?;
     if !config["metadata"]["managedFields"].is_null() {
         return Err(target.invalid(
@@ -961,6 +1107,7 @@ async fn server_side_apply(
                 applied.object,
                 dry_run,
                 &Ownership::Recorded,
+                validation,
                 representation,
             )
             .await
@@ -991,9 +1138,22 @@ async fn server_side_apply(
         })?;
         let mut object = applied.object;
         object["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
-        let prepared = prepare_update(server, target, object, &old, &Ownership::Recorded).await?;
+        let (prepared, warnings) = prepare_update(
+            server,
+            target,
+            object,
+            &old,
+            &Ownership::Recorded,
+            validation,
+        )
+        .await?;
         match write_prepared(server, target, prepared, old, kv.mod_revision, dry_run).await? {
-            Ok(object) => return Ok(target.written(representation, object)),
+            Ok(object) => {
+                return Ok(with_warnings(
+                    target.written(representation, object),
+                    &warnings,
+                ));
+            }
             Err(()) => continue,
         }
     }

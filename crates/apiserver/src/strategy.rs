@@ -380,11 +380,17 @@ fn validate_crd(crd: &Value) -> Vec<Cause> {
                 let schema = &version["schema"]["openAPIV3Schema"];
                 if !schema.is_object() {
                     causes.push(Cause::required(format!("{field}.schema.openAPIV3Schema")));
-                } else if schema["type"].as_str() != Some("object") {
-                    causes.push(Cause::invalid(
-                        format!("{field}.schema.openAPIV3Schema.type"),
-                        "Unsupported value: must be object at the root",
-                    ));
+                } else {
+                    let base = format!("{field}.schema.openAPIV3Schema");
+                    causes.extend(
+                        crate::schema::check_structural(schema, &base)
+                            .into_iter()
+                            .map(|e| Cause {
+                                reason: e.reason,
+                                message: e.message,
+                                field: e.field,
+                            }),
+                    );
                 }
             }
         }

@@ -576,6 +576,96 @@ fn server_side_apply(backend: Backend) {
     assert_eq!(object["metadata"]["labels"]["owner"], "ops");
 }
 
+/// The CRD schema at work: unknown fields (Strict from kubectl create, Warn by default),
+/// defaults, type and enum validation, and the structural-schema check on CRDs.
+fn schema_validation_pruning_defaulting(backend: Backend) {
+    let server = Fleetdb::start(backend);
+    install_widgets(&server);
+    let unknown = widget("sv", 1).replace("  color: blue\n", "  color: blue\n  bogus: 1\n");
+    let strict = server.fails_input(&["create", "-f", "-"], &unknown);
+    assert!(strict.contains("unknown field \"spec.bogus\""), "{strict}");
+    server.ok_input(&["create", "-f", "-"], &widget("sv", 1));
+    let object = json(&server.ok(&["get", "widget", "sv", "-o", "json"]));
+    assert_eq!(
+        object["spec"]["finish"], "matte",
+        "defaults are applied: {object}"
+    );
+
+    let output = server.kubectl(&[
+        "patch",
+        "widget",
+        "sv",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"bogus":1,"size":2}}"#,
+    ]);
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("Warning: unknown field \"spec.bogus\""),
+        "{stderr}"
+    );
+    let object = json(&server.ok(&["get", "widget", "sv", "-o", "json"]));
+    assert!(
+        object["spec"]["bogus"].is_null() && object["spec"]["size"] == 2,
+        "pruned: {object}"
+    );
+
+    let wrong_type = server.fails(&[
+        "patch",
+        "widget",
+        "sv",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"size":"big"}}"#,
+    ]);
+    assert!(
+        wrong_type.contains("spec.size") && wrong_type.contains("must be of type integer"),
+        "{wrong_type}"
+    );
+    let bad_enum = server.fails(&[
+        "patch",
+        "widget",
+        "sv",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"color":"purple"}}"#,
+    ]);
+    assert!(
+        bad_enum.contains("Unsupported value") && bad_enum.contains("purple"),
+        "{bad_enum}"
+    );
+    let below_minimum = server.fails(&[
+        "patch",
+        "widget",
+        "sv",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"replicas":-1}}"#,
+    ]);
+    assert!(below_minimum.contains("spec.replicas"), "{below_minimum}");
+
+    let non_structural = support::WIDGET_CRD
+        .replace("widgets.example.com", "badgets.example.com")
+        .replace("plural: widgets", "plural: badgets")
+        .replace("singular: widget", "singular: badget")
+        .replace("kind: Widget", "kind: Badget")
+        .replace("shortNames: [wd]", "shortNames: [bd]")
+        .replace(
+            "                type: string\n                default: matte",
+            "                default: matte",
+        );
+    let refused = server.fails_input(&["create", "-f", "-"], &non_structural);
+    assert!(
+        refused.contains("finish") && refused.contains("type"),
+        "{refused}"
+    );
+}
+
 /// `--dry-run=server` persists nothing; `generateName` makes a unique name.
 fn dry_run_and_generated_names(backend: Backend) {
     let server = Fleetdb::start(backend);
@@ -640,4 +730,5 @@ on_both_stores!(
     restart_keeps_state_and_watches_resume,
     dry_run_and_generated_names,
     server_side_apply,
+    schema_validation_pruning_defaulting,
 );

@@ -277,8 +277,13 @@ spec:
                 description: How big the widget is.
               color:
                 type: string
+                enum: [blue, red, green]
+              finish:
+                type: string
+                default: matte
               replicas:
                 type: integer
+                minimum: 0
           status:
             type: object
             x-kubernetes-preserve-unknown-fields: true
