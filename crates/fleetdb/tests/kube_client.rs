@@ -160,6 +160,26 @@ async fn scenarios(backend: Backend) {
     .map(|s| s.to_string())
     .collect();
     assert_eq!(after_create, expected, "watcher events: {seen:?}");
+
+    // Streaming lists (sendInitialEvents + the closing bookmark), as client-go >= 1.35 uses.
+    api.create(&PostParams::default(), &sprocket("s2", 20))
+        .await
+        .expect("create");
+    let mut streaming = watcher(api.clone(), watcher::Config::default().streaming_lists()).boxed();
+    let mut initial = Vec::new();
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(20), streaming.next())
+            .await
+            .expect("the streaming list ends with its bookmark")
+            .expect("the stream goes on")
+            .expect("no watcher error");
+        match event {
+            watcher::Event::InitApply(s) => initial.push(s.name_any()),
+            watcher::Event::InitDone => break,
+            _ => {}
+        }
+    }
+    assert_eq!(initial, ["s2"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

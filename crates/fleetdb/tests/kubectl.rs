@@ -666,6 +666,52 @@ fn schema_validation_pruning_defaulting(backend: Backend) {
     );
 }
 
+/// A CRD serving two versions (conversion None): the same objects under either version.
+fn several_versions_share_objects(backend: Backend) {
+    let server = Fleetdb::start(backend);
+    let crd = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: gears.example.com}
+spec:
+  group: example.com
+  scope: Cluster
+  names: {plural: gears, singular: gear, kind: Gear}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema: {openAPIV3Schema: {type: object, properties: {spec: {type: object, properties: {teeth: {type: integer}}}}}}
+  - name: v2
+    served: true
+    storage: false
+    schema: {openAPIV3Schema: {type: object, properties: {spec: {type: object, properties: {teeth: {type: integer}}}}}}
+"#;
+    server.ok_input(&["create", "-f", "-"], crd);
+    server.ok(&[
+        "wait",
+        "--for=condition=established",
+        "crd/gears.example.com",
+        "--timeout=20s",
+    ]);
+    server.ok_input(
+        &["create", "-f", "-"],
+        "apiVersion: example.com/v2\nkind: Gear\nmetadata: {name: g1}\nspec: {teeth: 9}\n",
+    );
+    let v1 = json(&server.ok(&["get", "gears.v1.example.com", "g1", "-o", "json"]));
+    let v2 = json(&server.ok(&["get", "gears.v2.example.com", "g1", "-o", "json"]));
+    assert_eq!(
+        (v1["apiVersion"].as_str(), v2["apiVersion"].as_str()),
+        (Some("example.com/v1"), Some("example.com/v2"))
+    );
+    assert_eq!(v1["spec"], v2["spec"]);
+    let stored = json(&server.ok(&["get", "crd", "gears.example.com", "-o", "json"]));
+    assert_eq!(
+        stored["status"]["storedVersions"],
+        serde_json::json!(["v1"])
+    );
+}
+
 /// `--dry-run=server` persists nothing; `generateName` makes a unique name.
 fn dry_run_and_generated_names(backend: Backend) {
     let server = Fleetdb::start(backend);
@@ -731,4 +777,5 @@ on_both_stores!(
     dry_run_and_generated_names,
     server_side_apply,
     schema_validation_pruning_defaulting,
+    several_versions_share_objects,
 );
