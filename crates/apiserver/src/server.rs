@@ -433,12 +433,79 @@ async fn route(
     }
 }
 
+/// Creates the given CRDs, or updates their spec when it changed (the built-in kinds of the
+/// product that embeds this server). Goes through the normal request path, so the CRDs are
+/// validated and established like any other.
+pub async fn install_definitions(server: &Arc<ApiServer>, crds: &[Value]) -> Result<(), String> {
+    let system = Identity {
+        user: "system:fleetdb".into(),
+        groups: vec!["system:masters".into(), "system:authenticated".into()],
+    };
+    let collection = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+    for crd in crds {
+        let name = crd["metadata"]["name"].as_str().unwrap_or_default();
+        let request = |method: Method, uri: String, body: &Value| {
+            Request::builder()
+                .method(method)
+                .uri(uri)
+                .header(axum::http::header::CONTENT_TYPE, "application/json")
+                .header(axum::http::header::USER_AGENT, "fleetdb")
+                .body(Body::from(body.to_string()))
+                .expect("a valid request")
+        };
+        let created = dispatch(
+            server.clone(),
+            system.clone(),
+            request(Method::POST, collection.into(), crd),
+        )
+        .await;
+        match created.status() {
+            StatusCode::CREATED => continue,
+            StatusCode::CONFLICT => {}
+            status => return Err(format!("cannot install the CRD {name}: {status}")),
+        }
+        let current = dispatch(
+            server.clone(),
+            system.clone(),
+            Request::builder()
+                .uri(format!("{collection}/{name}"))
+                .body(Body::empty())
+                .expect("a valid request"),
+        )
+        .await;
+        let bytes = axum::body::to_bytes(current.into_body(), crate::rest::MAX_BODY_BYTES)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut current: Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+        if current["spec"] == crd["spec"] {
+            continue;
+        }
+        current["spec"] = crd["spec"].clone();
+        let updated = dispatch(
+            server.clone(),
+            system.clone(),
+            request(Method::PUT, format!("{collection}/{name}"), &current),
+        )
+        .await;
+        if !updated.status().is_success() {
+            return Err(format!(
+                "cannot update the CRD {name}: {}",
+                updated.status()
+            ));
+        }
+        tracing::info!(%name, "updated a built-in custom resource definition");
+    }
+    Ok(())
+}
+
 /// Where and how to serve.
 pub struct ServeConfig {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     /// Host name for the server certificate and the kubeconfig, when not the listen address.
     pub advertise_host: Option<String>,
+    /// CRDs to install (or update) at start-up, before the server reports ready.
+    pub definitions: Vec<Value>,
 }
 
 /// A server listening and serving until `shutdown` completes.
@@ -471,6 +538,9 @@ pub async fn serve(
     let server = ApiServer::new(store, format!("{url_host}:{}", local.port()))
         .await
         .map_err(|e| format!("cannot initialise the API: {e}"))?;
+    server.ready.store(false, Ordering::Release);
+    install_definitions(&server, &config.definitions).await?;
+    server.ready.store(true, Ordering::Release);
     tracing::info!(
         url = %server_url,
         "fleetdb is serving; use it with: kubectl --kubeconfig {} get namespaces",

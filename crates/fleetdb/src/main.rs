@@ -115,6 +115,7 @@ fn main() -> anyhow::Result<()> {
                 data_dir,
                 listen,
                 advertise_host,
+                definitions: fleetdb_fleet::crd_documents(),
             };
             let result = fleetdb_apiserver::serve(store, config, shutdown_signal()).await;
             retention.abort();

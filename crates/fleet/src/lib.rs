@@ -1,0 +1,446 @@
+//! The fleet model: `Host`, `Cluster` and `Source` in API group `fleetdb.io`, version
+//! `v1alpha1`, defined once as Rust types. The server installs their CRDs at start-up
+//! ([`crds`]); every tool (fetchers, inventory, monitor) uses the same types through kube-rs.
+//!
+//! Spec is what people want; status is what is observed. Field names follow Kubernetes API
+//! conventions (camelCase; `conditions` with type/status/reason/message/lastTransitionTime).
+//!
+//! Architecture invariant: this crate holds data types and their schemas only — no I/O.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::{CustomResource, CustomResourceExt};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The API group of the fleet kinds.
+pub const GROUP: &str = "fleetdb.io";
+/// Their version.
+pub const VERSION: &str = "v1alpha1";
+
+/// Well-known labels, set from provider tags where present.
+pub mod labels {
+    /// The provider type of the host (`aws`, `file`, ...).
+    pub const PROVIDER: &str = "fleetdb.io/provider";
+    /// The provider region (or datacenter for datacenter sources).
+    pub const REGION: &str = "fleetdb.io/region";
+    /// The host's role as the provider records it.
+    pub const ROLE: &str = "fleetdb.io/role";
+    /// The team that owns the host.
+    pub const TEAM: &str = "fleetdb.io/team";
+    /// The Source whose fetcher reports the host.
+    pub const SOURCE: &str = "fleetdb.io/source";
+}
+
+/// One Kubernetes-style condition.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// The aspect this condition describes (`Present`, `Synced`, ...).
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// A CamelCase reason for the last transition.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    /// A human-readable explanation.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// When the status last changed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<String>,
+}
+
+/// A machine in the fleet.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "fleetdb.io",
+    version = "v1alpha1",
+    kind = "Host",
+    plural = "hosts",
+    shortname = "ho",
+    category = "fleet",
+    status = "HostStatus",
+    doc = "A machine in the fleet: spec is what people want, status what is observed.",
+    printcolumn(
+        name = "Role",
+        type_ = "string",
+        json_path = ".spec.role",
+        description = "The host's desired role"
+    ),
+    printcolumn(
+        name = "Provider",
+        type_ = "string",
+        json_path = ".status.provider.type",
+        description = "Where the host runs"
+    ),
+    printcolumn(
+        name = "Region",
+        type_ = "string",
+        json_path = ".status.region",
+        description = "Provider region or datacenter"
+    ),
+    printcolumn(
+        name = "State",
+        type_ = "string",
+        json_path = ".status.state",
+        description = "Observed state"
+    ),
+    printcolumn(
+        name = "Maintenance",
+        type_ = "boolean",
+        json_path = ".spec.maintenance",
+        description = "Taken out of service by a person"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct HostSpec {
+    /// The role the host should have (`web`, `db`, `log`...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// True while the host is out of service for maintenance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<bool>,
+    /// The Cluster the host is assigned to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// Free-form Ansible variables for the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "free_form_object")]
+    pub ansible: Option<BTreeMap<String, serde_json::Value>>,
+}
+
+/// Where a host comes from.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderRef {
+    /// The provider type (`aws`, `file`, ...).
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// The provider account (AWS account id, DCIM export name...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// The host's id at the provider (instance id, serial number...).
+    pub id: String,
+}
+
+/// A network address of a host.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HostAddress {
+    /// `InternalIP`, `ExternalIP`, `InternalDNS`, `ExternalDNS` or `Hostname`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub address: String,
+}
+
+/// A disk of a host.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Disk {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A quantity such as `960Gi`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<String>,
+    /// `ssd`, `hdd`, `nvme`...
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<String>,
+}
+
+/// The hardware a host has.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Hardware {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<u32>,
+    /// A quantity such as `64Gi`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    /// The instance or server type (`m5.large`, `PowerEdge R640`...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disks: Vec<Disk>,
+}
+
+/// The observed state of a host.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum HostState {
+    Running,
+    Stopped,
+    Terminated,
+    #[default]
+    Unknown,
+}
+
+/// What is observed about a host.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HostStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<ProviderRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datacenter: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rack: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<HostAddress>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardware: Option<Hardware>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<HostState>,
+    /// When a fetcher first reported the host (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seen: Option<String>,
+    /// When a fetcher last reported the host (refreshed at most hourly, so that unchanged
+    /// syncs write nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// A named group of hosts.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "fleetdb.io",
+    version = "v1alpha1",
+    kind = "Cluster",
+    plural = "clusters",
+    shortname = "cl",
+    category = "fleet",
+    status = "ClusterStatus",
+    doc = "A named group of hosts.",
+    printcolumn(name = "Region", type_ = "string", json_path = ".spec.region"),
+    printcolumn(name = "Provider", type_ = "string", json_path = ".spec.provider"),
+    printcolumn(name = "Hosts", type_ = "integer", json_path = ".status.hosts"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// What is observed about a cluster.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterStatus {
+    /// Member hosts.
+    #[serde(default)]
+    pub hosts: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// Kinds of source a fetcher can sync.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceType {
+    /// AWS EC2 instances of one account and region.
+    #[default]
+    Aws,
+    /// A datacenter export (CSV or YAML) on disk.
+    File,
+}
+
+/// Settings of an AWS source.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsSource {
+    /// The region to enumerate (default: the AWS SDK's region resolution).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// DescribeInstances filters, e.g. `tag:env: prod` or `instance-state-name: running`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub filters: BTreeMap<String, String>,
+}
+
+/// Settings of a datacenter file source.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FileSource {
+    /// Path of the export on the fetcher's machine.
+    pub path: String,
+    /// `csv` or `yaml` (default: from the file name's extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    /// The datacenter the rows are in, when the file has no `datacenter` column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datacenter: Option<String>,
+}
+
+/// One provider account/region/datacenter that a fetcher syncs.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "fleetdb.io",
+    version = "v1alpha1",
+    kind = "Source",
+    plural = "sources",
+    shortname = "src",
+    category = "fleet",
+    status = "SourceStatus",
+    doc = "A provider account, region or datacenter that a fetcher syncs into Hosts.",
+    printcolumn(name = "Type", type_ = "string", json_path = ".spec.type"),
+    printcolumn(name = "Hosts", type_ = "integer", json_path = ".status.hostsSeen"),
+    printcolumn(name = "Last Sync", type_ = "date", json_path = ".status.lastSyncTime"),
+    printcolumn(
+        name = "Synced",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Synced\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceSpec {
+    #[serde(rename = "type")]
+    pub type_: SourceType,
+    /// How often the fetcher syncs, e.g. `60s`, `5m` (default `5m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws: Option<AwsSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileSource>,
+}
+
+/// What the fetcher reports about its last sync.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_time: Option<String>,
+    #[serde(default)]
+    pub hosts_seen: u32,
+    #[serde(default)]
+    pub hosts_created: u32,
+    #[serde(default)]
+    pub hosts_updated: u32,
+    #[serde(default)]
+    pub hosts_gone: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// An object whose values may be anything (kept as is by the server).
+fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+    })
+}
+
+/// The CRDs of the fleet kinds, as the server installs them.
+pub fn crds() -> Vec<CustomResourceDefinition> {
+    vec![Host::crd(), Cluster::crd(), Source::crd()]
+}
+
+/// The same CRDs as JSON documents.
+pub fn crd_documents() -> Vec<serde_json::Value> {
+    crds()
+        .iter()
+        .map(|crd| serde_json::to_value(crd).expect("CRDs serialize"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_schemas_are_structural() {
+        for crd in crd_documents() {
+            for (i, version) in crd["spec"]["versions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .enumerate()
+            {
+                let schema = &version["schema"]["openAPIV3Schema"];
+                let problems = fleetdb_apiserver::schema::check_structural(
+                    schema,
+                    &format!("spec.versions[{i}].schema.openAPIV3Schema"),
+                );
+                assert!(
+                    problems.is_empty(),
+                    "{}: {problems:?}",
+                    crd["metadata"]["name"]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn hosts_are_cluster_scoped_with_the_expected_columns() {
+        let crd = serde_json::to_value(Host::crd()).unwrap();
+        assert_eq!(crd["metadata"]["name"], "hosts.fleetdb.io");
+        assert_eq!(crd["spec"]["scope"], "Cluster");
+        assert_eq!(
+            crd["spec"]["names"]["shortNames"],
+            serde_json::json!(["ho"])
+        );
+        let columns: Vec<&str> = crd["spec"]["versions"][0]["additionalPrinterColumns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            columns,
+            ["Role", "Provider", "Region", "State", "Maintenance", "Age"]
+        );
+    }
+
+    #[test]
+    fn a_host_round_trips_through_json() {
+        let mut host = Host::new(
+            "web-1",
+            HostSpec {
+                role: Some("web".into()),
+                ..HostSpec::default()
+            },
+        );
+        host.status = Some(HostStatus {
+            provider: Some(ProviderRef {
+                type_: "aws".into(),
+                account: None,
+                id: "i-1".into(),
+            }),
+            state: Some(HostState::Running),
+            ..HostStatus::default()
+        });
+        let json = serde_json::to_value(&host).unwrap();
+        assert_eq!(json["status"]["provider"]["type"], "aws");
+        assert_eq!(json["status"]["state"], "Running");
+        let back: Host = serde_json::from_value(json).unwrap();
+        assert_eq!(back.spec, host.spec);
+    }
+}
