@@ -7,6 +7,9 @@
 //!
 //! Architecture invariant: this crate holds data types and their schemas only — no I/O.
 
+// kube's `printcolumn(name = .., type_ = ..)` attributes repeat keys by design.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

@@ -56,6 +56,37 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         history_days: u64,
     },
+    /// Run the fetcher of one Source: enumerate its hosts and keep their Host records current.
+    Fetch {
+        /// The Source object to sync (`kubectl get sources`).
+        #[arg(long)]
+        source: String,
+        /// Kubeconfig to reach fleetdb with (default: $KUBECONFIG, then ~/.kube/config).
+        #[arg(long, env = "FLEETDB_KUBECONFIG")]
+        kubeconfig: Option<PathBuf>,
+        /// Sync once and exit (non-zero when the sync failed) instead of at the Source's interval.
+        #[arg(long)]
+        once: bool,
+    },
+}
+
+/// A kube-rs client from an explicit kubeconfig, or from the usual lookup.
+async fn client(kubeconfig: Option<PathBuf>) -> anyhow::Result<kube::Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(&path)
+                .with_context(|| format!("cannot read the kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(
+                kubeconfig,
+                &kube::config::KubeConfigOptions::default(),
+            )
+            .await?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no kubeconfig found: pass --kubeconfig or set KUBECONFIG")?,
+    };
+    Ok(kube::Client::try_from(config)?)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -120,6 +151,30 @@ fn main() -> anyhow::Result<()> {
             let result = fleetdb_apiserver::serve(store, config, shutdown_signal()).await;
             retention.abort();
             result.map_err(|e| anyhow::anyhow!(e))
+        }),
+        Command::Fetch {
+            source,
+            kubeconfig,
+            once,
+        } => runtime.block_on(async move {
+            let client = client(kubeconfig).await?;
+            if once {
+                let report = fleetdb_fetch::sync_once(client, &source).await?;
+                println!(
+                    "source {source}: {} hosts seen, {} created, {} updated, {} unchanged, {} gone, {} bad rows",
+                    report.seen, report.created, report.updated, report.unchanged, report.gone, report.problems.len()
+                );
+                for problem in &report.problems {
+                    eprintln!("line {}: {}", problem.line, problem.message);
+                }
+                if !report.failures.is_empty() {
+                    anyhow::bail!("{} hosts could not be written: {}", report.failures.len(), report.failures.join("; "));
+                }
+                Ok(())
+            } else {
+                fleetdb_fetch::run(client, &source, shutdown_signal()).await;
+                Ok(())
+            }
         }),
     }
 }

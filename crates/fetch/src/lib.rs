@@ -1,0 +1,223 @@
+//! Fetchers: each runs for one `Source` object, enumerates the provider's hosts, and keeps
+//! their `Host` records current.
+//!
+//! A fetcher owns the provider-observed fields only: the well-known labels, provider
+//! annotations and `status`, written with server-side apply under its own field manager
+//! (`fleetdb-fetch-<source>`), so a person's `spec.maintenance` or an extra label survive
+//! every sync. A host created by a fetcher gets the observed role as its initial
+//! `spec.role`; after that the spec is people's. Hosts that disappear from the provider are
+//! marked `Terminated` with a condition saying when they were last seen — deleting them is a
+//! decision for a person or a controller.
+//!
+//! Architecture invariant: fetchers are kube-rs clients of the API; they never reach into the
+//! server or the store, so they work against any Kubernetes API server with the CRDs applied.
+
+pub mod file;
+pub mod sync;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use fleetdb_fleet::HostStatus;
+
+/// Why a fetch failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The provider or the file could not be read.
+    #[error("{0}")]
+    Source(String),
+    /// The API server refused or could not be reached.
+    #[error("API request failed: {0}")]
+    Api(#[from] kube::Error),
+    /// The Source object is not usable.
+    #[error("source {name}: {message}")]
+    Config { name: String, message: String },
+}
+
+/// One host as a provider reports it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ObservedHost {
+    /// Where it came from in the export (row line; 0 when not from a file).
+    pub line: usize,
+    /// The Host object's name.
+    pub name: String,
+    /// The role the provider records; becomes the initial `spec.role` of a new Host.
+    pub role: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// Observed fields (firstSeen, lastSeen and conditions are the syncer's).
+    pub status: HostStatus,
+}
+
+/// A row that could not become a host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowProblem {
+    pub line: usize,
+    pub message: String,
+}
+
+/// Everything one enumeration of a provider found.
+#[derive(Clone, Debug, Default)]
+pub struct Observation {
+    pub hosts: Vec<ObservedHost>,
+    pub problems: Vec<RowProblem>,
+}
+
+/// Parses a Source interval such as `60s`, `5m`, `1h` or `1h30m`.
+pub fn parse_interval(text: &str) -> Option<Duration> {
+    let mut total = 0u64;
+    let mut number = String::new();
+    for c in text.trim().chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let value: u64 = number.parse().ok()?;
+        number.clear();
+        total += value
+            * match c {
+                's' => 1,
+                'm' => 60,
+                'h' => 3600,
+                _ => return None,
+            };
+    }
+    if !number.is_empty() {
+        return None;
+    }
+    (total > 0).then(|| Duration::from_secs(total))
+}
+
+/// How often a source is synced when its spec gives no interval.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
+/// How often a file source's modification time is checked between syncs.
+const FILE_POLL: Duration = Duration::from_secs(2);
+
+/// Enumerates the provider of `source` (read from the API).
+async fn observe(source: &fleetdb_fleet::Source, name: &str) -> Result<Observation, FetchError> {
+    use fleetdb_fleet::SourceType;
+    match source.spec.type_ {
+        SourceType::File => {
+            let file = source
+                .spec
+                .file
+                .as_ref()
+                .ok_or_else(|| FetchError::Config {
+                    name: name.to_owned(),
+                    message: "spec.file is required for a file source".into(),
+                })?;
+            let (path, format, datacenter) = (
+                file.path.clone(),
+                file.format.clone(),
+                file.datacenter.clone(),
+            );
+            let source_name = name.to_owned();
+            tokio::task::spawn_blocking(move || {
+                file::read(
+                    &path,
+                    format.as_deref(),
+                    datacenter.as_deref(),
+                    &source_name,
+                )
+            })
+            .await
+            .map_err(|e| FetchError::Source(format!("the file reader failed: {e}")))?
+        }
+        SourceType::Aws => Err(FetchError::Config {
+            name: name.to_owned(),
+            message: "AWS sources are not supported by this fleetdb build yet".into(),
+        }),
+    }
+}
+
+/// One sync of a source: observe, write, record the result in the Source status.
+pub async fn sync_once(client: kube::Client, name: &str) -> Result<sync::SyncReport, FetchError> {
+    let syncer = sync::Syncer::new(client, name);
+    let source = syncer.sources().get(name).await.map_err(|e| match e {
+        kube::Error::Api(status) if status.code == 404 => FetchError::Config {
+            name: name.to_owned(),
+            message: "no such Source; create it first (kubectl apply -f source.yaml)".into(),
+        },
+        other => FetchError::Api(other),
+    })?;
+    let now = time::OffsetDateTime::now_utc();
+    let outcome = match observe(&source, name).await {
+        Ok(observation) => syncer.sync(observation, now).await,
+        Err(error) => Err(error),
+    };
+    syncer.record(outcome.as_ref(), now).await?;
+    let report = outcome?;
+    tracing::info!(
+        source = name,
+        seen = report.seen,
+        created = report.created,
+        updated = report.updated,
+        unchanged = report.unchanged,
+        gone = report.gone,
+        bad_rows = report.problems.len(),
+        writes = report.writes,
+        "sync finished"
+    );
+    Ok(report)
+}
+
+/// Syncs `name` at its interval (and when a file source changes) until `shutdown` completes.
+pub async fn run(
+    client: kube::Client,
+    name: &str,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let mut interval = DEFAULT_INTERVAL;
+        let mut watched_file = None;
+        match sync_once(client.clone(), name).await {
+            Ok(_) => backoff = Duration::from_secs(1),
+            Err(error) => {
+                tracing::warn!(source = name, %error, "sync failed; retrying with backoff");
+                interval = backoff;
+                backoff = (backoff * 2).min(DEFAULT_INTERVAL);
+            }
+        }
+        if let Ok(source) = kube::Api::<fleetdb_fleet::Source>::all(client.clone())
+            .get(name)
+            .await
+        {
+            if let Some(configured) = source.spec.interval.as_deref().and_then(parse_interval) {
+                interval = interval.min(configured);
+            }
+            watched_file = source.spec.file.map(|f| f.path);
+        }
+        let modified = |path: &Option<String>| {
+            path.as_ref()
+                .and_then(|p| std::fs::metadata(p).ok())
+                .and_then(|m| m.modified().ok())
+        };
+        let before = modified(&watched_file);
+        let deadline = tokio::time::Instant::now() + interval;
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tokio::time::sleep(FILE_POLL) => {}
+            }
+            if tokio::time::Instant::now() >= deadline || modified(&watched_file) != before {
+                break;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals() {
+        assert_eq!(parse_interval("60s"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_interval("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_interval("5"), None);
+        assert_eq!(parse_interval("0s"), None);
+        assert_eq!(parse_interval("1d"), None);
+    }
+}
