@@ -9,5 +9,6 @@ bash scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo nextest run --workspace --locked --no-fail-fast
-# Benchmarks print figures; CI only checks that a quick run works end to end.
+# Benchmarks print figures; CI only checks that quick runs work end to end.
 cargo run --locked -q -p fleetdb-bench -- store --quick
+cargo run --locked -q -p fleetdb-bench -- fetch --hosts 500

@@ -260,6 +260,35 @@ pub fn ensure(data_dir: &Path, listen_host: &str, server_url: &str) -> Result<Pk
     })
 }
 
+/// Writes a kubeconfig for a new identity (`CN=user`, `O=group`) with a client certificate
+/// signed by the CA in `data_dir`, for tools that run elsewhere (fetchers at the edge).
+pub fn user_kubeconfig(
+    data_dir: &Path,
+    server_url: &str,
+    user: &str,
+    group: Option<&str>,
+) -> Result<String, PkiError> {
+    let dir = data_dir.join("pki");
+    let ca_cert_path = dir.join("ca.crt");
+    let (Some(ca_cert_pem), Some(ca_key_pem)) = (read(&ca_cert_path)?, read(&dir.join("ca.key"))?)
+    else {
+        return Err(PkiError::Invalid {
+            path: ca_cert_path,
+            reason:
+                "no certificate authority here: run `fleetdb serve` with this data directory once"
+                    .into(),
+        });
+    };
+    let ca_key = KeyPair::from_pem(&ca_key_pem)?;
+    let issuer =
+        Issuer::from_ca_cert_pem(&ca_cert_pem, &ca_key).map_err(|_| PkiError::Invalid {
+            path: ca_cert_path.clone(),
+            reason: "cannot be parsed as a CA certificate".into(),
+        })?;
+    let (cert, key) = issue_client_certificate(&issuer, user, group)?;
+    Ok(kubeconfig(server_url, &ca_cert_pem, user, &cert, &key))
+}
+
 /// Issues a client certificate (`CN=user`, `O=group`) signed by the CA: (cert PEM, key PEM).
 pub fn issue_client_certificate(
     issuer: &Issuer<'_, &KeyPair>,

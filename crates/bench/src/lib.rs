@@ -5,5 +5,6 @@
 //! these programs (the crash test) assert behaviour only.
 
 pub mod crash_writer;
+pub mod fetch_bench;
 pub mod stats;
 pub mod store_bench;

@@ -7,7 +7,7 @@
 //!   prints one line per acknowledged write; the crash test kills it with SIGKILL and checks
 //!   that every acknowledged write survived.
 
-use fleetdb_bench::{crash_writer, store_bench};
+use fleetdb_bench::{crash_writer, fetch_bench, store_bench};
 
 use std::path::PathBuf;
 
@@ -27,6 +27,8 @@ struct Cli {
 enum Command {
     /// Benchmark the embedded store against etcd in the same run.
     Store(store_bench::StoreBenchArgs),
+    /// Benchmark a fetcher syncing a datacenter export into an empty fleetdb, then re-syncing.
+    Fetch(fetch_bench::FetchBenchArgs),
     /// Write to an embedded store until killed, printing each acknowledged write.
     CrashWriter {
         /// Data directory of the embedded store.
@@ -48,6 +50,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.command {
         Command::Store(args) => runtime.block_on(store_bench::run(args)),
+        Command::Fetch(args) => runtime.block_on(fetch_bench::run(args)),
         Command::CrashWriter { dir, writers, run } => {
             runtime.block_on(crash_writer::run(dir, writers, run))
         }

@@ -56,6 +56,22 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         history_days: u64,
     },
+    /// Print a kubeconfig for a new identity, with a client certificate signed by this
+    /// server's CA (for fetchers and other tools that run elsewhere).
+    Kubeconfig {
+        /// The data directory of the server (where its CA is).
+        #[arg(long, default_value = "./fleetdb-data", env = "FLEETDB_DATA_DIR")]
+        data_dir: PathBuf,
+        /// The user name (certificate CN), e.g. `fetcher-pdx`.
+        #[arg(long)]
+        user: String,
+        /// A group (certificate O), e.g. `fleetdb:fetchers`.
+        #[arg(long)]
+        group: Option<String>,
+        /// The URL the tool reaches the server at.
+        #[arg(long, default_value = "https://127.0.0.1:6443")]
+        server: String,
+    },
     /// Run the fetcher of one Source: enumerate its hosts and keep their Host records current.
     Fetch {
         /// The Source object to sync (`kubectl get sources`).
@@ -152,6 +168,16 @@ fn main() -> anyhow::Result<()> {
             retention.abort();
             result.map_err(|e| anyhow::anyhow!(e))
         }),
+        Command::Kubeconfig {
+            data_dir,
+            user,
+            group,
+            server,
+        } => {
+            let kubeconfig = fleetdb_apiserver::pki::user_kubeconfig(&data_dir, &server, &user, group.as_deref())?;
+            print!("{kubeconfig}");
+            Ok(())
+        }
         Command::Fetch {
             source,
             kubeconfig,

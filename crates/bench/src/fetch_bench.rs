@@ -1,0 +1,130 @@
+//! The fetcher benchmark: a datacenter export of N hosts synced into an empty fleetdb (an
+//! in-process server on the embedded store, over HTTPS like a real fetcher), then re-synced
+//! unchanged. Prints the time of each sync and the host writes each issued.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fleetdb_fleet::{FileSource, Source, SourceSpec, SourceType};
+use fleetdb_store::embedded::EmbeddedStore;
+use kube::api::{Api, PostParams};
+
+#[derive(clap::Args, Clone)]
+pub struct FetchBenchArgs {
+    /// Hosts in the export.
+    #[arg(long, default_value_t = 10_000)]
+    hosts: usize,
+}
+
+fn export(hosts: usize) -> String {
+    let mut csv =
+        String::from("hostname,serial,rack,datacenter,role,team,ips,cpus,memory,disks,os\n");
+    for i in 0..hosts {
+        csv.push_str(&format!(
+            "host-{i:06},SN{i},r{},bench,{},{},10.{}.{}.{},{},64Gi,960Gi ssd,debian-12\n",
+            i % 40,
+            ["web", "db", "log"][i % 3],
+            ["infra", "data"][i % 2],
+            (i / 65536) % 256,
+            (i / 256) % 256,
+            i % 256,
+            [8, 16, 32][i % 3],
+        ));
+    }
+    csv
+}
+
+pub async fn run(args: FetchBenchArgs) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = Arc::new(EmbeddedStore::open(dir.path().join("store"))?);
+    let port = fleetdb_testkit::free_port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let config = fleetdb_apiserver::ServeConfig {
+        data_dir: dir.path().to_owned(),
+        listen: ([127, 0, 0, 1], port).into(),
+        advertise_host: None,
+        definitions: fleetdb_fleet::crd_documents(),
+    };
+    let server = tokio::spawn(fleetdb_apiserver::serve(store, config, async {
+        let _ = stopped.await;
+    }));
+
+    // Wait until the server answers with its CRDs installed.
+    let kubeconfig_path = dir.path().join("admin.kubeconfig");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let client = loop {
+        anyhow::ensure!(Instant::now() < deadline, "the server did not start");
+        if let Ok(kubeconfig) = kube::config::Kubeconfig::read_from(&kubeconfig_path)
+            && let Ok(config) =
+                kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await
+            && let Ok(client) = kube::Client::try_from(config)
+            && Api::<Source>::all(client.clone())
+                .list(&Default::default())
+                .await
+                .is_ok()
+        {
+            break client;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+
+    let path = dir.path().join("export.csv");
+    std::fs::write(&path, export(args.hosts))?;
+    let source = Source::new(
+        "bench",
+        SourceSpec {
+            type_: SourceType::File,
+            file: Some(FileSource {
+                path: path.to_string_lossy().into_owned(),
+                ..FileSource::default()
+            }),
+            ..SourceSpec::default()
+        },
+    );
+    Api::<Source>::all(client.clone())
+        .create(&PostParams::default(), &source)
+        .await?;
+
+    println!(
+        "fleetdb fetch benchmark: {} hosts from a CSV export, embedded store, HTTPS",
+        args.hosts
+    );
+    let started = Instant::now();
+    let first = fleetdb_fetch::sync_once(client.clone(), "bench").await?;
+    let first_time = started.elapsed();
+    let started = Instant::now();
+    let second = fleetdb_fetch::sync_once(client.clone(), "bench").await?;
+    let second_time = started.elapsed();
+    anyhow::ensure!(
+        first.created as usize == args.hosts,
+        "created {} of {} hosts",
+        first.created,
+        args.hosts
+    );
+
+    println!();
+    println!("| sync | time (s) | hosts/s | hosts created | hosts updated | host writes |");
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| into an empty fleetdb | {:.2} | {:.0} | {} | {} | {} |",
+        first_time.as_secs_f64(),
+        args.hosts as f64 / first_time.as_secs_f64(),
+        first.created,
+        first.updated,
+        first.writes
+    );
+    println!(
+        "| unchanged re-sync | {:.2} | {:.0} | {} | {} | {} |",
+        second_time.as_secs_f64(),
+        args.hosts as f64 / second_time.as_secs_f64(),
+        second.created,
+        second.updated,
+        second.writes
+    );
+    println!(
+        "\nA new host costs two writes (the object, then its status); the re-sync writes only the Source status."
+    );
+    let _ = stop.send(());
+    let _ = server.await;
+    Ok(())
+}
