@@ -12,6 +12,7 @@
 //! Architecture invariant: fetchers are kube-rs clients of the API; they never reach into the
 //! server or the store, so they work against any Kubernetes API server with the CRDs applied.
 
+pub mod aws;
 pub mod file;
 pub mod sync;
 
@@ -123,10 +124,10 @@ async fn observe(source: &fleetdb_fleet::Source, name: &str) -> Result<Observati
             .await
             .map_err(|e| FetchError::Source(format!("the file reader failed: {e}")))?
         }
-        SourceType::Aws => Err(FetchError::Config {
-            name: name.to_owned(),
-            message: "AWS sources are not supported by this fleetdb build yet".into(),
-        }),
+        SourceType::Aws => {
+            let settings = source.spec.aws.clone().unwrap_or_default();
+            aws::observe(&settings, name).await
+        }
     }
 }
 
