@@ -1342,6 +1342,60 @@ pub async fn delete(
     Err(target.modified())
 }
 
+/// Most objects one DELETE of a collection removes; clients repeat it for more.
+const MAX_DELETE_COLLECTION: usize = 10_000;
+
+/// `DELETE` on a collection (`deletecollection`): deletes every object matching the label and
+/// field selectors, each as a single DELETE would (finalizers respected). Answers the list of
+/// what was deleted or marked for deletion.
+pub async fn delete_collection(
+    server: &ApiServer,
+    target: &Target,
+    query: &Query,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let resource = &target.resource;
+    let selectors = Selectors::parse(resource, query)?;
+    let body = read_body(body).await?;
+    let page = server
+        .store
+        .range(RangeRequest {
+            prefix: resource.key_prefix(target.namespace.as_deref()),
+            limit: MAX_DELETE_COLLECTION,
+            ..RangeRequest::default()
+        })
+        .await
+        .map_err(store_error)?;
+    let mut deleted = Vec::new();
+    for kv in &page.kvs {
+        let object = objects::decode(kv)?;
+        if !selectors.matches(&object) {
+            continue;
+        }
+        let item = Target {
+            resource: resource.clone(),
+            namespace: objects::namespace(&object).map(str::to_owned),
+            name: objects::name(&object).map(str::to_owned),
+            subresource: None,
+        };
+        match delete(server, &item, query, headers, Body::from(body.clone())).await {
+            Ok(_) => deleted.push(served_as(resource, object)),
+            Err(e) if e.reason == "NotFound" => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "apiVersion": resource.api_version(),
+            "kind": resource.list_kind,
+            "metadata": {"resourceVersion": page.revision.to_string()},
+            "items": deleted,
+        }),
+    ))
+}
+
 /// What a DELETE that removed the object answers: a Status for custom resources (as
 /// kube-apiserver), the deleted object for built-in kinds.
 fn deleted_response(

@@ -420,12 +420,14 @@ async fn route(
         (Method::PUT, true) => rest::update(server, &target, &query, headers, body).await,
         (Method::PATCH, true) => rest::patch(server, &target, &query, headers, body).await,
         (Method::DELETE, true) => rest::delete(server, &target, &query, headers, body).await,
+        (Method::DELETE, false) => {
+            rest::delete_collection(server, &target, &query, headers, body).await
+        }
         (method, _) => {
             let verb = match method {
                 Method::POST => "create",
                 Method::PUT => "update",
                 Method::PATCH => "patch",
-                Method::DELETE => "deletecollection",
                 _ => method.as_str(),
             };
             Err(ApiError::method_not_allowed(verb, &resource.qualified()))

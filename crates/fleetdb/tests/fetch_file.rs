@@ -46,8 +46,12 @@ fn export(rows: usize, skip: Option<usize>, rack_of_5: &str) -> String {
 }
 
 fn fetch(server: &Fleetdb) -> String {
+    fetch_source(server, "pdx-dc")
+}
+
+fn fetch_source(server: &Fleetdb, source: &str) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_fleetdb"))
-        .args(["fetch", "--source", "pdx-dc", "--once", "--kubeconfig"])
+        .args(["fetch", "--source", source, "--once", "--kubeconfig"])
         .arg(server.kubeconfig())
         .output()
         .unwrap();
@@ -200,5 +204,50 @@ fn datacenter_csv_syncs_and_people_keep_their_changes() {
             "jsonpath={.spec.maintenance}"
         ]),
         "true"
+    );
+}
+
+/// Two fetchers for two Sources side by side: each only marks its own hosts as gone.
+#[test]
+fn fetchers_of_different_sources_do_not_clobber_each_other() {
+    let server = Fleetdb::start(Backend::Embedded);
+    let source = |name: &str, path: &std::path::Path| {
+        format!(
+            "apiVersion: fleetdb.io/v1alpha1\nkind: Source\nmetadata: {{name: {name}}}\nspec:\n  type: file\n  file: {{path: {}, datacenter: {name}}}\n",
+            path.display()
+        )
+    };
+    let pdx = server.write("pdx.csv", "hostname,rack\npdx-1,r1\npdx-2,r2\n");
+    let ams = server.write(
+        "ams.yaml",
+        "- hostname: ams-1\n  rack: a1\n- hostname: ams-2\n  rack: a2\n",
+    );
+    server.ok_input(&["apply", "-f", "-"], &source("pdx-dc", &pdx));
+    server.ok_input(&["apply", "-f", "-"], &source("ams-dc", &ams));
+    assert!(fetch_source(&server, "pdx-dc").contains("2 created"));
+    assert!(fetch_source(&server, "ams-dc").contains("2 created"));
+    // pdx loses a host; syncing pdx must not touch ams, and the reverse.
+    server.write("pdx.csv", "hostname,rack\npdx-1,r1\n");
+    assert!(fetch_source(&server, "pdx-dc").contains("1 gone"));
+    assert!(fetch_source(&server, "ams-dc").contains("0 gone"));
+    let states = server.ok(&[
+        "get",
+        "hosts",
+        "-o",
+        "custom-columns=NAME:.metadata.name,STATE:.status.state,DC:.status.datacenter",
+        "--no-headers",
+    ]);
+    let states: Vec<Vec<&str>> = states
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ["ams-1", "Running", "ams-dc"],
+            ["ams-2", "Running", "ams-dc"],
+            ["pdx-1", "Running", "pdx-dc"],
+            ["pdx-2", "Terminated", "pdx-dc"],
+        ]
     );
 }

@@ -132,7 +132,8 @@ def main(kubeconfig):
     thread.join()
     check(events == [("ADDED", "g2"), ("MODIFIED", "g2"), ("DELETED", "g2")], f"watch saw {events}")
 
-    objects.delete_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "g1")
+    objects.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, gizmo("g3", 7))
+    objects.delete_collection_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, label_selector="team=infra")
     remaining = objects.list_namespaced_custom_object(GROUP, VERSION, "default", PLURAL)["items"]
     check(remaining == [], f"objects remain: {remaining}")
 
