@@ -22,16 +22,15 @@ pub mod registry;
 pub mod rest;
 pub mod scale;
 pub mod schema;
-pub mod selectors;
 pub mod server;
 pub mod status;
 pub mod strategy;
 pub mod table;
 pub mod tls;
-pub mod validation;
 pub mod watch;
 pub mod watch_cache;
 
+pub use fleetdb_labels::{selectors, validation};
 pub use server::{ApiServer, ServeConfig, serve};
 
 /// The Kubernetes version this server reports (it serves the v1.33 API, matching the

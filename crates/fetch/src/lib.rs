@@ -14,6 +14,7 @@
 
 pub mod aws;
 pub mod file;
+pub mod inventory;
 pub mod sync;
 
 use std::collections::BTreeMap;

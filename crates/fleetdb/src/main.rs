@@ -72,6 +72,32 @@ enum Command {
         #[arg(long, default_value = "https://127.0.0.1:6443")]
         server: String,
     },
+    /// Ansible dynamic inventory: `--list` prints every group and host (with `_meta.hostvars`),
+    /// `--host NAME` one host's variables. Use as `ansible -i <script>` with a one-line
+    /// wrapper: `exec fleetdb ansible-inventory "$@"`.
+    AnsibleInventory {
+        /// Print the whole inventory.
+        #[arg(long)]
+        list: bool,
+        /// Print the variables of one host.
+        #[arg(long, conflicts_with = "list")]
+        host: Option<String>,
+        /// Kubeconfig to reach fleetdb with (default: $KUBECONFIG, then ~/.kube/config).
+        #[arg(long, env = "FLEETDB_KUBECONFIG")]
+        kubeconfig: Option<PathBuf>,
+        /// YAML file with keyed_groups, groups (name: label selector), include_*, stale_after...
+        #[arg(long, env = "FLEETDB_INVENTORY_CONFIG")]
+        config: Option<PathBuf>,
+        /// Keep hosts in maintenance.
+        #[arg(long)]
+        include_maintenance: bool,
+        /// Keep terminated hosts.
+        #[arg(long)]
+        include_terminated: bool,
+        /// Reuse the last inventory for this long (e.g. `60s`) instead of asking fleetdb again.
+        #[arg(long, env = "FLEETDB_INVENTORY_CACHE_TTL")]
+        cache_ttl: Option<String>,
+    },
     /// Run the fetcher of one Source: enumerate its hosts and keep their Host records current.
     Fetch {
         /// The Source object to sync (`kubectl get sources`).
@@ -178,6 +204,60 @@ fn main() -> anyhow::Result<()> {
             print!("{kubeconfig}");
             Ok(())
         }
+        Command::AnsibleInventory {
+            list,
+            host,
+            kubeconfig,
+            config,
+            include_maintenance,
+            include_terminated,
+            cache_ttl,
+        } => runtime.block_on(async move {
+            let mut settings = match &config {
+                Some(path) => fleetdb_fetch::inventory::InventoryConfig::read(path)?,
+                None => fleetdb_fetch::inventory::InventoryConfig::default(),
+            };
+            settings.include_maintenance |= include_maintenance;
+            settings.include_terminated |= include_terminated;
+            let ttl = match cache_ttl.as_deref() {
+                Some(text) => Some(
+                    fleetdb_fetch::parse_interval(text)
+                        .ok_or_else(|| anyhow::anyhow!("--cache-ttl {text:?} is not a duration like 60s"))?,
+                ),
+                None => None,
+            };
+            let cache = ttl.map(|ttl| (inventory_cache_path(&kubeconfig, &config, &settings), ttl));
+            let cached = cache.as_ref().and_then(|(path, ttl)| {
+                let age = std::fs::metadata(path).ok()?.modified().ok()?.elapsed().ok()?;
+                (age < *ttl).then(|| std::fs::read_to_string(path).ok()).flatten()
+            });
+            let document: serde_json::Value = match cached.and_then(|text| serde_json::from_str(&text).ok()) {
+                Some(document) => document,
+                None => {
+                    let hosts = fleetdb_fetch::inventory::list_hosts(client(kubeconfig).await?).await?;
+                    let document = fleetdb_fetch::inventory::build(&hosts, &settings, time::OffsetDateTime::now_utc())?;
+                    if let Some((path, _)) = &cache {
+                        if let Some(dir) = path.parent() {
+                            let _ = std::fs::create_dir_all(dir);
+                        }
+                        let temporary = path.with_extension("tmp");
+                        if std::fs::write(&temporary, document.to_string()).is_ok() {
+                            let _ = std::fs::rename(&temporary, path);
+                        }
+                    }
+                    document
+                }
+            };
+            let output = match (list, host) {
+                (_, Some(host)) => document["_meta"]["hostvars"]
+                    .get(&host)
+                    .cloned()
+                    .unwrap_or_else(|| serde_json::json!({})),
+                (true, None) => document,
+                (false, None) => anyhow::bail!("pass --list or --host NAME (this is an Ansible inventory script)"),
+            };
+            print_line(&output.to_string())
+        }),
         Command::Fetch {
             source,
             kubeconfig,
@@ -203,6 +283,42 @@ fn main() -> anyhow::Result<()> {
             }
         }),
     }
+}
+
+/// Prints a line; a reader that went away (`| head`) is not an error.
+fn print_line(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{text}").and_then(|_| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+/// Where a cached inventory lives: one file per kubeconfig/configuration combination.
+fn inventory_cache_path(
+    kubeconfig: &Option<PathBuf>,
+    config: &Option<PathBuf>,
+    settings: &fleetdb_fetch::inventory::InventoryConfig,
+) -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    let identity = format!(
+        "{:?}|{:?}|{:?}|{}",
+        kubeconfig,
+        config,
+        std::env::var_os("KUBECONFIG"),
+        (settings.include_maintenance as u8) * 2 + settings.include_terminated as u8
+    );
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in identity.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    base.join("fleetdb")
+        .join(format!("inventory-{hash:016x}.json"))
 }
 
 /// Completes on SIGTERM or Ctrl-C.

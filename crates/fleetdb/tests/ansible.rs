@@ -1,0 +1,180 @@
+//! The Ansible dynamic inventory with the real ansible-core (from the test virtualenv):
+//! `ansible-inventory --list` and `--graph` see the groups and host variables fleetdb holds,
+//! hosts in maintenance or terminated are left out, and `ansible all -m ping -c local` runs
+//! against the inventory.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+use support::{Backend, Fleetdb};
+
+fn venv_bin(name: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../.venv/bin")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/setup.sh (it installs ansible-core)",
+        path.display()
+    );
+    path
+}
+
+fn fetch(server: &Fleetdb) {
+    let output = Command::new(env!("CARGO_BIN_EXE_fleetdb"))
+        .args(["fetch", "--source", "lab", "--once", "--kubeconfig"])
+        .arg(server.kubeconfig())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn ansible(server: &Fleetdb, program: &str, args: &[&str]) -> String {
+    let output = Command::new(venv_bin(program))
+        .args(args)
+        .env("HOME", server.path().join("home"))
+        .env("ANSIBLE_LOCAL_TEMP", server.path().join("ansible-tmp"))
+        .env("ANSIBLE_HOST_KEY_CHECKING", "false")
+        .env("ANSIBLE_INVENTORY_ENABLED", "script")
+        .current_dir(server.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn ansible_reads_the_fleet() {
+    let server = Fleetdb::start(Backend::Embedded);
+    let csv = server.write(
+        "lab.csv",
+        "hostname,datacenter,role,team,ips,os,owner\n\
+         web-1,pdx,web,infra,10.0.0.1,debian-12,alice\n\
+         web-2,pdx,web,infra,10.0.0.2,debian-12,bob\n\
+         db-1,pdx,db,data,10.0.0.3,rocky-9,carol\n\
+         db-2,pdx,db,data,10.0.0.4,rocky-9,dan\n\
+         log-1,ams,log,infra,10.0.1.1,debian-12,erin\n",
+    );
+    server.ok_input(
+        &["apply", "-f", "-"],
+        &format!("apiVersion: fleetdb.io/v1alpha1\nkind: Source\nmetadata: {{name: lab}}\nspec:\n  type: file\n  file: {{path: {}}}\n", csv.display()),
+    );
+    fetch(&server);
+    // db-2 goes into maintenance; log-1 disappears from the export (Terminated); web-1 gets
+    // Ansible variables and a cluster.
+    server.ok(&[
+        "patch",
+        "host",
+        "db-2",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"maintenance":true}}"#,
+    ]);
+    server.ok(&[
+        "patch",
+        "host",
+        "web-1",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"cluster":"edge-a","ansible":{"nginx_workers":8}}}"#,
+    ]);
+    server.write(
+        "lab.csv",
+        "hostname,datacenter,role,team,ips,os,owner\n\
+         web-1,pdx,web,infra,10.0.0.1,debian-12,alice\n\
+         web-2,pdx,web,infra,10.0.0.2,debian-12,bob\n\
+         db-1,pdx,db,data,10.0.0.3,rocky-9,carol\n\
+         db-2,pdx,db,data,10.0.0.4,rocky-9,dan\n",
+    );
+    fetch(&server);
+
+    let config = server.write(
+        "inventory.yaml",
+        "groups:\n  web_infra: \"fleetdb.io/role=web,fleetdb.io/team=infra\"\nhostvars_annotations: [dcim.fleetdb.io/owner]\n",
+    );
+    let script = server.write(
+        "fleetdb-inventory",
+        &format!(
+            "#!/bin/sh\nFLEETDB_KUBECONFIG={} FLEETDB_INVENTORY_CONFIG={} exec {} ansible-inventory \"$@\"\n",
+            server.kubeconfig().display(),
+            config.display(),
+            env!("CARGO_BIN_EXE_fleetdb")
+        ),
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let script = script.to_str().unwrap();
+
+    let inventory: Value = serde_json::from_str(&ansible(
+        &server,
+        "ansible-inventory",
+        &["-i", script, "--list"],
+    ))
+    .unwrap();
+    let members = |group: &str| -> Vec<String> {
+        let mut hosts: Vec<String> = inventory[group]["hosts"]
+            .as_array()
+            .map(|h| h.iter().map(|h| h.as_str().unwrap().to_owned()).collect())
+            .unwrap_or_default();
+        hosts.sort();
+        hosts
+    };
+    assert_eq!(members("role_web"), ["web-1", "web-2"]);
+    assert_eq!(members("role_db"), ["db-1"], "db-2 is in maintenance");
+    assert_eq!(members("region_pdx"), ["db-1", "web-1", "web-2"]);
+    assert!(
+        members("region_ams").is_empty() && members("role_log").is_empty(),
+        "log-1 is terminated"
+    );
+    assert_eq!(members("team_infra"), ["web-1", "web-2"]);
+    assert_eq!(members("cluster_edge_a"), ["web-1"]);
+    assert_eq!(
+        members("web_infra"),
+        ["web-1", "web-2"],
+        "groups from a label selector"
+    );
+    let vars = &inventory["_meta"]["hostvars"]["web-1"];
+    assert_eq!(vars["ansible_host"], "10.0.0.1");
+    assert_eq!(vars["nginx_workers"], 8);
+    assert_eq!(vars["fleetdb_region"], "pdx");
+    assert_eq!(vars["dcim_fleetdb_io_owner"], "alice");
+    assert!(inventory["_meta"]["hostvars"]["db-2"].is_null());
+
+    let graph = ansible(&server, "ansible-inventory", &["-i", script, "--graph"]);
+    assert!(
+        graph.contains("@role_web:") && graph.contains("web-2"),
+        "{graph}"
+    );
+
+    let python = venv_bin("python");
+    let ping = ansible(
+        &server,
+        "ansible",
+        &[
+            "-i",
+            script,
+            "all",
+            "-m",
+            "ping",
+            "-c",
+            "local",
+            "-e",
+            &format!("ansible_python_interpreter={}", python.display()),
+        ],
+    );
+    assert_eq!(ping.matches("SUCCESS").count(), 3, "{ping}");
+}
