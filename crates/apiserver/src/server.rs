@@ -36,11 +36,22 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Concurrent HTTP/2 streams per connection (client-go multiplexes watches on one).
 const MAX_CONCURRENT_STREAMS: u32 = 1000;
 
+/// An extra authenticated endpoint the embedding program adds (e.g. Prometheus discovery);
+/// it may use the server's store and watch cache, never its internals.
+#[async_trait::async_trait]
+pub trait Extension: Send + Sync + 'static {
+    /// The exact path it answers, e.g. `/sd/prometheus`.
+    fn path(&self) -> &'static str;
+    /// Answers a GET of the path.
+    async fn handle(&self, server: Arc<ApiServer>, query: Query) -> Result<Response, ApiError>;
+}
+
 /// State shared by every request.
 pub struct ApiServer {
     pub store: Arc<dyn Store>,
     pub registry: Registry,
     pub watch_cache: crate::watch_cache::WatchCache,
+    extensions: std::sync::RwLock<Vec<Arc<dyn Extension>>>,
     server_address: String,
     ready: AtomicBool,
     shutdown: watch::Sender<bool>,
@@ -54,6 +65,7 @@ impl ApiServer {
         let (shutdown, _) = watch::channel(false);
         let server = Arc::new_cyclic(|myself| ApiServer {
             watch_cache: crate::watch_cache::WatchCache::new(store.clone()),
+            extensions: std::sync::RwLock::new(Vec::new()),
             store,
             registry: Registry::new(&[]),
             server_address,
@@ -67,6 +79,14 @@ impl ApiServer {
         server.spawn_definition_watch();
         server.ready.store(true, Ordering::Release);
         Ok(server)
+    }
+
+    /// Adds endpoints of the embedding program.
+    pub fn add_extensions(&self, extensions: Vec<Arc<dyn Extension>>) {
+        self.extensions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(extensions);
     }
 
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
@@ -288,6 +308,19 @@ async fn route(
     if identity.is_anonymous() {
         return Err(ApiError::unauthorized());
     }
+    let extension = server
+        .extensions
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .find(|e| e.path() == path)
+        .cloned();
+    if let Some(extension) = extension {
+        if parts.method != Method::GET {
+            return Err(ApiError::method_not_allowed(parts.method.as_str(), path));
+        }
+        return extension.handle(server.clone(), query).await;
+    }
     let snapshot = server.registry.snapshot();
     let get_only = || -> Result<(), ApiError> {
         if parts.method == Method::GET {
@@ -508,6 +541,8 @@ pub struct ServeConfig {
     pub advertise_host: Option<String>,
     /// CRDs to install (or update) at start-up, before the server reports ready.
     pub definitions: Vec<Value>,
+    /// Extra endpoints of the embedding program.
+    pub extensions: Vec<Arc<dyn Extension>>,
 }
 
 /// A server listening and serving until `shutdown` completes.
@@ -541,6 +576,7 @@ pub async fn serve(
         .await
         .map_err(|e| format!("cannot initialise the API: {e}"))?;
     server.ready.store(false, Ordering::Release);
+    server.add_extensions(config.extensions);
     install_definitions(&server, &config.definitions).await?;
     server.ready.store(true, Ordering::Release);
     tracing::info!(

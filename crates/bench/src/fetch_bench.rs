@@ -34,25 +34,32 @@ fn export(hosts: usize) -> String {
     csv
 }
 
-pub async fn run(args: FetchBenchArgs) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let store = Arc::new(EmbeddedStore::open(dir.path().join("store"))?);
+/// Serves `store` from `data_dir` in-process with the fleet CRDs; returns an admin client,
+/// the stop switch and the server task.
+pub async fn serve(
+    data_dir: &std::path::Path,
+    store: Arc<dyn fleetdb_store::Store>,
+) -> anyhow::Result<(
+    kube::Client,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), String>>,
+)> {
     let port = fleetdb_testkit::free_port();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let config = fleetdb_apiserver::ServeConfig {
-        data_dir: dir.path().to_owned(),
+        data_dir: data_dir.to_owned(),
         listen: ([127, 0, 0, 1], port).into(),
         advertise_host: None,
         definitions: fleetdb_fleet::crd_documents(),
+        extensions: Vec::new(),
     };
     let server = tokio::spawn(fleetdb_apiserver::serve(store, config, async {
         let _ = stopped.await;
     }));
-
     // Wait until the server answers with its CRDs installed.
-    let kubeconfig_path = dir.path().join("admin.kubeconfig");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let client = loop {
+    let kubeconfig_path = data_dir.join("admin.kubeconfig");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
         anyhow::ensure!(Instant::now() < deadline, "the server did not start");
         if let Ok(kubeconfig) = kube::config::Kubeconfig::read_from(&kubeconfig_path)
             && let Ok(config) =
@@ -63,10 +70,16 @@ pub async fn run(args: FetchBenchArgs) -> anyhow::Result<()> {
                 .await
                 .is_ok()
         {
-            break client;
+            return Ok((client, stop, server));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    }
+}
+
+pub async fn run(args: FetchBenchArgs) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = Arc::new(EmbeddedStore::open(dir.path().join("store"))?);
+    let (client, stop, server) = serve(dir.path(), store).await?;
 
     let path = dir.path().join("export.csv");
     std::fs::write(&path, export(args.hosts))?;

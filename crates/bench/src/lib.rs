@@ -6,5 +6,6 @@
 
 pub mod crash_writer;
 pub mod fetch_bench;
+pub mod inventory_bench;
 pub mod stats;
 pub mod store_bench;

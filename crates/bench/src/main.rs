@@ -7,7 +7,7 @@
 //!   prints one line per acknowledged write; the crash test kills it with SIGKILL and checks
 //!   that every acknowledged write survived.
 
-use fleetdb_bench::{crash_writer, fetch_bench, store_bench};
+use fleetdb_bench::{crash_writer, fetch_bench, inventory_bench, store_bench};
 
 use std::path::PathBuf;
 
@@ -29,6 +29,8 @@ enum Command {
     Store(store_bench::StoreBenchArgs),
     /// Benchmark a fetcher syncing a datacenter export into an empty fleetdb, then re-syncing.
     Fetch(fetch_bench::FetchBenchArgs),
+    /// Benchmark `fleetdb ansible-inventory --list` over N hosts.
+    Inventory(inventory_bench::InventoryBenchArgs),
     /// Write to an embedded store until killed, printing each acknowledged write.
     CrashWriter {
         /// Data directory of the embedded store.
@@ -51,6 +53,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Store(args) => runtime.block_on(store_bench::run(args)),
         Command::Fetch(args) => runtime.block_on(fetch_bench::run(args)),
+        Command::Inventory(args) => runtime.block_on(inventory_bench::run(args)),
         Command::CrashWriter { dir, writers, run } => {
             runtime.block_on(crash_writer::run(dir, writers, run))
         }

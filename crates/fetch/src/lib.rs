@@ -15,6 +15,7 @@
 pub mod aws;
 pub mod file;
 pub mod inventory;
+pub mod prometheus;
 pub mod sync;
 
 use std::collections::BTreeMap;

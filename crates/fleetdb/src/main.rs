@@ -1,5 +1,7 @@
 //! `fleetdb`: one binary, thin subcommands over the library crates.
 
+mod discovery;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -98,6 +100,24 @@ enum Command {
         #[arg(long, env = "FLEETDB_INVENTORY_CACHE_TTL")]
         cache_ttl: Option<String>,
     },
+    /// Watch Hosts and keep Prometheus file_sd targets (and alert rules per role) in a directory.
+    Monitor {
+        /// Directory for `hosts.json` and `rules/<role>.yml`.
+        #[arg(long)]
+        out: PathBuf,
+        /// Port Prometheus scrapes on every host (e.g. node_exporter's 9100).
+        #[arg(long, default_value_t = 9100)]
+        port: u16,
+        /// Hosts in maintenance: `exclude` them, or `label` them maintenance="true".
+        #[arg(long, default_value = "exclude")]
+        maintenance: fleetdb_fetch::prometheus::Maintenance,
+        /// Alert rules template (YAML; `{{role}}` is replaced by each role).
+        #[arg(long)]
+        rules_template: Option<PathBuf>,
+        /// Kubeconfig to reach fleetdb with (default: $KUBECONFIG, then ~/.kube/config).
+        #[arg(long, env = "FLEETDB_KUBECONFIG")]
+        kubeconfig: Option<PathBuf>,
+    },
     /// Run the fetcher of one Source: enumerate its hosts and keep their Host records current.
     Fetch {
         /// The Source object to sync (`kubectl get sources`).
@@ -189,6 +209,7 @@ fn main() -> anyhow::Result<()> {
                 listen,
                 advertise_host,
                 definitions: fleetdb_fleet::crd_documents(),
+                extensions: vec![Arc::new(discovery::PrometheusDiscovery::default())],
             };
             let result = fleetdb_apiserver::serve(store, config, shutdown_signal()).await;
             retention.abort();
@@ -257,6 +278,27 @@ fn main() -> anyhow::Result<()> {
                 (false, None) => anyhow::bail!("pass --list or --host NAME (this is an Ansible inventory script)"),
             };
             print_line(&output.to_string())
+        }),
+        Command::Monitor {
+            out,
+            port,
+            maintenance,
+            rules_template,
+            kubeconfig,
+        } => runtime.block_on(async move {
+            let rules_template = match rules_template {
+                Some(path) => std::fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?,
+                None => fleetdb_fetch::prometheus::DEFAULT_RULES_TEMPLATE.to_owned(),
+            };
+            let settings = fleetdb_fetch::prometheus::MonitorSettings {
+                out,
+                port,
+                maintenance,
+                rules_template,
+            };
+            fleetdb_fetch::prometheus::monitor(client(kubeconfig).await?, settings, shutdown_signal()).await?;
+            Ok(())
         }),
         Command::Fetch {
             source,
