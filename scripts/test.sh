@@ -12,3 +12,4 @@ cargo nextest run --workspace --locked --no-fail-fast
 # Benchmarks print figures; CI only checks that quick runs work end to end.
 cargo run --locked -q -p fleetdb-bench -- store --quick
 cargo run --locked -q -p fleetdb-bench -- fetch --hosts 500
+cargo run --locked -q -p fleetdb-bench -- inventory --hosts 1000
