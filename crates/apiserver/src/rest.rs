@@ -1526,6 +1526,7 @@ pub async fn list(
             (exact, None)
         }
     };
+    let api_version = resource.api_version();
     let mut items = Vec::new();
     let mut next_token = None;
     'pages: loop {
@@ -1549,11 +1550,23 @@ pub async fn list(
         revision = Some(page.revision);
         let page_len = page.kvs.len();
         for (index, kv) in page.kvs.iter().enumerate() {
-            let object = objects::decode(kv)?;
-            if !selectors.matches(&object) {
-                continue;
+            // Plain JSON without selectors: serve the stored bytes as they are.
+            let raw = match (representation, selectors.is_everything()) {
+                (Representation::Json, true) => {
+                    objects::splice_resource_version(kv, &api_version, &resource.kind)
+                }
+                _ => None,
+            };
+            match raw {
+                Some(bytes) => items.push(ListItem::Raw(bytes)),
+                None => {
+                    let object = objects::decode(kv)?;
+                    if !selectors.matches(&object) {
+                        continue;
+                    }
+                    items.push(ListItem::Decoded(served_as(resource, object)));
+                }
             }
-            items.push(served_as(resource, object));
             if limit > 0 && items.len() == limit {
                 if index + 1 < page_len || page.more {
                     next_token = Some(encode_continue(page.revision, &format!("{}\0", kv.key)));
@@ -1571,19 +1584,50 @@ pub async fn list(
     if let Some(token) = &next_token {
         metadata["continue"] = json!(token);
     }
-    Ok(match representation {
-        Representation::Table(version) => json_response(
+    if let Representation::Table(version) = representation {
+        let objects: Vec<Value> = items
+            .into_iter()
+            .filter_map(|item| match item {
+                ListItem::Decoded(object) => Some(object),
+                ListItem::Raw(bytes) => serde_json::from_slice(&bytes).ok(),
+            })
+            .collect();
+        return Ok(json_response(
             StatusCode::OK,
-            &table::table(resource, version, &items, metadata, true),
-        ),
-        _ => json_response(
-            StatusCode::OK,
-            &json!({
-                "apiVersion": resource.api_version(),
-                "kind": resource.list_kind,
-                "metadata": metadata,
-                "items": items,
-            }),
-        ),
-    })
+            &table::table(resource, version, &objects, metadata, true),
+        ));
+    }
+    // The envelope, then the items as they are (raw or encoded), without one big value.
+    let envelope = json!({
+        "apiVersion": api_version,
+        "kind": resource.list_kind,
+        "metadata": metadata,
+    });
+    let mut body = serde_json::to_vec(&envelope).expect("JSON values serialize");
+    body.pop();
+    body.extend_from_slice(b",\"items\":[");
+    for (index, item) in items.iter().enumerate() {
+        if index > 0 {
+            body.push(b',');
+        }
+        match item {
+            ListItem::Raw(bytes) => body.extend_from_slice(bytes),
+            ListItem::Decoded(object) => {
+                serde_json::to_writer(&mut body, object).expect("JSON values serialize")
+            }
+        }
+    }
+    body.extend_from_slice(b"]}");
+    Ok((
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
+}
+
+/// One item of a list response: stored bytes served as they are, or a decoded object.
+enum ListItem {
+    Raw(Vec<u8>),
+    Decoded(Value),
 }

@@ -125,7 +125,9 @@ pub async fn run(args: InventoryBenchArgs) -> anyhow::Result<()> {
         size as f64 / (1 << 20) as f64,
         groups
     );
-    println!("\nOne paginated list (500 per page) over HTTPS, then the inventory built in memory.");
+    println!(
+        "\nOne paginated list (2000 per page) over HTTPS, then the inventory built in memory."
+    );
     let _ = stop.send(());
     let _ = server.await;
     Ok(())
