@@ -20,7 +20,7 @@ use fleetdb_fleet::{AwsSource, Hardware, HostAddress, HostState, HostStatus, Pro
 use http_body_util::{BodyExt, Full};
 use serde::Deserialize;
 
-use crate::{FetchError, Observation, ObservedHost};
+use crate::{FetchError, Observation, ObservedHost, label_value};
 
 /// Instances asked for per DescribeInstances page (the API's maximum).
 const PAGE_SIZE: u32 = 1000;
@@ -165,23 +165,6 @@ fn request_body(filters: &BTreeMap<String, String>, next_token: Option<&str>) ->
         .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
         .collect::<Vec<_>>()
         .join("&")
-}
-
-fn label_value(text: &str) -> Option<String> {
-    let value: String = text
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let value = value
-        .trim_matches(|c: char| !c.is_ascii_alphanumeric())
-        .to_owned();
-    (!value.is_empty() && value.len() <= 63).then_some(value)
 }
 
 fn state_of(name: &str) -> HostState {

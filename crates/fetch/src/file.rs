@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use fleetdb_fleet::{Disk, Hardware, HostAddress, HostState, HostStatus, ProviderRef, labels};
 
-use crate::{FetchError, Observation, ObservedHost, RowProblem};
+use crate::{FetchError, Observation, ObservedHost, RowProblem, label_value};
 
 /// Annotation prefix for columns the model has no field for.
 pub const EXTRA_COLUMN_PREFIX: &str = "dcim.fleetdb.io/";
@@ -196,24 +196,6 @@ fn host_name(hostname: &str) -> Result<String, String> {
             "hostname {hostname:?} is not a valid host name (letters, digits, '-' and '.', starting and ending with a letter or digit)"
         ))
     }
-}
-
-/// A label value made from free text, or `None` if it cannot be one.
-fn label_value(text: &str) -> Option<String> {
-    let value: String = text
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let value = value
-        .trim_matches(|c: char| !c.is_ascii_alphanumeric())
-        .to_owned();
-    (!value.is_empty() && value.len() <= 63).then_some(value)
 }
 
 fn parse_state(text: &str) -> Result<HostState, String> {

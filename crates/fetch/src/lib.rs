@@ -66,6 +66,25 @@ pub struct Observation {
     pub problems: Vec<RowProblem>,
 }
 
+/// A Kubernetes label value made from free text (provider tags, export columns): characters
+/// labels cannot hold become `-`; `None` when nothing usable is left or it is too long.
+pub(crate) fn label_value(text: &str) -> Option<String> {
+    let value: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let value = value
+        .trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_owned();
+    (!value.is_empty() && value.len() <= 63).then_some(value)
+}
+
 /// Parses a Source interval such as `60s`, `5m`, `1h` or `1h30m`.
 pub fn parse_interval(text: &str) -> Option<Duration> {
     let mut total = 0u64;

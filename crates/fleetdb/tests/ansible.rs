@@ -5,35 +5,13 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
-use support::{Backend, Fleetdb};
-
-fn venv_bin(name: &str) -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../.venv/bin")
-        .join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/setup.sh (it installs ansible-core)",
-        path.display()
-    );
-    path
-}
+use support::{Backend, Fleetdb, venv_bin};
 
 fn fetch(server: &Fleetdb) {
-    let output = Command::new(env!("CARGO_BIN_EXE_fleetdb"))
-        .args(["fetch", "--source", "lab", "--once", "--kubeconfig"])
-        .arg(server.kubeconfig())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    support::fetch_once(server, "lab");
 }
 
 fn ansible(server: &Fleetdb, program: &str, args: &[&str]) -> String {

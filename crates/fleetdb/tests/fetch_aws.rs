@@ -12,19 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Backend, Fleetdb};
-
-fn venv_bin(name: &str) -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../.venv/bin")
-        .join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/setup.sh, which installs moto[server] and boto3",
-        path.display()
-    );
-    path
-}
+use support::{Backend, Fleetdb, venv_bin};
 
 /// The EC2 emulator, stopped when dropped.
 struct Moto {

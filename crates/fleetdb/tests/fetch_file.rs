@@ -5,8 +5,6 @@
 
 mod support;
 
-use std::process::Command;
-
 use serde_json::Value;
 use support::{Backend, Fleetdb};
 
@@ -50,18 +48,7 @@ fn fetch(server: &Fleetdb) -> String {
 }
 
 fn fetch_source(server: &Fleetdb, source: &str) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_fleetdb"))
-        .args(["fetch", "--source", source, "--once", "--kubeconfig"])
-        .arg(server.kubeconfig())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "fetch failed: {}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    support::fetch_once(server, source)
 }
 
 fn source_status(server: &Fleetdb) -> Value {

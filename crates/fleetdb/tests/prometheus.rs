@@ -91,16 +91,7 @@ fn wait_for(port: u16, pool: &str, expected: &[&str]) {
 }
 
 fn fetch(server: &Fleetdb) {
-    let output = Command::new(env!("CARGO_BIN_EXE_fleetdb"))
-        .args(["fetch", "--source", "lab", "--once", "--kubeconfig"])
-        .arg(server.kubeconfig())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    support::fetch_once(server, "lab");
 }
 
 #[test]

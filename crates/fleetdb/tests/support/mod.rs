@@ -305,3 +305,32 @@ pub fn install_widgets(server: &Fleetdb) {
         "--timeout=20s",
     ]);
 }
+
+/// A program of the repository's Python virtualenv (created by scripts/setup.sh).
+pub fn venv_bin(name: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../.venv/bin")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/setup.sh, which creates the virtualenv the tests use",
+        path.display()
+    );
+    path
+}
+
+/// Runs `fleetdb fetch --source NAME --once` against the server; returns its summary line.
+pub fn fetch_once(server: &Fleetdb, source: &str) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_fleetdb"))
+        .args(["fetch", "--source", source, "--once", "--kubeconfig"])
+        .arg(server.kubeconfig())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "fetch failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
