@@ -155,4 +155,38 @@ fn ansible_reads_the_fleet() {
         ],
     );
     assert_eq!(ping.matches("SUCCESS").count(), 3, "{ping}");
+
+    // With --cache-ttl a second run within the TTL answers from the cache, not from fleetdb.
+    let inventory = |cache: bool| -> Value {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_fleetdb"));
+        command
+            .args(["ansible-inventory", "--list", "--kubeconfig"])
+            .arg(server.kubeconfig())
+            .env("XDG_CACHE_HOME", server.path().join("cache"));
+        if cache {
+            command.args(["--cache-ttl", "600s"]);
+        }
+        let output = command.output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    let first = inventory(true);
+    server.ok(&[
+        "patch",
+        "host",
+        "web-2",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"maintenance":true}}"#,
+    ]);
+    assert_eq!(inventory(true), first, "served from the cache");
+    assert!(
+        inventory(false)["_meta"]["hostvars"]["web-2"].is_null(),
+        "fresh without the cache"
+    );
 }
