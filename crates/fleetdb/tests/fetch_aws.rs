@@ -65,28 +65,21 @@ impl Drop for Moto {
 }
 
 fn fetch(server: &Fleetdb, moto: &Moto) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_fleetdb"))
-        .args(["fetch", "--source", "aws-use1", "--once", "--kubeconfig"])
-        .arg(server.kubeconfig())
-        .env("AWS_ENDPOINT_URL", &moto.endpoint)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", server.path().join("no-aws-config"))
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            server.path().join("no-aws-credentials"),
-        )
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "fetch failed: {}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    let no_config = server.path().join("no-aws-config");
+    let no_credentials = server.path().join("no-aws-credentials");
+    support::fetch_once_with(
+        server,
+        "aws-use1",
+        &[
+            ("AWS_ENDPOINT_URL", moto.endpoint.as_ref()),
+            ("AWS_ACCESS_KEY_ID", "testing".as_ref()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".as_ref()),
+            ("AWS_REGION", "us-east-1".as_ref()),
+            ("AWS_EC2_METADATA_DISABLED", "true".as_ref()),
+            ("AWS_CONFIG_FILE", no_config.as_os_str()),
+            ("AWS_SHARED_CREDENTIALS_FILE", no_credentials.as_os_str()),
+        ],
+    )
 }
 
 fn host(server: &Fleetdb, name: &str) -> Value {

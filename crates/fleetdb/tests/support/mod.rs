@@ -321,9 +321,15 @@ pub fn venv_bin(name: &str) -> PathBuf {
 
 /// Runs `fleetdb fetch --source NAME --once` against the server; returns its summary line.
 pub fn fetch_once(server: &Fleetdb, source: &str) -> String {
+    fetch_once_with(server, source, &[])
+}
+
+/// Like [`fetch_once`], with extra environment variables (provider credentials, endpoints).
+pub fn fetch_once_with(server: &Fleetdb, source: &str, env: &[(&str, &std::ffi::OsStr)]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_fleetdb"))
         .args(["fetch", "--source", source, "--once", "--kubeconfig"])
         .arg(server.kubeconfig())
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     assert!(
