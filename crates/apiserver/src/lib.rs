@@ -12,6 +12,7 @@
 
 pub mod apply;
 pub mod discovery;
+pub mod label_index;
 pub mod negotiate;
 pub mod objects;
 pub mod openapi;

@@ -1,6 +1,8 @@
 //! Objects as stored and as served: JSON documents whose `metadata.resourceVersion` is never
 //! stored but set from the store's `mod_revision` on every read.
 
+use std::collections::BTreeMap;
+
 use bytes::Bytes;
 use fleetdb_store::{KeyValue, Revision};
 use serde_json::{Map, Value};
@@ -56,7 +58,7 @@ pub fn namespace(object: &Value) -> Option<&str> {
 }
 
 /// The object's labels (non-string values are ignored).
-pub fn labels(object: &Value) -> std::collections::BTreeMap<String, String> {
+pub fn labels(object: &Value) -> BTreeMap<String, String> {
     object["metadata"]["labels"]
         .as_object()
         .map(|labels| {
@@ -106,6 +108,57 @@ pub fn spec_part(object: &Value) -> Map<String, Value> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// What selectors look at in a stored object, read without decoding the rest of it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Selectable {
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+    /// Sorted by key.
+    pub labels: BTreeMap<String, String>,
+    /// `status.phase`.
+    pub phase: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct StoredShape {
+    #[serde(default)]
+    metadata: Option<MetadataShape>,
+    #[serde(default)]
+    status: Option<StatusShape>,
+}
+
+#[derive(serde::Deserialize)]
+struct MetadataShape {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    labels: Option<BTreeMap<String, String>>,
+}
+
+#[derive(serde::Deserialize)]
+struct StatusShape {
+    #[serde(default)]
+    phase: Option<String>,
+}
+
+/// The selectable fields of stored bytes, skipping everything else (no `Value` is built).
+/// `None` when the bytes do not have the usual shape (not JSON, a non-object `metadata` or
+/// `status`, a non-string name or label value, a duplicated field): the caller then decodes
+/// the object and reads it with [`name`], [`namespace`] and [`labels`], which agree with
+/// this whenever this answers.
+pub fn selectable(bytes: &[u8]) -> Option<Selectable> {
+    let shape: StoredShape = serde_json::from_slice(bytes).ok()?;
+    let metadata = shape.metadata;
+    Some(Selectable {
+        phase: shape.status.and_then(|s| s.phase),
+        name: metadata.as_ref().and_then(|m| m.name.clone()),
+        namespace: metadata.as_ref().and_then(|m| m.namespace.clone()),
+        labels: metadata.and_then(|m| m.labels).unwrap_or_default(),
+    })
 }
 
 /// Where the value of a top-level key of a JSON object starts, found without decoding it.
@@ -227,6 +280,39 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    #[test]
+    fn selectable_agrees_with_decoding_or_declines() {
+        let objects = [
+            r#"{"metadata":{"name":"a","namespace":"n","labels":{"x":"1","y":""}},"status":{"phase":"Active"},"spec":{"metadata":{"name":"nested"}}}"#,
+            r#"{"metadata":{"name":"a","labels":null},"status":null}"#,
+            r#"{"metadata":null}"#,
+            r#"{"kind":"K"}"#,
+            r#"{"metadata":{"name":"a","labels":{"x":1}}}"#,
+            r#"{"metadata":{"name":7}}"#,
+            r#"{"metadata":[1]}"#,
+            r#"{"status":"odd","metadata":{"name":"a"}}"#,
+            r#"{"metadata":{"name":"a"},"metadata":{"name":"b"}}"#,
+            r#"[1,2]"#,
+            r#"{"metadata":"#,
+        ];
+        for text in objects {
+            let Some(read) = selectable(text.as_bytes()) else {
+                continue;
+            };
+            let value: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(read.name.as_deref(), name(&value), "{text}");
+            assert_eq!(read.namespace.as_deref(), namespace(&value), "{text}");
+            assert_eq!(read.labels, labels(&value), "{text}");
+            assert_eq!(
+                read.phase.as_deref(),
+                value["status"]["phase"].as_str(),
+                "{text}"
+            );
+        }
+        assert!(selectable(objects[0].as_bytes()).is_some());
+        assert!(selectable(br#"{"metadata":{"name":"a","labels":{"x":1}}}"#).is_none());
     }
 
     fn json_text(value: &serde_json::Value) -> String {

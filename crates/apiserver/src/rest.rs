@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use bytes::Bytes;
-use fleetdb_store::{Condition, RangeRequest, Revision, StoreError};
+use fleetdb_store::{Condition, KeyValue, MAX_KEY_BYTES, RangeRequest, Revision, StoreError};
 use serde_json::{Value, json};
 
 use crate::negotiate::{self, Representation};
@@ -1358,21 +1358,22 @@ pub async fn delete_collection(
     let resource = &target.resource;
     let selectors = Selectors::parse(resource, query)?;
     let body = read_body(body).await?;
-    let page = server
-        .store
-        .range(RangeRequest {
-            prefix: resource.key_prefix(target.namespace.as_deref()),
+    let page = select(
+        server,
+        &SelectRequest {
+            resource,
+            namespace: target.namespace.as_deref(),
+            selectors: &selectors,
+            revision: None,
+            from_key: None,
             limit: MAX_DELETE_COLLECTION,
-            ..RangeRequest::default()
-        })
-        .await
-        .map_err(store_error)?;
+            continued: false,
+        },
+    )
+    .await?;
     let mut deleted = Vec::new();
     for kv in &page.kvs {
         let object = objects::decode(kv)?;
-        if !selectors.matches(&object) {
-            continue;
-        }
         let item = Target {
             resource: resource.clone(),
             namespace: objects::namespace(&object).map(str::to_owned),
@@ -1484,6 +1485,185 @@ impl Selectors {
                 _ => None,
             })
     }
+
+    /// Whether a stored object matches, reading only what the selectors look at when the
+    /// bytes have the usual shape (decoding the whole object otherwise); same answer as
+    /// [`Selectors::matches`] on the decoded object.
+    pub fn matches_stored(&self, kv: &KeyValue) -> Result<bool, ApiError> {
+        if self.is_everything() {
+            return Ok(true);
+        }
+        let Some(read) = objects::selectable(&kv.value) else {
+            return Ok(self.matches(&objects::decode(kv)?));
+        };
+        Ok(self.labels.matches(&read.labels)
+            && self.fields.matches(|field| match field {
+                "metadata.name" => read.name.clone(),
+                "metadata.namespace" => Some(read.namespace.clone().unwrap_or_default()),
+                "status.phase" => read.phase.clone(),
+                _ => None,
+            }))
+    }
+
+    /// The one store key these selectors can match, when the field selector pins the name
+    /// (`metadata.name=X` or `==`) and the namespace is known (from the URL, or a
+    /// `metadata.namespace=` requirement) for namespaced kinds. `None` (read the prefix) for
+    /// names no stored object can have as a key segment (empty, with `/` or NUL, too long).
+    pub fn exact_key(&self, resource: &Resource, namespace: Option<&str>) -> Option<String> {
+        let name = self.fields.exact("metadata.name")?;
+        let namespace = if resource.namespaced {
+            Some(match namespace {
+                Some(namespace) => namespace,
+                None => self.fields.exact("metadata.namespace")?,
+            })
+        } else {
+            None
+        };
+        let segment = |s: &str| !s.is_empty() && !s.contains(['/', '\0']);
+        if !segment(name) || !namespace.is_none_or(segment) {
+            return None;
+        }
+        let key = resource.key(namespace, name);
+        (key.len() <= MAX_KEY_BYTES).then_some(key)
+    }
+}
+
+/// What to read for a list, a watch's initial snapshot or a deletecollection.
+pub(crate) struct SelectRequest<'a> {
+    pub resource: &'a Resource,
+    /// The namespace of the URL, if any.
+    pub namespace: Option<&'a str>,
+    pub selectors: &'a Selectors,
+    /// Read at this revision (a continue token's, or `resourceVersionMatch=Exact`); now if
+    /// `None`.
+    pub revision: Option<Revision>,
+    /// Start at this key (a continue token's).
+    pub from_key: Option<String>,
+    /// Stop after this many matching objects; 0 for no limit.
+    pub limit: usize,
+    /// Whether this continues an earlier list (for the wording of 410 errors).
+    pub continued: bool,
+}
+
+impl SelectRequest<'_> {
+    /// The store prefix read: the resource, or one namespace of it.
+    pub fn prefix(&self) -> String {
+        self.resource.key_prefix(self.namespace)
+    }
+
+    /// Maps a store failure of this read onto the API's errors.
+    pub fn store_error(&self, e: StoreError) -> ApiError {
+        match e {
+            StoreError::Compacted { .. } if self.continued => ApiError::expired(
+                "The provided continue parameter is too old to display a consistent list result. \
+                 You can start a new list without the continue parameter.",
+            ),
+            other => store_error(other),
+        }
+    }
+}
+
+/// The matching objects of one consistent read, in key order.
+pub(crate) struct Selection {
+    pub kvs: Vec<KeyValue>,
+    /// The revision everything was read at: the list's resourceVersion.
+    pub revision: Revision,
+    /// Where the next page starts, when `limit` stopped the read before the end.
+    pub next: Option<String>,
+}
+
+/// Reads what a request selects, at one revision, in the cheapest way that is exact: the one
+/// key a field selector pins, the label index's candidates (`label_index.rs`), or every key
+/// of the prefix.
+pub(crate) async fn select(
+    server: &ApiServer,
+    request: &SelectRequest<'_>,
+) -> Result<Selection, ApiError> {
+    if let Some(key) = request
+        .selectors
+        .exact_key(request.resource, request.namespace)
+    {
+        return select_key(server, request, key).await;
+    }
+    if let Some(selection) = crate::label_index::select(server, request).await? {
+        return Ok(selection);
+    }
+    select_by_scan(server, request).await
+}
+
+/// The name fast path: one `get`, never a continue token.
+async fn select_key(
+    server: &ApiServer,
+    request: &SelectRequest<'_>,
+    key: String,
+) -> Result<Selection, ApiError> {
+    let found = server
+        .store
+        .get(&key, request.revision)
+        .await
+        .map_err(|e| request.store_error(e))?;
+    let mut kvs = Vec::new();
+    if let Some(kv) = found.kv
+        && request.from_key.as_ref().is_none_or(|from| kv.key >= *from)
+        && request.selectors.matches_stored(&kv)?
+    {
+        kvs.push(kv);
+    }
+    Ok(Selection {
+        kvs,
+        revision: found.revision,
+        next: None,
+    })
+}
+
+/// Reads the whole prefix page by page at one revision, keeping what matches.
+async fn select_by_scan(
+    server: &ApiServer,
+    request: &SelectRequest<'_>,
+) -> Result<Selection, ApiError> {
+    let prefix = request.prefix();
+    let mut revision = request.revision;
+    let mut from_key = request.from_key.clone();
+    let mut kvs = Vec::new();
+    let mut next = None;
+    'pages: loop {
+        let page = server
+            .store
+            .range(RangeRequest {
+                prefix: prefix.clone(),
+                from_key: from_key.take(),
+                limit: LIST_STORE_PAGE,
+                revision,
+                count: false,
+            })
+            .await
+            .map_err(|e| request.store_error(e))?;
+        revision = Some(page.revision);
+        let page_len = page.kvs.len();
+        let last_key = page.kvs.last().map(|kv| format!("{}\0", kv.key));
+        for (index, kv) in page.kvs.into_iter().enumerate() {
+            if !request.selectors.matches_stored(&kv)? {
+                continue;
+            }
+            let key = kv.key.clone();
+            kvs.push(kv);
+            if request.limit > 0 && kvs.len() == request.limit {
+                if index + 1 < page_len || page.more {
+                    next = Some(format!("{key}\0"));
+                }
+                break 'pages;
+            }
+        }
+        match (page.more, last_key) {
+            (true, Some(last)) => from_key = Some(last),
+            _ => break,
+        }
+    }
+    Ok(Selection {
+        kvs,
+        revision: revision.unwrap_or_default(),
+        next,
+    })
 }
 
 pub async fn list(
@@ -1495,7 +1675,8 @@ pub async fn list(
     let representation = negotiate::representation(headers)?;
     let resource = &target.resource;
     let selectors = Selectors::parse(resource, query)?;
-    let limit = query.number("limit")?.unwrap_or(0) as usize;
+    let limit = query.number("limit")?.unwrap_or(0);
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     let match_mode = query.get("resourceVersionMatch");
     let requested_rv = query.get("resourceVersion");
     if let Some(mode) = match_mode
@@ -1506,7 +1687,7 @@ pub async fn list(
         )));
     }
     let prefix = resource.key_prefix(target.namespace.as_deref());
-    let (mut revision, mut from_key) = match query.get("continue") {
+    let (revision, from_key) = match query.get("continue") {
         Some(token) => {
             let (rv, start) = decode_continue(token)?;
             if !start.starts_with(&prefix) {
@@ -1526,63 +1707,38 @@ pub async fn list(
             (exact, None)
         }
     };
+    let selection = select(
+        server,
+        &SelectRequest {
+            resource,
+            namespace: target.namespace.as_deref(),
+            selectors: &selectors,
+            revision,
+            from_key,
+            limit,
+            continued: query.get("continue").is_some(),
+        },
+    )
+    .await?;
     let api_version = resource.api_version();
-    let mut items = Vec::new();
-    let mut next_token = None;
-    'pages: loop {
-        let page = server
-            .store
-            .range(RangeRequest {
-                prefix: prefix.clone(),
-                from_key: from_key.take(),
-                limit: LIST_STORE_PAGE,
-                revision,
-                count: false,
-            })
-            .await
-            .map_err(|e| match e {
-                StoreError::Compacted { .. } if query.get("continue").is_some() => ApiError::expired(
-                    "The provided continue parameter is too old to display a consistent list result. \
-                     You can start a new list without the continue parameter.",
-                ),
-                other => store_error(other),
-            })?;
-        revision = Some(page.revision);
-        let page_len = page.kvs.len();
-        for (index, kv) in page.kvs.iter().enumerate() {
-            // Plain JSON without selectors: serve the stored bytes as they are.
-            let raw = match (representation, selectors.is_everything()) {
-                (Representation::Json, true) => {
-                    objects::splice_resource_version(kv, &api_version, &resource.kind)
-                }
-                _ => None,
-            };
-            match raw {
-                Some(bytes) => items.push(ListItem::Raw(bytes)),
-                None => {
-                    let object = objects::decode(kv)?;
-                    if !selectors.matches(&object) {
-                        continue;
-                    }
-                    items.push(ListItem::Decoded(served_as(resource, object)));
-                }
+    let mut items = Vec::with_capacity(selection.kvs.len());
+    // By value, so each stored value is freed once its item is made.
+    for kv in selection.kvs {
+        // Plain JSON: serve the stored bytes with the revision spliced in.
+        let raw = match representation {
+            Representation::Json => {
+                objects::splice_resource_version(&kv, &api_version, &resource.kind)
             }
-            if limit > 0 && items.len() == limit {
-                if index + 1 < page_len || page.more {
-                    next_token = Some(encode_continue(page.revision, &format!("{}\0", kv.key)));
-                }
-                break 'pages;
-            }
-        }
-        match (page.more, page.kvs.last()) {
-            (true, Some(last)) => from_key = Some(format!("{}\0", last.key)),
-            _ => break,
-        }
+            _ => None,
+        };
+        items.push(match raw {
+            Some(bytes) => ListItem::Raw(bytes),
+            None => ListItem::Decoded(served_as(resource, objects::decode(&kv)?)),
+        });
     }
-    let revision = revision.unwrap_or_default();
-    let mut metadata = json!({"resourceVersion": revision.to_string()});
-    if let Some(token) = &next_token {
-        metadata["continue"] = json!(token);
+    let mut metadata = json!({"resourceVersion": selection.revision.to_string()});
+    if let Some(start) = &selection.next {
+        metadata["continue"] = json!(encode_continue(selection.revision, start));
     }
     if let Representation::Table(version) = representation {
         let objects: Vec<Value> = items

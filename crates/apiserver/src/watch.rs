@@ -8,6 +8,12 @@
 //! Changes come from the shared watch cache (`watch_cache.rs`) when the starting revision is
 //! recent, from a store watch of the client's own otherwise. Each watch has a bounded outgoing
 //! buffer; a client that stops reading is cut off, never slowing writers or other watchers.
+//!
+//! A watch whose field selector pins one object (`metadata.name=X`, with the namespace known)
+//! reads just that key for its initial events and follows the cache's channel of that key
+//! alone, so it is not woken by changes to other objects; its bookmarks carry the feed's
+//! newest revision (after delivering everything up to it), so a resumption starts from a
+//! recent revision even when the object itself rarely changes.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -17,7 +23,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
-use fleetdb_store::{EventKind, RangeRequest, Revision, StoreError};
+use fleetdb_store::{EventKind, Revision, StoreError};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use std::collections::VecDeque;
@@ -28,11 +34,11 @@ use crate::negotiate::{self, Representation};
 use crate::objects;
 use crate::query::Query;
 use crate::registry::Resource;
-use crate::rest::{Selectors, Target, store_error};
+use crate::rest::{SelectRequest, Selectors, Target, select, store_error};
 use crate::server::ApiServer;
 use crate::status::{ApiError, Cause};
 use crate::table;
-use crate::watch_cache::CachedEvent;
+use crate::watch_cache::{CachedEvent, Feed};
 
 /// Events buffered for one client before it is considered too slow and cut off.
 pub const WATCH_BUFFER_EVENTS: usize = 1024;
@@ -102,39 +108,31 @@ pub async fn watch(
         }
     };
     let prefix = resource.key_prefix(target.namespace.as_deref());
+    // The one key this watch can see, when its field selector pins it.
+    let key = selectors.exact_key(&resource, target.namespace.as_deref());
     let requested = query.get("resourceVersion");
     let from_snapshot = send_initial || matches!(requested, None | Some("0"));
 
     // The starting point: a snapshot to send as ADDED events, or a revision to resume after.
     let mut initial = Vec::new();
     let after = if from_snapshot {
-        let mut revision = None;
-        let mut from_key = None;
-        loop {
-            let page = server
-                .store
-                .range(RangeRequest {
-                    prefix: prefix.clone(),
-                    from_key: from_key.take(),
-                    limit: 1000,
-                    revision,
-                    count: false,
-                })
-                .await
-                .map_err(store_error)?;
-            revision = Some(page.revision);
-            for kv in &page.kvs {
-                let object = objects::decode(kv)?;
-                if selectors.matches(&object) {
-                    initial.push(object);
-                }
-            }
-            match (page.more, page.kvs.last()) {
-                (true, Some(last)) => from_key = Some(format!("{}\0", last.key)),
-                _ => break,
-            }
+        let snapshot = select(
+            &server,
+            &SelectRequest {
+                resource: &resource,
+                namespace: target.namespace.as_deref(),
+                selectors: &selectors,
+                revision: None,
+                from_key: None,
+                limit: 0,
+                continued: false,
+            },
+        )
+        .await?;
+        for kv in &snapshot.kvs {
+            initial.push(objects::decode(kv)?);
         }
-        revision.unwrap_or_default()
+        snapshot.revision
     } else {
         let raw = requested.unwrap_or("0");
         raw.parse::<Revision>()
@@ -148,14 +146,24 @@ pub async fn watch(
         .await
         .map_err(store_error)?;
     // Subscribe before reading the cached history, so no event falls between the two.
-    let live = feed.subscribe();
-    let source = match feed.events_after(after) {
+    let (live, replay) = match &key {
+        Some(key) => (feed.subscribe_key(key), feed.key_events_after(after, key)),
+        None => (feed.subscribe(), feed.events_after(after)),
+    };
+    let source = match replay {
         Some(replay) => Some(Source::Cache {
             replay: replay.into(),
             live,
             last: after,
+            feed: feed.clone(),
         }),
-        None => match server.store.watch(&prefix, after).await {
+        // Too old for the cache: a store watch of the one key (as a prefix, so longer keys
+        // are filtered below) or of the prefix.
+        None => match server
+            .store
+            .watch(key.as_deref().unwrap_or(&prefix), after)
+            .await
+        {
             Ok(changes) => Some(Source::Store { changes }),
             Err(StoreError::Compacted {
                 requested,
@@ -179,6 +187,7 @@ pub async fn watch(
                 selectors,
                 bookmarks,
                 prefix,
+                key,
             };
             context
                 .run(
@@ -208,11 +217,13 @@ pub async fn watch(
 
 /// Where a watch's changes come from.
 enum Source {
-    /// The shared cache: recent history, then the live broadcast.
+    /// The shared cache: recent history, then the live broadcast (of the resource, or of one
+    /// key).
     Cache {
         replay: VecDeque<Arc<CachedEvent>>,
         live: broadcast::Receiver<Arc<CachedEvent>>,
         last: Revision,
+        feed: Arc<Feed>,
     },
     /// A store watch of this client's own (its starting revision is older than the cache).
     Store { changes: fleetdb_store::WatchStream },
@@ -227,9 +238,44 @@ enum SourceEnd {
 }
 
 impl Source {
+    /// The revision up to which every event of this source is already queued in it (read
+    /// before draining it with [`Source::try_next`]); `None` when unknown.
+    fn progress(&self) -> Option<Revision> {
+        match self {
+            Source::Cache { feed, .. } => Some(feed.published_revision()),
+            Source::Store { .. } => None,
+        }
+    }
+
+    /// The next event if one is queued already (`Ok(None)` otherwise).
+    fn try_next(&mut self) -> Result<Option<Arc<CachedEvent>>, SourceEnd> {
+        let Source::Cache {
+            replay, live, last, ..
+        } = self
+        else {
+            return Ok(None);
+        };
+        loop {
+            let event = match replay.pop_front() {
+                Some(event) => event,
+                None => match live.try_recv() {
+                    Ok(event) => event,
+                    Err(broadcast::error::TryRecvError::Empty) => return Ok(None),
+                    Err(_) => return Err(SourceEnd::Closed),
+                },
+            };
+            if event.revision > *last {
+                *last = event.revision;
+                return Ok(Some(event));
+            }
+        }
+    }
+
     async fn next(&mut self) -> Result<Arc<CachedEvent>, SourceEnd> {
         match self {
-            Source::Cache { replay, live, last } => loop {
+            Source::Cache {
+                replay, live, last, ..
+            } => loop {
                 let event = match replay.pop_front() {
                     Some(event) => event,
                     None => match live.recv().await {
@@ -269,6 +315,8 @@ struct StreamContext {
     bookmarks: bool,
     /// Store prefix of what this client watches (a namespace, or all of the resource).
     prefix: String,
+    /// The one key it watches, when its field selector pins one.
+    key: Option<String>,
 }
 
 impl StreamContext {
@@ -318,6 +366,22 @@ impl StreamContext {
                 _ = shutdown.changed() => return,
                 _ = tx.closed() => return,
                 _ = bookmark_timer.tick(), if self.bookmarks => {
+                    // Everything up to `progress` is queued in the source: deliver it, then
+                    // the bookmark may say `progress` even if none of it was for this client.
+                    let progress = source.progress();
+                    loop {
+                        match source.try_next() {
+                            Ok(Some(change)) => {
+                                last = change.revision;
+                                if !self.deliver(&tx, &change) {
+                                    return;
+                                }
+                            }
+                            Ok(None) => break,
+                            Err(_) => return,
+                        }
+                    }
+                    last = last.max(progress.unwrap_or(last));
                     if !self.send(&tx, bookmark(&self.resource, last, false)) {
                         return;
                     }
@@ -333,20 +397,38 @@ impl StreamContext {
                         Err(_) => return,
                     };
                     last = change.revision;
-                    if !change.key.starts_with(&self.prefix) {
-                        continue;
-                    }
-                    let Some((kind, object)) = self.translate(&change) else { continue };
-                    let line = match self.representation {
-                        Representation::Table(_) => event(kind, render(&self.resource, self.representation, (**object).clone())),
-                        _ => change.encoded(kind, object, &self.resource.api_version(), &self.resource.kind),
-                    };
-                    if !self.send(&tx, line) {
+                    if !self.deliver(&tx, &change) {
                         return;
                     }
                 }
             }
         }
+    }
+
+    /// Sends what a change means for this client, if anything; false when the client is gone
+    /// or too slow.
+    fn deliver(&self, tx: &mpsc::Sender<Bytes>, change: &CachedEvent) -> bool {
+        if !change.key.starts_with(&self.prefix)
+            || self.key.as_ref().is_some_and(|key| *key != change.key)
+        {
+            return true;
+        }
+        let Some((kind, object)) = self.translate(change) else {
+            return true;
+        };
+        let line = match self.representation {
+            Representation::Table(_) => event(
+                kind,
+                render(&self.resource, self.representation, (**object).clone()),
+            ),
+            _ => change.encoded(
+                kind,
+                object,
+                &self.resource.api_version(),
+                &self.resource.kind,
+            ),
+        };
+        self.send(tx, line)
     }
 
     /// The event a change is for this watcher, after selector transitions.

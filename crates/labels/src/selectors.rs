@@ -494,6 +494,49 @@ impl LabelSelector {
     }
 }
 
+/// A requirement only an object carrying a given label key can meet, as an index sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PositiveRequirement<'a> {
+    /// `key=v`, `key==v` or `key in (v1,v2)`: the label has one of these values (sorted,
+    /// de-duplicated, never empty).
+    Values(&'a str, &'a [String]),
+    /// `key`, and also `key>N` / `key<N` (which fail when the key is absent): the label exists.
+    Exists(&'a str),
+}
+
+impl PositiveRequirement<'_> {
+    /// The label key the requirement is about.
+    pub fn key(&self) -> &str {
+        match self {
+            PositiveRequirement::Values(key, _) | PositiveRequirement::Exists(key) => key,
+        }
+    }
+}
+
+impl LabelSelector {
+    /// The requirements that only objects carrying some label can meet, in key order: what a
+    /// label index can look up. An object matching the selector meets every one of them (the
+    /// converse does not hold: `!=`, `notin`, `!key` and the bounds of `>`/`<` still have to be
+    /// checked with [`LabelSelector::matches`]). Empty when no requirement is positive, e.g.
+    /// for `env!=prod` or the empty selector.
+    pub fn positive_requirements(&self) -> Vec<PositiveRequirement<'_>> {
+        self.requirements
+            .iter()
+            .filter_map(|r| match r.operator {
+                Operator::Equals | Operator::DoubleEquals | Operator::In
+                    if !r.values.is_empty() =>
+                {
+                    Some(PositiveRequirement::Values(&r.key, &r.values))
+                }
+                Operator::Exists | Operator::GreaterThan | Operator::LessThan => {
+                    Some(PositiveRequirement::Exists(&r.key))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 impl fmt::Display for LabelSelector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, requirement) in self.requirements.iter().enumerate() {
@@ -1144,6 +1187,31 @@ mod tests {
             let selector = LabelSelector::parse(input).unwrap();
             assert_eq!(selector.equality_requirements(), want.to_vec(), "{input:?}");
         }
+    }
+
+    #[test]
+    fn label_selector_positive_requirements_table() {
+        use PositiveRequirement::{Exists, Values};
+        let owned = |values: &[&str]| values.iter().map(|v| v.to_string()).collect::<Vec<_>>();
+        let (one, two, empty) = (owned(&["1"]), owned(&["1", "2"]), owned(&[""]));
+        let cases: Vec<(&str, Vec<PositiveRequirement>)> = vec![
+            ("", vec![]),
+            ("a!=1,b notin (1),!c", vec![]),
+            ("a=1", vec![Values("a", &one)]),
+            ("a==1", vec![Values("a", &one)]),
+            ("a in (2,1,1)", vec![Values("a", &two)]),
+            ("a=", vec![Values("a", &empty)]),
+            ("a", vec![Exists("a")]),
+            ("a>1", vec![Exists("a")]),
+            ("a<1", vec![Exists("a")]),
+            ("z,b!=2,a in (1,2),!d", vec![Values("a", &two), Exists("z")]),
+        ];
+        for (input, want) in cases {
+            let selector = LabelSelector::parse(input).unwrap();
+            assert_eq!(selector.positive_requirements(), want, "{input:?}");
+        }
+        assert_eq!(Exists("k").key(), "k");
+        assert_eq!(Values("v", &one).key(), "v");
     }
 
     #[test]

@@ -20,9 +20,9 @@ use futures::stream;
 
 use crate::watch_positions::{WatchPositions, advance};
 use crate::{
-    Condition, Deleted, Event, EventKind, GetResponse, KeyValue, RangeRequest, RangeResponse,
-    Result, Revision, Store, StoreError, WatchStream, check_key, check_value, effective_limit,
-    prefix_end,
+    Condition, Deleted, Event, EventKind, GetManyResponse, GetResponse, KeyValue, RangeRequest,
+    RangeResponse, Result, Revision, Store, StoreError, WatchStream, check_changed_range,
+    check_get_many, check_key, check_value, effective_limit, prefix_end,
 };
 
 /// The root prefix used when none is configured.
@@ -34,6 +34,10 @@ pub const MAX_RESPONSE_BYTES: usize = 256 << 20;
 /// How long one etcd request may take before it fails as unavailable.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Most operations in one etcd transaction (etcd's default `--max-txn-ops`); `get_many` reads
+/// in transactions of this many gets.
+pub const MAX_TXN_OPS: usize = 128;
 
 /// Where and how to reach etcd.
 #[derive(Clone, Debug)]
@@ -165,6 +169,49 @@ impl EtcdStore {
     }
 }
 
+impl EtcdStore {
+    /// Reads up to [`MAX_TXN_OPS`] keys in one transaction; returns them with its revision.
+    async fn get_in_txn(
+        &self,
+        keys: &[String],
+        revision: Option<Revision>,
+    ) -> Result<(Vec<Option<KeyValue>>, Revision)> {
+        let ops = keys
+            .iter()
+            .map(|key| {
+                let options = revision.map(|r| GetOptions::new().with_revision(r));
+                TxnOp::get(self.full_key(key), options)
+            })
+            .collect::<Vec<_>>();
+        let response = match self.kv_client().txn(Txn::new().and_then(ops)).await {
+            Ok(response) => response,
+            Err(e) => return Err(self.map_error(e, revision).await),
+        };
+        let at = match revision {
+            Some(revision) => revision,
+            None => header_revision(response.header())?,
+        };
+        let responses = response.op_responses();
+        if responses.len() != keys.len() {
+            return Err(StoreError::Backend(format!(
+                "etcd answered {} of {} reads in a transaction",
+                responses.len(),
+                keys.len()
+            )));
+        }
+        let kvs = responses
+            .into_iter()
+            .map(|response| match response {
+                TxnOpResponse::Get(get) => Ok(get.kvs().first().map(|kv| self.convert(kv))),
+                _ => Err(StoreError::Backend(
+                    "etcd answered a read in a transaction with another operation".into(),
+                )),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((kvs, at))
+    }
+}
+
 /// Errors that are not about revisions: connection trouble is `Unavailable`, size limits are
 /// `ValueTooLarge`, the rest is a backend failure.
 fn classify(e: etcd_client::Error) -> StoreError {
@@ -285,6 +332,84 @@ impl Store for EtcdStore {
             count: request.count.then_some(response.count() as u64),
             revision: at,
         })
+    }
+
+    /// Transactions of up to [`MAX_TXN_OPS`] gets: each is atomic, and all after the first
+    /// read at the first one's revision.
+    async fn get_many(
+        &self,
+        keys: &[String],
+        revision: Option<Revision>,
+    ) -> Result<GetManyResponse> {
+        check_get_many(keys)?;
+        let mut chunks = keys.chunks(MAX_TXN_OPS);
+        let Some(first) = chunks.next() else {
+            let revision = match revision {
+                Some(revision) => revision,
+                None => self.current_revision().await?,
+            };
+            return Ok(GetManyResponse {
+                kvs: Vec::new(),
+                revision,
+            });
+        };
+        let (mut kvs, at) = self.get_in_txn(first, revision).await?;
+        let rest =
+            futures::future::try_join_all(chunks.map(|chunk| self.get_in_txn(chunk, Some(at))))
+                .await?;
+        for (chunk, _) in rest {
+            kvs.extend(chunk);
+        }
+        Ok(GetManyResponse { kvs, revision: at })
+    }
+
+    /// The keys put in `(after, until]` that exist at `until`: a keys-only range at `until`
+    /// filtered by `mod_revision > after`. A range cannot see deleted keys, so with
+    /// `with_deleted` this answers `None`. (etcd filters by revision after reading the whole
+    /// range, so this costs the server a pass over the prefix's keys, but sends only keys.)
+    async fn changed_keys(
+        &self,
+        prefix: &str,
+        after: Revision,
+        until: Revision,
+        with_deleted: bool,
+        limit: usize,
+    ) -> Result<Option<Vec<String>>> {
+        check_changed_range(after, until)?;
+        if with_deleted {
+            return Ok(None);
+        }
+        if after == until {
+            return Ok(Some(Vec::new()));
+        }
+        let full_prefix = self.full_key(prefix);
+        let end = prefix_end(&full_prefix).unwrap_or_else(|| vec![0]);
+        let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+        let options = GetOptions::new()
+            .with_range(end)
+            .with_keys_only()
+            .with_min_mod_revision(after + 1)
+            .with_revision(until)
+            .with_limit(fetch);
+        let response = match self.kv_client().get(full_prefix, Some(options)).await {
+            Ok(response) => response,
+            Err(e) => {
+                return match self.map_error(e, Some(until)).await {
+                    StoreError::Compacted { .. } => Ok(None),
+                    other => Err(other),
+                };
+            }
+        };
+        if response.more() || response.kvs().len() > limit {
+            return Ok(None);
+        }
+        Ok(Some(
+            response
+                .kvs()
+                .iter()
+                .map(|kv| self.convert(kv).key)
+                .collect(),
+        ))
     }
 
     async fn put(&self, key: &str, value: Bytes, condition: Condition) -> Result<KeyValue> {

@@ -14,7 +14,9 @@
 //! created it and the revision that last modified it. Reads can be served at any past revision
 //! that has not been compacted. Writes are compare-and-swap on the key's existence or its
 //! `mod_revision`; a failed compare hands back the current value. Watches deliver every change
-//! after a revision, in revision order, with the previous value.
+//! after a revision, in revision order, with the previous value. For indexes kept above the
+//! store, [`Store::get_many`] reads many keys at one revision and [`Store::changed_keys`]
+//! names the keys changed between two revisions.
 
 pub mod embedded;
 pub mod etcd;
@@ -42,6 +44,12 @@ pub const MAX_KEY_BYTES: usize = 4096;
 
 /// Most keys one [`Store::range`] call returns; callers page with `from_key`.
 pub const MAX_RANGE_LIMIT: usize = 10_000;
+
+/// Most keys one [`Store::get_many`] call reads; callers split longer lists.
+pub const MAX_GET_MANY_KEYS: usize = 1000;
+
+/// Single-key reads the default [`Store::get_many`] keeps in flight at once.
+const GET_MANY_CONCURRENCY: usize = 16;
 
 /// One key's state at some revision.
 #[derive(Clone, PartialEq, Eq)]
@@ -93,6 +101,15 @@ pub struct Deleted {
 pub struct GetResponse {
     pub kv: Option<KeyValue>,
     /// The revision the read was served at.
+    pub revision: Revision,
+}
+
+/// The result of a [`Store::get_many`].
+#[derive(Clone, Debug)]
+pub struct GetManyResponse {
+    /// One entry per requested key, in the order asked; `None` where the key did not exist.
+    pub kvs: Vec<Option<KeyValue>>,
+    /// The revision every key was read at.
     pub revision: Revision,
 }
 
@@ -221,6 +238,57 @@ pub trait Store: Send + Sync + 'static {
     /// Reads the keys under a prefix, now or at a past revision, one page at a time.
     async fn range(&self, request: RangeRequest) -> Result<RangeResponse>;
 
+    /// Reads up to [`MAX_GET_MANY_KEYS`] keys, all at one revision (now when `revision` is
+    /// `None`): one entry per key in the order given, and the revision they were read at. Fails
+    /// like [`Store::get`] for an unreadable revision or an invalid key, and with
+    /// `InvalidArgument` for too many keys. The default reads them one by one at the revision
+    /// (a few at a time); backends override it with one snapshot read.
+    async fn get_many(
+        &self,
+        keys: &[String],
+        revision: Option<Revision>,
+    ) -> Result<GetManyResponse> {
+        use futures::{StreamExt, TryStreamExt};
+        check_get_many(keys)?;
+        let revision = match revision {
+            Some(revision) => revision,
+            None => self.current_revision().await?,
+        };
+        // Indexes rather than `&String`s keep the closure free of higher-ranked lifetimes,
+        // which a `Send` future cannot prove.
+        let kvs = futures::stream::iter(0..keys.len())
+            .map(|i| self.get(&keys[i], Some(revision)))
+            .buffered(GET_MANY_CONCURRENCY)
+            .map_ok(|found| found.kv)
+            .try_collect()
+            .await?;
+        Ok(GetManyResponse { kvs, revision })
+    }
+
+    /// The keys under `prefix` whose state at `until` may differ from their state at `after`
+    /// (`after <= until`), so that a caller holding the state at one of the two revisions
+    /// knows what to re-read at the other. In key order, each once. The answer `S` satisfies
+    ///
+    /// * `S` ⊆ every key written or deleted in the revisions `(after, until]`;
+    /// * `S` ⊇ every key written in `(after, until]` that exists at `until`, and when
+    ///   `with_deleted`, also every key deleted in `(after, until]`.
+    ///
+    /// (Without `with_deleted` a backend may still include deleted keys.) `Ok(None)` when the
+    /// backend cannot answer cheaply: more than `limit` keys, history after `after` compacted,
+    /// too long a stretch of history to scan, or not supported. Callers then read the whole
+    /// prefix instead. The default is `Ok(None)`.
+    async fn changed_keys(
+        &self,
+        prefix: &str,
+        after: Revision,
+        until: Revision,
+        with_deleted: bool,
+        limit: usize,
+    ) -> Result<Option<Vec<String>>> {
+        let _ = (prefix, after, until, with_deleted, limit);
+        Ok(None)
+    }
+
     /// Writes a value if `condition` holds; returns the key's new state. The write is durable
     /// when this returns.
     async fn put(&self, key: &str, value: Bytes, condition: Condition) -> Result<KeyValue>;
@@ -261,6 +329,27 @@ pub(crate) fn check_key(key: &str) -> Result<()> {
             key: key.to_owned(),
             reason: "a key must not contain NUL bytes",
         });
+    }
+    Ok(())
+}
+
+/// Checks the keys of a [`Store::get_many`]: at most [`MAX_GET_MANY_KEYS`], each valid.
+pub(crate) fn check_get_many(keys: &[String]) -> Result<()> {
+    if keys.len() > MAX_GET_MANY_KEYS {
+        return Err(StoreError::InvalidArgument(format!(
+            "get_many reads at most {MAX_GET_MANY_KEYS} keys per call, not {}",
+            keys.len()
+        )));
+    }
+    keys.iter().try_for_each(|key| check_key(key))
+}
+
+/// Checks the revisions of a [`Store::changed_keys`].
+pub(crate) fn check_changed_range(after: Revision, until: Revision) -> Result<()> {
+    if after < 0 || until < after {
+        return Err(StoreError::InvalidArgument(format!(
+            "changed_keys needs 0 <= after <= until, not after {after}, until {until}"
+        )));
     }
     Ok(())
 }

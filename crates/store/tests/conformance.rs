@@ -81,4 +81,6 @@ both_backends!(
     compaction_discards_history_but_keeps_current_state,
     watch_from_a_compacted_revision_fails_distinctly,
     retention_compacts_only_history_older_than_the_policy,
+    get_many_reads_every_key_at_one_revision,
+    changed_keys_names_the_keys_changed_between_two_revisions,
 );

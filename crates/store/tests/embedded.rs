@@ -168,3 +168,102 @@ async fn a_watcher_that_falls_behind_is_cut_off_without_stalling_writers() {
     let count = resumed.take(writes).count().await;
     assert_eq!(count, writes);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_keys_reads_the_tail_and_the_log_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    let start = store.current_revision().await.unwrap();
+    for i in 0..20 {
+        store
+            .put(&format!("/c/{i:02}"), Bytes::from("1"), Condition::Always)
+            .await
+            .unwrap();
+    }
+    store
+        .put("/other/x", Bytes::from("1"), Condition::Always)
+        .await
+        .unwrap();
+    // Let the applier move these into SQLite, then leave the next writes in the tail.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let middle = store.current_revision().await.unwrap();
+    store.delete("/c/03", Condition::Always).await.unwrap();
+    store
+        .put("/c/07", Bytes::from("2"), Condition::Always)
+        .await
+        .unwrap();
+    store
+        .put("/c/new", Bytes::from("1"), Condition::Always)
+        .await
+        .unwrap();
+    let end = store.current_revision().await.unwrap();
+
+    let all: Vec<String> = (0..20).map(|i| format!("/c/{i:02}")).collect();
+    let with_new: Vec<String> = all.iter().cloned().chain(["/c/new".to_owned()]).collect();
+    for with_deleted in [false, true] {
+        assert_eq!(
+            store
+                .changed_keys("/c/", middle, end, with_deleted, 100)
+                .await
+                .unwrap(),
+            Some(vec!["/c/03".into(), "/c/07".into(), "/c/new".into()]),
+            "deleted keys are included"
+        );
+        assert_eq!(
+            store
+                .changed_keys("/c/", start, end, with_deleted, 100)
+                .await
+                .unwrap(),
+            Some(with_new.clone())
+        );
+    }
+    assert_eq!(
+        store
+            .changed_keys("/c/", start, middle, true, 100)
+            .await
+            .unwrap(),
+        Some(all)
+    );
+    assert_eq!(
+        store
+            .changed_keys("/c/", start, end, true, 20)
+            .await
+            .unwrap(),
+        None,
+        "21 keys are over a limit of 20"
+    );
+    assert!(matches!(
+        store.changed_keys("/c/", start, end + 1, true, 100).await,
+        Err(StoreError::FutureRevision { .. })
+    ));
+    assert_eq!(
+        store
+            .changed_keys(
+                "/c/",
+                0,
+                fleetdb_store::embedded::MAX_CHANGED_KEYS_SCAN + 1,
+                true,
+                100
+            )
+            .await
+            .unwrap(),
+        None,
+        "too long a stretch of history"
+    );
+    store.compact(middle).await.unwrap();
+    assert_eq!(
+        store
+            .changed_keys("/c/", start, end, true, 100)
+            .await
+            .unwrap(),
+        None,
+        "compacted history"
+    );
+    assert!(
+        store
+            .changed_keys("/c/", middle, end, true, 100)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}

@@ -39,8 +39,9 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::watch_positions::WatchPositions;
 use crate::{
-    Condition, Deleted, Event, GetResponse, KeyValue, RangeRequest, RangeResponse, Result,
-    Revision, Store, StoreError, WatchStream, check_key, check_value,
+    Condition, Deleted, Event, GetManyResponse, GetResponse, KeyValue, RangeRequest, RangeResponse,
+    Result, Revision, Store, StoreError, WatchStream, check_changed_range, check_get_many,
+    check_key, check_value,
 };
 
 /// Requests waiting for the group-commit thread; senders wait when it is full.
@@ -59,6 +60,11 @@ pub const WATCH_REPLAY_PAGE: usize = 1024;
 pub const MAX_READ_CONNECTIONS: usize = 8;
 /// A range page stops growing once its values exceed this many bytes.
 pub const MAX_RANGE_PAGE_BYTES: usize = 32 << 20;
+/// Longest stretch of history (in revisions, which are dense here) one
+/// [`Store::changed_keys`] call scans; beyond it the call answers `None` and the caller reads
+/// the whole prefix instead. A scan reads one log row per revision (keys only), so this bounds
+/// the call to well under the cost of reading a large prefix.
+pub const MAX_CHANGED_KEYS_SCAN: i64 = 200_000;
 /// Revisions whose superseded history one compaction step deletes; keeps each step short so
 /// that applying writes never waits long behind compaction.
 pub const COMPACTION_STEP_REVISIONS: i64 = 4096;
@@ -222,6 +228,30 @@ impl Store for EmbeddedStore {
 
     async fn range(&self, request: RangeRequest) -> Result<RangeResponse> {
         reader::range(&self.shared, request).await
+    }
+
+    async fn get_many(
+        &self,
+        keys: &[String],
+        revision: Option<Revision>,
+    ) -> Result<GetManyResponse> {
+        check_get_many(keys)?;
+        reader::get_many(&self.shared, keys.to_vec(), revision).await
+    }
+
+    async fn changed_keys(
+        &self,
+        prefix: &str,
+        after: Revision,
+        until: Revision,
+        _with_deleted: bool,
+        limit: usize,
+    ) -> Result<Option<Vec<String>>> {
+        check_changed_range(after, until)?;
+        if until - after > MAX_CHANGED_KEYS_SCAN {
+            return Ok(None);
+        }
+        reader::changed_keys(&self.shared, prefix.to_owned(), after, until, limit).await
     }
 
     async fn put(&self, key: &str, value: Bytes, condition: Condition) -> Result<KeyValue> {

@@ -19,8 +19,8 @@ use super::tail::{TailEntry, state_at};
 use super::{MAX_RANGE_PAGE_BYTES, MAX_READ_CONNECTIONS, Shared, backend_error};
 use crate::keys::range_start;
 use crate::{
-    Event, EventKind, GetResponse, KeyValue, RangeRequest, RangeResponse, Result, Revision,
-    StoreError, effective_limit, prefix_end,
+    Event, EventKind, GetManyResponse, GetResponse, KeyValue, RangeRequest, RangeResponse, Result,
+    Revision, StoreError, effective_limit, prefix_end,
 };
 
 /// Idle read connections and the permits that bound how many exist.
@@ -131,16 +131,27 @@ fn kv_from_row(row: &Row<'_>) -> rusqlite::Result<KeyValue> {
 
 /// The live row of `key` at revision `at` (None if absent or deleted then).
 fn key_at(tx: &Connection, key: &[u8], at: Revision) -> rusqlite::Result<Option<KeyValue>> {
-    tx.prepare_cached(
-        "SELECT key, rev, create_rev, version, value FROM log
-          WHERE key = ?1 AND rev <= ?2 ORDER BY rev DESC LIMIT 1",
-    )?
-    .query_row(rusqlite::params![key, at], |row| match row.get_ref(4)? {
-        rusqlite::types::ValueRef::Null => Ok(None),
-        _ => kv_from_row(row).map(Some),
-    })
-    .optional()
-    .map(Option::flatten)
+    let mut statement = tx.prepare_cached(KEY_AT)?;
+    key_at_with(&mut statement, key, at)
+}
+
+/// The newest log row of a key at or below a revision.
+const KEY_AT: &str = "SELECT key, rev, create_rev, version, value FROM log
+          WHERE key = ?1 AND rev <= ?2 ORDER BY rev DESC LIMIT 1";
+
+/// [`key_at`] with the statement prepared by the caller (for many keys in a row).
+fn key_at_with(
+    statement: &mut rusqlite::Statement<'_>,
+    key: &[u8],
+    at: Revision,
+) -> rusqlite::Result<Option<KeyValue>> {
+    statement
+        .query_row(rusqlite::params![key, at], |row| match row.get_ref(4)? {
+            rusqlite::types::ValueRef::Null => Ok(None),
+            _ => kv_from_row(row).map(Some),
+        })
+        .optional()
+        .map(Option::flatten)
 }
 
 /// The log row with revision `rev`, if it holds a value.
@@ -172,6 +183,121 @@ pub(super) async fn get(
         Ok(GetResponse { kv, revision: at })
     })
     .await
+}
+
+/// Several keys at one revision: one tail copy, one SQLite snapshot.
+pub(super) async fn get_many(
+    shared: &Arc<Shared>,
+    keys: Vec<String>,
+    revision: Option<Revision>,
+) -> Result<GetManyResponse> {
+    let (tail_revision, entries) = {
+        let tail = shared.lock_tail();
+        let entries: Vec<Vec<Arc<TailEntry>>> =
+            keys.iter().map(|key| tail.entries_of(key)).collect();
+        (tail.revision, entries)
+    };
+    with_reader(shared, move |conn| {
+        let tx = conn.transaction().map_err(backend_error)?;
+        let (applied, compacted) = snapshot_bounds(&tx)?;
+        let at = resolve(revision, tail_revision, applied, compacted)?;
+        let mut kvs = Vec::with_capacity(keys.len());
+        let mut statement = tx.prepare_cached(KEY_AT).map_err(backend_error)?;
+        for (key, entries) in keys.iter().zip(&entries) {
+            kvs.push(match state_at(entries, applied, at) {
+                Some(state) => state,
+                None => key_at_with(&mut statement, key.as_bytes(), at.min(applied))
+                    .map_err(backend_error)?,
+            });
+        }
+        drop(statement);
+        Ok(GetManyResponse { kvs, revision: at })
+    })
+    .await
+}
+
+/// The keys under `prefix` written or deleted in `(after, until]`, from the tail and the log
+/// (keys only); `None` past `limit` keys or when that history is compacted.
+pub(super) async fn changed_keys(
+    shared: &Arc<Shared>,
+    prefix: String,
+    after: Revision,
+    until: Revision,
+    limit: usize,
+) -> Result<Option<Vec<String>>> {
+    let (tail_revision, tail_keys) = {
+        let tail = shared.lock_tail();
+        (tail.revision, tail.keys_changed(after, until, &prefix))
+    };
+    with_reader(shared, move |conn| {
+        let tx = conn.transaction().map_err(backend_error)?;
+        let (applied, compacted) = snapshot_bounds(&tx)?;
+        let current = tail_revision.max(applied);
+        if until > current {
+            return Err(StoreError::FutureRevision {
+                requested: until,
+                current,
+            });
+        }
+        if after < compacted {
+            return Ok(None);
+        }
+        let mut keys: std::collections::BTreeSet<String> = tail_keys.into_iter().collect();
+        if after < applied
+            && !log_keys_between(
+                &tx,
+                prefix.as_bytes(),
+                after,
+                until.min(applied),
+                limit,
+                &mut keys,
+            )
+            .map_err(backend_error)?
+        {
+            return Ok(None);
+        }
+        if keys.len() > limit {
+            return Ok(None);
+        }
+        Ok(Some(keys.into_iter().collect()))
+    })
+    .await
+}
+
+/// Adds the keys under `prefix` of the log rows in `(after, until]` to `keys`; false once
+/// there are more than `limit` of them.
+fn log_keys_between(
+    tx: &Transaction<'_>,
+    prefix: &[u8],
+    after: Revision,
+    until: Revision,
+    limit: usize,
+    keys: &mut std::collections::BTreeSet<String>,
+) -> rusqlite::Result<bool> {
+    // `+key` keeps SQLite on the rowid (revision) range instead of the key index.
+    let end = prefix_end(prefix);
+    let mut statement;
+    let mut rows = match &end {
+        Some(end) => {
+            statement = tx.prepare_cached(
+                "SELECT key FROM log WHERE rev > ?1 AND rev <= ?2 AND +key >= ?3 AND +key < ?4",
+            )?;
+            statement.query(rusqlite::params![after, until, prefix, end])?
+        }
+        None => {
+            statement = tx.prepare_cached(
+                "SELECT key FROM log WHERE rev > ?1 AND rev <= ?2 AND +key >= ?3",
+            )?;
+            statement.query(rusqlite::params![after, until, prefix])?
+        }
+    };
+    while let Some(row) = rows.next()? {
+        keys.insert(key_string(row.get(0)?));
+        if keys.len() > limit {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 pub(super) async fn range(shared: &Arc<Shared>, request: RangeRequest) -> Result<RangeResponse> {

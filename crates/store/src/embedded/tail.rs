@@ -155,6 +155,22 @@ impl Tail {
             .collect()
     }
 
+    /// The keys starting with `prefix` of the entries with revisions in `(after, until]`
+    /// (only those the tail still holds: revisions above `applied`).
+    pub fn keys_changed(&self, after: Revision, until: Revision, prefix: &str) -> Vec<String> {
+        let mut keys = Vec::new();
+        let mut revision = after.max(self.applied) + 1;
+        while revision <= until
+            && let Some(entry) = self.entry(revision)
+        {
+            if entry.event.kv.key.starts_with(prefix) {
+                keys.push(entry.event.kv.key.clone());
+            }
+            revision += 1;
+        }
+        keys
+    }
+
     /// Events after `after` whose key starts with `prefix`, oldest first, at most `limit`.
     /// Returns them with the revision the scan reached. `after` must be at least `applied`.
     pub fn events_after(

@@ -715,3 +715,166 @@ pub async fn retention_compacts_only_history_older_than_the_policy(store: Arc<dy
         value("later")
     );
 }
+
+pub async fn get_many_reads_every_key_at_one_revision(store: Arc<dyn Store>) {
+    let empty = store.get_many(&[], None).await.unwrap();
+    assert!(empty.kvs.is_empty());
+    assert_eq!(empty.revision, store.current_revision().await.unwrap());
+
+    // More keys than one etcd transaction holds, so the chunks must agree on the revision.
+    let keys: Vec<String> = (0..300).map(|i| format!("/gm/{i:03}")).collect();
+    for key in &keys {
+        store
+            .put(key, value("old"), Condition::Always)
+            .await
+            .unwrap();
+    }
+    let before = store.current_revision().await.unwrap();
+    for key in keys.iter().step_by(3) {
+        store
+            .put(key, value("new"), Condition::Always)
+            .await
+            .unwrap();
+    }
+    store.delete(&keys[1], Condition::Always).await.unwrap();
+    let now = store.get_many(&keys, None).await.unwrap();
+    assert_eq!(now.revision, store.current_revision().await.unwrap());
+    assert_eq!(now.kvs.len(), keys.len());
+    for (i, (key, kv)) in keys.iter().zip(&now.kvs).enumerate() {
+        let single = store.get(key, Some(now.revision)).await.unwrap().kv;
+        assert_eq!(kv, &single, "{key}");
+        match (i, kv) {
+            (1, None) => {}
+            (i, Some(kv)) if i % 3 == 0 => assert_eq!(kv.value, value("new")),
+            (_, Some(kv)) => assert_eq!(kv.value, value("old")),
+            (i, None) => panic!("key {i} is missing"),
+        }
+    }
+    let past = store.get_many(&keys, Some(before)).await.unwrap();
+    assert_eq!(past.revision, before);
+    assert!(
+        past.kvs
+            .iter()
+            .all(|kv| kv.as_ref().is_some_and(|kv| kv.value == value("old")))
+    );
+
+    // Order as asked, repeats and missing keys included.
+    let asked = vec![
+        keys[3].clone(),
+        "/gm/missing".to_owned(),
+        keys[1].clone(),
+        keys[3].clone(),
+    ];
+    let mixed = store.get_many(&asked, Some(now.revision)).await.unwrap();
+    let found: Vec<Option<&str>> = mixed
+        .kvs
+        .iter()
+        .map(|kv| kv.as_ref().map(|kv| kv.key.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [Some(keys[3].as_str()), None, None, Some(keys[3].as_str())]
+    );
+
+    let too_many: Vec<String> = (0..=fleetdb_store::MAX_GET_MANY_KEYS)
+        .map(|i| format!("/gm/{i}"))
+        .collect();
+    assert!(matches!(
+        store.get_many(&too_many, None).await,
+        Err(StoreError::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        store.get_many(&["".to_owned()], None).await,
+        Err(StoreError::InvalidKey { .. })
+    ));
+    assert!(matches!(
+        store.get_many(&keys[..2], Some(now.revision + 1000)).await,
+        Err(StoreError::FutureRevision { .. })
+    ));
+    store.compact(now.revision).await.unwrap();
+    assert!(matches!(
+        store.get_many(&keys[..2], Some(before)).await,
+        Err(StoreError::Compacted { .. })
+    ));
+}
+
+/// Checks a `changed_keys` answer against the contract's bounds.
+fn assert_changed(answer: Option<Vec<String>>, required: &[&str], allowed: &[&str]) {
+    let keys = answer.expect("the backend answers this case");
+    let mut sorted = keys.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(keys, sorted, "in key order, each once");
+    for key in required {
+        assert!(keys.iter().any(|k| k == key), "{key} missing from {keys:?}");
+    }
+    for key in &keys {
+        assert!(allowed.contains(&key.as_str()), "{key} did not change");
+    }
+}
+
+pub async fn changed_keys_names_the_keys_changed_between_two_revisions(store: Arc<dyn Store>) {
+    let start = store.current_revision().await.unwrap();
+    for key in ["/ck/a", "/ck/b", "/ck/c", "/other/x"] {
+        store.put(key, value("1"), Condition::Always).await.unwrap();
+    }
+    let middle = store.current_revision().await.unwrap();
+    store
+        .put("/ck/a", value("2"), Condition::Always)
+        .await
+        .unwrap();
+    store.delete("/ck/b", Condition::Always).await.unwrap();
+    store
+        .put("/ck/d", value("1"), Condition::Always)
+        .await
+        .unwrap();
+    store
+        .put("/ck/e", value("1"), Condition::Always)
+        .await
+        .unwrap();
+    store.delete("/ck/e", Condition::Always).await.unwrap();
+    store
+        .put("/other/x", value("2"), Condition::Always)
+        .await
+        .unwrap();
+    let end = store.current_revision().await.unwrap();
+
+    let changed = |after, until, with_deleted, limit| {
+        let store = store.clone();
+        async move {
+            store
+                .changed_keys("/ck/", after, until, with_deleted, limit)
+                .await
+                .unwrap()
+        }
+    };
+    // Keys written since `middle` that exist at `end`: a and d. b and e were deleted.
+    assert_changed(
+        changed(middle, end, false, 100).await,
+        &["/ck/a", "/ck/d"],
+        &["/ck/a", "/ck/b", "/ck/d", "/ck/e"],
+    );
+    if let Some(keys) = changed(middle, end, true, 100).await {
+        assert_changed(
+            Some(keys),
+            &["/ck/a", "/ck/b", "/ck/d", "/ck/e"],
+            &["/ck/a", "/ck/b", "/ck/d", "/ck/e"],
+        );
+    }
+    assert_changed(
+        changed(start, end, false, 100).await,
+        &["/ck/a", "/ck/c", "/ck/d"],
+        &["/ck/a", "/ck/b", "/ck/c", "/ck/d", "/ck/e"],
+    );
+    assert_changed(
+        changed(start, middle, false, 100).await,
+        &["/ck/a", "/ck/b", "/ck/c"],
+        &["/ck/a", "/ck/b", "/ck/c"],
+    );
+    assert_eq!(changed(end, end, false, 100).await, Some(Vec::new()));
+    assert_eq!(changed(start, end, false, 1).await, None, "over the limit");
+    assert!(matches!(
+        store.changed_keys("/ck/", end, middle, false, 100).await,
+        Err(StoreError::InvalidArgument(_))
+    ));
+}
