@@ -4,8 +4,12 @@
 //! Architecture invariant: benchmarks print figures; they never assert timings. Tests that use
 //! these programs (the crash test) assert behaviour only.
 
+pub mod api_bench;
 pub mod crash_writer;
 pub mod fetch_bench;
+pub mod h2client;
+pub mod hosts;
 pub mod inventory_bench;
+pub mod server_process;
 pub mod stats;
 pub mod store_bench;

@@ -1,5 +1,8 @@
 //! `fleetdb-bench`: benchmark and torture programs for fleetdb.
 //!
+//! * `fleetdb-bench api` runs the real `fleetdb serve` (embedded, and on an etcd it starts)
+//!   and measures writes, updates, lists, watch fan-out, the scale curve and the footprint
+//!   over HTTPS with HTTP/2, with raw etcd as the baseline in the same run.
 //! * `fleetdb-bench store` measures the store backends side by side — the embedded engine and a
 //!   real etcd it starts itself on 127.0.0.1 — in the same run on the same machine, and prints a
 //!   table with the ratio embedded/etcd for each figure.
@@ -7,7 +10,7 @@
 //!   prints one line per acknowledged write; the crash test kills it with SIGKILL and checks
 //!   that every acknowledged write survived.
 
-use fleetdb_bench::{crash_writer, fetch_bench, inventory_bench, store_bench};
+use fleetdb_bench::{api_bench, crash_writer, fetch_bench, inventory_bench, store_bench};
 
 use std::path::PathBuf;
 
@@ -25,6 +28,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Benchmark the whole API (the real server over HTTPS/HTTP2) side by side with etcd.
+    Api(api_bench::ApiBenchArgs),
     /// Benchmark the embedded store against etcd in the same run.
     Store(store_bench::StoreBenchArgs),
     /// Benchmark a fetcher syncing a datacenter export into an empty fleetdb, then re-syncing.
@@ -51,6 +56,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     match cli.command {
+        Command::Api(args) => runtime.block_on(api_bench::run(args)),
         Command::Store(args) => runtime.block_on(store_bench::run(args)),
         Command::Fetch(args) => runtime.block_on(fetch_bench::run(args)),
         Command::Inventory(args) => runtime.block_on(inventory_bench::run(args)),

@@ -15,6 +15,7 @@ use fleetdb_fetch::prometheus::{LabelStyle, Maintenance, target_groups};
 use fleetdb_fleet::Host;
 use fleetdb_store::RangeRequest;
 use kube::ResourceExt;
+use serde::Deserialize;
 use tokio::sync::RwLock;
 
 /// Store prefix of the Hosts.
@@ -66,7 +67,7 @@ impl PrometheusDiscovery {
             revision = Some(page.revision);
             for kv in &page.kvs {
                 if let Ok(host) = serde_json::from_slice::<Host>(&kv.value) {
-                    hosts.insert(host.name_any(), host);
+                    hosts.insert(host.name_any(), slim(host));
                 }
             }
             match (page.more, page.kvs.last()) {
@@ -86,8 +87,8 @@ impl PrometheusDiscovery {
                 let name = event.key.trim_start_matches(HOSTS_PREFIX).to_owned();
                 match &event.object {
                     Some(object) => {
-                        if let Ok(host) = serde_json::from_value::<Host>((**object).clone()) {
-                            hosts.insert(name, host);
+                        if let Ok(host) = Host::deserialize(&**object) {
+                            hosts.insert(name, slim(host));
                         }
                     }
                     None => {
@@ -118,6 +119,21 @@ impl PrometheusDiscovery {
         *slot = Some((cache.clone(), lost));
         Ok(cache)
     }
+}
+
+/// Drops what target groups never read (managed fields, annotations, Ansible variables,
+/// hardware, conditions), so that the cache stays small with a large fleet.
+fn slim(mut host: Host) -> Host {
+    host.metadata.managed_fields = None;
+    host.metadata.annotations = None;
+    host.spec.ansible = None;
+    if let Some(status) = host.status.as_mut() {
+        status.hardware = None;
+        status.conditions = Vec::new();
+        status.first_seen = None;
+        status.last_seen = None;
+    }
+    host
 }
 
 #[async_trait::async_trait]

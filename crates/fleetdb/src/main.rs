@@ -2,6 +2,11 @@
 
 mod discovery;
 
+/// mimalloc instead of glibc's malloc: the server allocates many small JSON values per request
+/// from several threads, where glibc's arenas contend (measured in docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
