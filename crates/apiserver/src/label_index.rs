@@ -42,7 +42,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use fleetdb_labels::selectors::{LabelSelector, PositiveRequirement};
-use fleetdb_store::{EventKind, MAX_GET_MANY_KEYS, RangeRequest, Revision, Store, StoreError};
+use fleetdb_store::{
+    EventKind, KeyValue, MAX_GET_MANY_KEYS, RangeRequest, Revision, Store, StoreError,
+};
 use serde_json::Value;
 
 use crate::objects;
@@ -1035,11 +1037,45 @@ pub(crate) async fn select(
         let start = keys.partition_point(|key| key < from);
         keys.drain(..start);
     }
+    let read = read_candidates(&**store, request, &keys, revision).await?;
+    slot.served.fetch_add(1, Ordering::Relaxed);
+    let (next, candidates) = if read.consumed < keys.len() {
+        let next = format!("{}\0", keys[read.consumed - 1]);
+        keys.drain(..read.consumed);
+        (Some(next), Some(keys))
+    } else {
+        (None, None)
+    };
+    Ok(Some(Selection {
+        kvs: read.kvs,
+        revision,
+        next,
+        candidates,
+    }))
+}
+
+/// What [`read_candidates`] read.
+pub(crate) struct CandidatesRead {
+    /// The candidates that exist at the revision and match, in key order.
+    pub kvs: Vec<KeyValue>,
+    /// How many of the candidates were looked at (all of them unless the request's `limit`
+    /// or `max_bytes` stopped the read).
+    pub consumed: usize,
+}
+
+/// Reads sorted candidate keys at `revision` in `get_many` chunks and applies the request's
+/// selectors, until the keys run out or the request's `limit` / `max_bytes` is reached.
+pub(crate) async fn read_candidates(
+    store: &dyn Store,
+    request: &SelectRequest<'_>,
+    keys: &[String],
+    revision: Revision,
+) -> Result<CandidatesRead, ApiError> {
     let limit = request.limit;
     let mut kvs = Vec::new();
-    let mut next = None;
+    let mut bytes = 0;
     let mut position = 0;
-    'read: while position < keys.len() {
+    while position < keys.len() {
         let wanted = if limit == 0 {
             MAX_GET_MANY_KEYS
         } else {
@@ -1055,23 +1091,21 @@ pub(crate) async fn select(
             if !request.selectors.matches_stored(&kv)? {
                 continue;
             }
+            bytes += kv.value.len();
             kvs.push(kv);
-            if limit > 0 && kvs.len() == limit {
-                let consumed = position + offset + 1;
-                if consumed < keys.len() {
-                    next = Some(format!("{}\0", keys[consumed - 1]));
-                }
-                break 'read;
+            if request.is_full(kvs.len(), bytes) {
+                return Ok(CandidatesRead {
+                    kvs,
+                    consumed: position + offset + 1,
+                });
             }
         }
         position = end;
     }
-    slot.served.fetch_add(1, Ordering::Relaxed);
-    Ok(Some(Selection {
+    Ok(CandidatesRead {
         kvs,
-        revision,
-        next,
-    }))
+        consumed: keys.len(),
+    })
 }
 
 #[cfg(test)]

@@ -21,6 +21,9 @@ pub fn decode(kv: &KeyValue) -> Result<Value, ApiError> {
 
 /// The bytes to store for an object (without its resourceVersion).
 pub fn encode(object: &Value) -> Bytes {
+    if object["metadata"].get("resourceVersion").is_none() {
+        return Bytes::from(serde_json::to_vec(object).expect("a JSON value always serializes"));
+    }
     let mut object = object.clone();
     if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
         metadata.remove("resourceVersion");
@@ -208,6 +211,13 @@ fn top_level_value(bytes: &[u8], key: &str) -> Option<usize> {
 /// metadata. `None` when the bytes are not an object of `api_version`/`kind` with a metadata
 /// object (the caller then decodes). Saves a decode and an encode per item of large lists.
 pub fn splice_resource_version(kv: &KeyValue, api_version: &str, kind: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(kv.value.len() + 32);
+    write_spliced(kv, api_version, kind, &mut out).then_some(out)
+}
+
+/// [`splice_resource_version`] appending to `out` (a list being written); false, with `out`
+/// untouched, when the bytes do not have the usual shape.
+pub fn write_spliced(kv: &KeyValue, api_version: &str, kind: &str, out: &mut Vec<u8>) -> bool {
     let bytes = &kv.value;
     let is = |key: &str, expected: &str| {
         top_level_value(bytes, key).is_some_and(|at| {
@@ -220,20 +230,22 @@ pub fn splice_resource_version(kv: &KeyValue, api_version: &str, kind: &str) -> 
         })
     };
     if !is("apiVersion", api_version) || !is("kind", kind) {
-        return None;
+        return false;
     }
-    let metadata = top_level_value(bytes, "metadata")?;
+    let Some(metadata) = top_level_value(bytes, "metadata") else {
+        return false;
+    };
     if bytes.get(metadata) != Some(&b'{') {
-        return None;
+        return false;
     }
-    let mut out = Vec::with_capacity(bytes.len() + 32);
+    out.reserve(bytes.len() + 32);
     out.extend_from_slice(&bytes[..=metadata]);
     out.extend_from_slice(format!("\"resourceVersion\":\"{}\"", kv.mod_revision).as_bytes());
     if bytes.get(metadata + 1) != Some(&b'}') {
         out.push(b',');
     }
     out.extend_from_slice(&bytes[metadata + 1..]);
-    Some(out)
+    true
 }
 
 #[cfg(test)]

@@ -9,7 +9,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use bytes::Bytes;
-use fleetdb_store::{Condition, KeyValue, MAX_KEY_BYTES, RangeRequest, Revision, StoreError};
+use fleetdb_store::{
+    Condition, KeyValue, MAX_KEY_BYTES, RangeRequest, Revision, Store, StoreError,
+};
 use serde_json::{Value, json};
 
 use crate::negotiate::{self, Representation};
@@ -26,8 +28,22 @@ use crate::validation;
 /// Largest request body accepted (3 MiB, as kube-apiserver).
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
-/// Keys read from the store per step of a list.
-const LIST_STORE_PAGE: usize = 1000;
+/// Keys read from the store per step of a list; also the most objects of the first read of
+/// an unpaged list (an answer that fits is one body, a longer one is streamed) and of each
+/// further chunk of a streamed one.
+pub const LIST_STORE_PAGE: usize = 1000;
+
+/// The largest `limit` a list honours: a larger one gets this many objects and a continue
+/// token (Kubernetes lets a server return fewer items than the limit).
+pub const MAX_LIST_LIMIT: usize = 10_000;
+
+/// Stored bytes after which a buffered list response, or one chunk of a streamed one, stops
+/// taking objects (it always takes one); a paged list then returns a continue token. With
+/// [`MAX_LIST_LIMIT`] and [`LIST_STREAM_CHUNKS`] it bounds what one list holds.
+pub const LIST_CHUNK_BYTES: usize = 8 << 20;
+
+/// Encoded chunks of a streamed list waiting for the connection; its reader waits beyond.
+pub const LIST_STREAM_CHUNKS: usize = 2;
 
 /// How often an update whose precondition lost a race is retried (patches only).
 const PATCH_RETRIES: usize = 8;
@@ -116,6 +132,16 @@ pub fn store_error(e: StoreError) -> ApiError {
 
 pub fn json_response(status: StatusCode, value: &Value) -> Response {
     let body = serde_json::to_vec(value).unwrap_or_default();
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+/// A JSON response from bytes that are already JSON.
+fn raw_json_response(status: StatusCode, body: Vec<u8>) -> Response {
     (
         status,
         [(axum::http::header::CONTENT_TYPE, "application/json")],
@@ -631,12 +657,23 @@ async fn insert(
         .await
     {
         Ok(kv) => {
-            objects::set_resource_version(&mut object, kv.mod_revision);
             strategy::after_write(server, resource).await;
-            Ok(with_warnings(
-                object_response(StatusCode::CREATED, representation, resource, object),
-                &warnings,
-            ))
+            // Plain JSON: answer with the stored bytes, the resourceVersion spliced in, instead
+            // of serializing the object a second time.
+            let stored = match representation {
+                Representation::Json => {
+                    objects::splice_resource_version(&kv, &resource.api_version(), &resource.kind)
+                }
+                _ => None,
+            };
+            let response = match stored {
+                Some(body) => raw_json_response(StatusCode::CREATED, body),
+                None => {
+                    objects::set_resource_version(&mut object, kv.mod_revision);
+                    object_response(StatusCode::CREATED, representation, resource, object)
+                }
+            };
+            Ok(with_warnings(response, &warnings))
         }
         Err(StoreError::PreconditionFailed { .. }) => Err(ApiError::already_exists(
             &resource.qualified(),
@@ -1367,6 +1404,7 @@ pub async fn delete_collection(
             revision: None,
             from_key: None,
             limit: MAX_DELETE_COLLECTION,
+            max_bytes: 0,
             continued: false,
         },
     )
@@ -1541,6 +1579,9 @@ pub(crate) struct SelectRequest<'a> {
     pub from_key: Option<String>,
     /// Stop after this many matching objects; 0 for no limit.
     pub limit: usize,
+    /// Stop once the matching objects' stored bytes reach this many (after at least one
+    /// object); 0 for no bound. Like `limit`, stopping early leaves a `next`.
+    pub max_bytes: usize,
     /// Whether this continues an earlier list (for the wording of 410 errors).
     pub continued: bool,
 }
@@ -1561,6 +1602,12 @@ impl SelectRequest<'_> {
             other => store_error(other),
         }
     }
+
+    /// Whether a read that has gathered `count` objects of `bytes` stored bytes is full.
+    pub fn is_full(&self, count: usize, bytes: usize) -> bool {
+        (self.limit > 0 && count >= self.limit)
+            || (self.max_bytes > 0 && count > 0 && bytes >= self.max_bytes)
+    }
 }
 
 /// The matching objects of one consistent read, in key order.
@@ -1568,8 +1615,12 @@ pub(crate) struct Selection {
     pub kvs: Vec<KeyValue>,
     /// The revision everything was read at: the list's resourceVersion.
     pub revision: Revision,
-    /// Where the next page starts, when `limit` stopped the read before the end.
+    /// Where the next page starts, when `limit` or `max_bytes` stopped the read before the
+    /// end.
     pub next: Option<String>,
+    /// With `next`, when the label index answered: its candidates from `next` on, sorted, so
+    /// the rest of a streamed list reads them instead of looking the selector up again.
+    pub candidates: Option<Vec<String>>,
 }
 
 /// Reads what a request selects, at one revision, in the cheapest way that is exact: the one
@@ -1583,22 +1634,21 @@ pub(crate) async fn select(
         .selectors
         .exact_key(request.resource, request.namespace)
     {
-        return select_key(server, request, key).await;
+        return select_key(&*server.store, request, key).await;
     }
     if let Some(selection) = crate::label_index::select(server, request).await? {
         return Ok(selection);
     }
-    select_by_scan(server, request).await
+    select_by_scan(&*server.store, request).await
 }
 
 /// The name fast path: one `get`, never a continue token.
 async fn select_key(
-    server: &ApiServer,
+    store: &dyn Store,
     request: &SelectRequest<'_>,
     key: String,
 ) -> Result<Selection, ApiError> {
-    let found = server
-        .store
+    let found = store
         .get(&key, request.revision)
         .await
         .map_err(|e| request.store_error(e))?;
@@ -1613,22 +1663,24 @@ async fn select_key(
         kvs,
         revision: found.revision,
         next: None,
+        candidates: None,
     })
 }
 
-/// Reads the whole prefix page by page at one revision, keeping what matches.
+/// Reads the prefix page by page at one revision, keeping what matches, until the end or the
+/// request's `limit` / `max_bytes`.
 async fn select_by_scan(
-    server: &ApiServer,
+    store: &dyn Store,
     request: &SelectRequest<'_>,
 ) -> Result<Selection, ApiError> {
     let prefix = request.prefix();
     let mut revision = request.revision;
     let mut from_key = request.from_key.clone();
     let mut kvs = Vec::new();
+    let mut bytes = 0;
     let mut next = None;
     'pages: loop {
-        let page = server
-            .store
+        let page = store
             .range(RangeRequest {
                 prefix: prefix.clone(),
                 from_key: from_key.take(),
@@ -1646,8 +1698,9 @@ async fn select_by_scan(
                 continue;
             }
             let key = kv.key.clone();
+            bytes += kv.value.len();
             kvs.push(kv);
-            if request.limit > 0 && kvs.len() == request.limit {
+            if request.is_full(kvs.len(), bytes) {
                 if index + 1 < page_len || page.more {
                     next = Some(format!("{key}\0"));
                 }
@@ -1663,9 +1716,17 @@ async fn select_by_scan(
         kvs,
         revision: revision.unwrap_or_default(),
         next,
+        candidates: None,
     })
 }
 
+/// Lists what a request selects at one revision, as a `<Kind>List` or a Table.
+///
+/// A paged list (`limit`) is one body of at most [`MAX_LIST_LIMIT`] objects and about
+/// [`LIST_CHUNK_BYTES`], with a continue token when more remain. An unpaged plain-JSON list
+/// makes its first read ([`LIST_STORE_PAGE`] objects or [`LIST_CHUNK_BYTES`]) before
+/// answering, so every error is still a Status; what fits is one body, anything longer is
+/// streamed (`streamed_list`). Unpaged Tables are built whole.
 pub async fn list(
     server: &ApiServer,
     target: &Target,
@@ -1707,6 +1768,13 @@ pub async fn list(
             (exact, None)
         }
     };
+    let plain_json = representation == Representation::Json;
+    // What the first (for a buffered answer, the only) read may gather.
+    let (read_limit, max_bytes) = match limit {
+        0 if plain_json => (LIST_STORE_PAGE, LIST_CHUNK_BYTES),
+        0 => (0, 0),
+        limit => (limit.min(MAX_LIST_LIMIT), LIST_CHUNK_BYTES),
+    };
     let selection = select(
         server,
         &SelectRequest {
@@ -1715,64 +1783,43 @@ pub async fn list(
             selectors: &selectors,
             revision,
             from_key,
-            limit,
+            limit: read_limit,
+            max_bytes,
             continued: query.get("continue").is_some(),
         },
     )
     .await?;
-    let api_version = resource.api_version();
-    let mut items = Vec::with_capacity(selection.kvs.len());
-    // By value, so each stored value is freed once its item is made.
-    for kv in selection.kvs {
-        // Plain JSON: serve the stored bytes with the revision spliced in.
-        let raw = match representation {
-            Representation::Json => {
-                objects::splice_resource_version(&kv, &api_version, &resource.kind)
-            }
-            _ => None,
+    if plain_json && limit == 0 && selection.next.is_some() {
+        let rest = ListCursor {
+            store: server.store.clone(),
+            resource: resource.clone(),
+            namespace: target.namespace.clone(),
+            selectors,
+            revision: selection.revision,
+            next: None,
+            candidates: None,
+            position: 0,
         };
-        items.push(match raw {
-            Some(bytes) => ListItem::Raw(bytes),
-            None => ListItem::Decoded(served_as(resource, objects::decode(&kv)?)),
-        });
+        return streamed_list(rest, selection);
     }
     let mut metadata = json!({"resourceVersion": selection.revision.to_string()});
     if let Some(start) = &selection.next {
         metadata["continue"] = json!(encode_continue(selection.revision, start));
     }
     if let Representation::Table(version) = representation {
-        let objects: Vec<Value> = items
-            .into_iter()
-            .filter_map(|item| match item {
-                ListItem::Decoded(object) => Some(object),
-                ListItem::Raw(bytes) => serde_json::from_slice(&bytes).ok(),
-            })
-            .collect();
+        let objects = selection
+            .kvs
+            .iter()
+            .map(|kv| Ok(served_as(resource, objects::decode(kv)?)))
+            .collect::<Result<Vec<Value>, ApiError>>()?;
         return Ok(json_response(
             StatusCode::OK,
             &table::table(resource, version, &objects, metadata, true),
         ));
     }
-    // The envelope, then the items as they are (raw or encoded), without one big value.
-    let envelope = json!({
-        "apiVersion": api_version,
-        "kind": resource.list_kind,
-        "metadata": metadata,
-    });
-    let mut body = serde_json::to_vec(&envelope).expect("JSON values serialize");
-    body.pop();
-    body.extend_from_slice(b",\"items\":[");
-    for (index, item) in items.iter().enumerate() {
-        if index > 0 {
-            body.push(b',');
-        }
-        match item {
-            ListItem::Raw(bytes) => body.extend_from_slice(bytes),
-            ListItem::Decoded(object) => {
-                serde_json::to_writer(&mut body, object).expect("JSON values serialize")
-            }
-        }
-    }
+    let mut body = list_head(resource, metadata);
+    body.reserve(items_size(&selection.kvs) + 2);
+    write_items(&mut body, resource, selection.kvs, true)?;
     body.extend_from_slice(b"]}");
     Ok((
         StatusCode::OK,
@@ -1782,8 +1829,166 @@ pub async fn list(
         .into_response())
 }
 
-/// One item of a list response: stored bytes served as they are, or a decoded object.
-enum ListItem {
-    Raw(Vec<u8>),
-    Decoded(Value),
+/// The start of a list's JSON, up to the opening bracket of its items: the envelope without
+/// one big value, so items can follow as they are (raw or encoded).
+fn list_head(resource: &Resource, metadata: Value) -> Vec<u8> {
+    let envelope = json!({
+        "apiVersion": resource.api_version(),
+        "kind": resource.list_kind,
+        "metadata": metadata,
+    });
+    let mut head = serde_json::to_vec(&envelope).expect("JSON values serialize");
+    head.pop();
+    head.extend_from_slice(b",\"items\":[");
+    head
+}
+
+/// About the bytes [`write_items`] writes for these objects (exact when all are spliced).
+fn items_size(kvs: &[KeyValue]) -> usize {
+    kvs.iter().map(|kv| kv.value.len() + 40).sum()
+}
+
+/// Appends items to a list's JSON array: each stored object with its revision spliced into
+/// its bytes (`objects::splice_resource_version`), or decoded and re-encoded when its bytes
+/// are unusual. `first`: no item precedes them. Takes the values by value, so each is freed
+/// once written.
+fn write_items(
+    out: &mut Vec<u8>,
+    resource: &Resource,
+    kvs: Vec<KeyValue>,
+    mut first: bool,
+) -> Result<(), ApiError> {
+    let api_version = resource.api_version();
+    for kv in kvs {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        if !objects::write_spliced(&kv, &api_version, &resource.kind, out) {
+            let object = served_as(resource, objects::decode(&kv)?);
+            serde_json::to_writer(&mut *out, &object).expect("JSON values serialize");
+        }
+    }
+    Ok(())
+}
+
+/// What a streamed list's producer sends: a piece of the body, or the failure that cuts it.
+type ListChunk = Result<Bytes, std::io::Error>;
+
+/// An unpaged plain-JSON list that did not fit in its first read, as a streamed body: the
+/// envelope (`resourceVersion` only: no continue token without `limit`) and the first read's
+/// items at once, then each further chunk ([`LIST_STORE_PAGE`] objects or
+/// [`LIST_CHUNK_BYTES`]) read at the list's revision by a task, then `]}`. The task keeps at
+/// most [`LIST_STREAM_CHUNKS`] encoded chunks waiting for the connection and stops when the
+/// client goes away. A failure after the 200 header ends the body with an error — the client
+/// sees a truncated response — and is logged, as kube-apiserver does.
+///
+/// `first` is the list's first read (its items, revision and where it stopped); `rest` what
+/// the task needs to go on from there.
+fn streamed_list(mut rest: ListCursor, first: Selection) -> Result<Response, ApiError> {
+    let mut head = list_head(
+        &rest.resource,
+        json!({"resourceVersion": first.revision.to_string()}),
+    );
+    head.reserve(items_size(&first.kvs));
+    write_items(&mut head, &rest.resource, first.kvs, true)?;
+    rest.next = first.next;
+    rest.candidates = first.candidates;
+    let (tx, rx) = tokio::sync::mpsc::channel::<ListChunk>(LIST_STREAM_CHUNKS);
+    tx.try_send(Ok(head.into()))
+        .expect("a new channel has room for one chunk");
+    tokio::spawn(rest.run(tx));
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(axum::http::header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(stream))
+        .expect("a valid response"))
+}
+
+/// The rest of a streamed list: where it goes on, at its revision, with what it selects.
+struct ListCursor {
+    store: Arc<dyn Store>,
+    resource: Arc<Resource>,
+    namespace: Option<String>,
+    selectors: Selectors,
+    revision: Revision,
+    /// Where the next chunk starts; `None` once everything was read.
+    next: Option<String>,
+    /// The label index's candidates (sorted), when the index answered the first read; the
+    /// next chunk reads them from `position` on.
+    candidates: Option<Vec<String>>,
+    position: usize,
+}
+
+impl ListCursor {
+    /// Reads and encodes chunks until the end, the client leaving, or a failure.
+    async fn run(mut self, tx: tokio::sync::mpsc::Sender<ListChunk>) {
+        loop {
+            let read = tokio::select! {
+                biased;
+                () = tx.closed() => return,
+                read = self.next_chunk() => read,
+            };
+            let chunk = match read {
+                Ok(Some(kvs)) => {
+                    let mut chunk = Vec::with_capacity(items_size(&kvs));
+                    write_items(&mut chunk, &self.resource, kvs, false).map(|()| chunk)
+                }
+                Ok(None) => {
+                    let _ = tx.send(Ok(Bytes::from_static(b"]}"))).await;
+                    return;
+                }
+                Err(e) => Err(e),
+            };
+            let sent = match chunk {
+                Ok(chunk) => tx.send(Ok(chunk.into())).await,
+                Err(error) => {
+                    tracing::warn!(
+                        resource = %self.resource.qualified(),
+                        revision = self.revision,
+                        %error,
+                        "list stream cut short by a read failure after its header was sent"
+                    );
+                    let _ = tx.send(Err(std::io::Error::other(error.message))).await;
+                    return;
+                }
+            };
+            if sent.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// The next chunk's objects; `None` once everything was read.
+    async fn next_chunk(&mut self) -> Result<Option<Vec<KeyValue>>, ApiError> {
+        let Some(from_key) = self.next.take() else {
+            return Ok(None);
+        };
+        let request = SelectRequest {
+            resource: &self.resource,
+            namespace: self.namespace.as_deref(),
+            selectors: &self.selectors,
+            revision: Some(self.revision),
+            from_key: Some(from_key),
+            limit: LIST_STORE_PAGE,
+            max_bytes: LIST_CHUNK_BYTES,
+            continued: false,
+        };
+        let Some(keys) = &self.candidates else {
+            let selection = select_by_scan(&*self.store, &request).await?;
+            self.next = selection.next;
+            return Ok(Some(selection.kvs));
+        };
+        let keys = &keys[self.position..];
+        let read = crate::label_index::read_candidates(&*self.store, &request, keys, self.revision)
+            .await?;
+        if read.consumed < keys.len() {
+            self.next = Some(format!("{}\0", keys[read.consumed - 1]));
+        }
+        self.position += read.consumed;
+        Ok(Some(read.kvs))
+    }
 }

@@ -125,6 +125,7 @@ pub async fn watch(
                 revision: None,
                 from_key: None,
                 limit: 0,
+                max_bytes: 0,
                 continued: false,
             },
         )

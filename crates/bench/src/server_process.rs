@@ -131,10 +131,14 @@ impl FleetdbProcess {
     }
 
     fn terminate(&mut self) -> anyhow::Result<()> {
+        if self.child.try_wait()?.is_some() {
+            return Ok(());
+        }
         // SIGTERM lets the server stop gracefully (`Child::kill` would send SIGKILL).
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())
+            .stderr(Stdio::null())
             .status();
         let deadline = Instant::now() + Duration::from_secs(60);
         while self.child.try_wait()?.is_none() {
