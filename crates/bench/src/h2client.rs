@@ -58,8 +58,9 @@ impl Credentials {
             .await
             .context("TLS handshake")?;
         let (send, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-            .initial_stream_window_size(1 << 20)
-            .initial_connection_window_size(8 << 20)
+            // client-go's HTTP/2 flow-control windows (golang.org/x/net/http2 transport).
+            .initial_stream_window_size(4 << 20)
+            .initial_connection_window_size(1 << 30)
             .handshake(TokioIo::new(tls))
             .await
             .context("HTTP/2 handshake")?;
