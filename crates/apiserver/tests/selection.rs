@@ -7,113 +7,30 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use bytes::Bytes;
 use fleetdb_apiserver::selectors::{FieldSelector, LabelSelector};
 use fleetdb_apiserver::server::{ApiServer, dispatch};
-use fleetdb_apiserver::tls::Identity;
 use fleetdb_apiserver::watch_cache::Feed;
 use fleetdb_store::embedded::EmbeddedStore;
 use fleetdb_store::etcd::{EtcdOptions, EtcdStore};
-use fleetdb_store::{
-    Condition, Deleted, GetManyResponse, GetResponse, KeyValue, RangeRequest, RangeResponse,
-    Revision, Store, WatchStream,
-};
+use fleetdb_store::{Condition, Revision, Store};
 use fleetdb_testkit::EtcdServer;
 use futures::StreamExt;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
-/// A store, counting the reads that scan.
-struct Counting {
-    inner: Arc<dyn Store>,
-    ranges: AtomicUsize,
-}
+mod support;
 
-#[async_trait]
-impl Store for Counting {
-    async fn current_revision(&self) -> fleetdb_store::Result<Revision> {
-        self.inner.current_revision().await
-    }
-    async fn compacted_revision(&self) -> fleetdb_store::Result<Revision> {
-        self.inner.compacted_revision().await
-    }
-    async fn get(
-        &self,
-        key: &str,
-        revision: Option<Revision>,
-    ) -> fleetdb_store::Result<GetResponse> {
-        self.inner.get(key, revision).await
-    }
-    async fn range(&self, request: RangeRequest) -> fleetdb_store::Result<RangeResponse> {
-        self.ranges.fetch_add(1, Ordering::SeqCst);
-        self.inner.range(request).await
-    }
-    async fn get_many(
-        &self,
-        keys: &[String],
-        revision: Option<Revision>,
-    ) -> fleetdb_store::Result<GetManyResponse> {
-        self.inner.get_many(keys, revision).await
-    }
-    async fn changed_keys(
-        &self,
-        prefix: &str,
-        after: Revision,
-        until: Revision,
-        with_deleted: bool,
-        limit: usize,
-    ) -> fleetdb_store::Result<Option<Vec<String>>> {
-        self.inner
-            .changed_keys(prefix, after, until, with_deleted, limit)
-            .await
-    }
-    async fn put(
-        &self,
-        key: &str,
-        value: Bytes,
-        condition: Condition,
-    ) -> fleetdb_store::Result<KeyValue> {
-        self.inner.put(key, value, condition).await
-    }
-    async fn delete(&self, key: &str, condition: Condition) -> fleetdb_store::Result<Deleted> {
-        self.inner.delete(key, condition).await
-    }
-    async fn watch(&self, prefix: &str, after: Revision) -> fleetdb_store::Result<WatchStream> {
-        self.inner.watch(prefix, after).await
-    }
-    async fn compact(&self, revision: Revision) -> fleetdb_store::Result<()> {
-        self.inner.compact(revision).await
-    }
-    fn oldest_watch_position(&self) -> Option<Revision> {
-        self.inner.oldest_watch_position()
-    }
-}
-
-const CRD: &str = r#"{"apiVersion":"apiextensions.k8s.io/v1","kind":"CustomResourceDefinition",
-"metadata":{"name":"widgets.example.com"},"spec":{"group":"example.com","scope":"Namespaced",
-"names":{"plural":"widgets","singular":"widget","kind":"Widget"},"versions":[{"name":"v1",
-"served":true,"storage":true,"schema":{"openAPIV3Schema":
-{"type":"object","x-kubernetes-preserve-unknown-fields":true}}}]}}"#;
-
-const WIDGETS: &str = "/apis/example.com/v1/widgets";
-const PREFIX: &str = "/registry/example.com/widgets/";
-
-fn admin() -> Identity {
-    Identity {
-        user: "fleetdb-admin".into(),
-        groups: vec!["system:masters".into(), "system:authenticated".into()],
-    }
-}
+use support::{CRD, Faulty, PREFIX, WIDGETS, admin};
 
 struct Fixture {
     server: Arc<ApiServer>,
-    store: Arc<Counting>,
+    store: Arc<Faulty>,
     _dir: tempfile::TempDir,
     _etcd: Option<EtcdServer>,
 }
@@ -140,10 +57,7 @@ impl Fixture {
         dir: tempfile::TempDir,
         etcd: Option<EtcdServer>,
     ) -> Self {
-        let store = Arc::new(Counting {
-            inner,
-            ranges: AtomicUsize::new(0),
-        });
+        let store = Arc::new(Faulty::new(inner));
         let server = ApiServer::new(store.clone(), "127.0.0.1:6443".into())
             .await
             .unwrap();
