@@ -1,7 +1,9 @@
 //! Watches: a chunked stream of newline-terminated JSON events.
 //!
 //! Without a resourceVersion (or with "0") the stream starts with an ADDED event per current
-//! object, then follows changes. With a resourceVersion it replays every change after it, or
+//! object, then follows changes. That snapshot is read at one revision page by page
+//! ([`WATCH_SNAPSHOT_PAGE`]) and its events wait for room in the client's buffer, so a large
+//! resource never sits whole in memory and a reader slower than the server still gets it all. With a resourceVersion it replays every change after it, or
 //! answers with an ERROR event carrying `410 Expired` when that history was compacted.
 //! `sendInitialEvents=true` adds the closing bookmark annotated
 //! `k8s.io/initial-events-end`. Selector transitions become ADDED/DELETED as in Kubernetes.
@@ -34,7 +36,7 @@ use crate::negotiate::{self, Representation};
 use crate::objects;
 use crate::query::Query;
 use crate::registry::Resource;
-use crate::rest::{SelectRequest, Selectors, Target, select, store_error};
+use crate::rest::{SelectRequest, Selection, Selectors, Target, select, store_error};
 use crate::server::ApiServer;
 use crate::status::{ApiError, Cause};
 use crate::table;
@@ -46,6 +48,12 @@ pub const WATCH_BUFFER_EVENTS: usize = 1024;
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(60);
 /// Watches without timeoutSeconds last between these many seconds (spread to avoid herds).
 const DEFAULT_TIMEOUT_RANGE: (u64, u64) = (1800, 3600);
+/// Objects read per page of a watch's initial snapshot (with [`crate::rest::LIST_CHUNK_BYTES`]
+/// bounding a page's bytes): the snapshot is read and sent page by page, never held whole.
+pub const WATCH_SNAPSHOT_PAGE: usize = 1000;
+/// How long the initial events may wait for a client that does not read before it is cut off
+/// (they wait for room in its buffer, unlike live events, which never wait).
+const INITIAL_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn event(kind: &str, object: Value) -> Bytes {
     let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
@@ -113,27 +121,25 @@ pub async fn watch(
     let requested = query.get("resourceVersion");
     let from_snapshot = send_initial || matches!(requested, None | Some("0"));
 
-    // The starting point: a snapshot to send as ADDED events, or a revision to resume after.
-    let mut initial = Vec::new();
+    // The starting point: a snapshot to send as ADDED events (its first page read here, so
+    // that errors are a Status; the rest page by page as the client reads), or a revision to
+    // resume after.
+    let mut initial = None;
     let after = if from_snapshot {
-        let snapshot = select(
+        let first = select(
             &server,
-            &SelectRequest {
-                resource: &resource,
-                namespace: target.namespace.as_deref(),
-                selectors: &selectors,
-                revision: None,
-                from_key: None,
-                limit: 0,
-                max_bytes: 0,
-                continued: false,
-            },
+            &snapshot_page(
+                &resource,
+                target.namespace.as_deref(),
+                &selectors,
+                None,
+                None,
+            ),
         )
         .await?;
-        for kv in &snapshot.kvs {
-            initial.push(objects::decode(kv)?);
-        }
-        snapshot.revision
+        let revision = first.revision;
+        initial = Some(first);
+        revision
     } else {
         let raw = requested.unwrap_or("0");
         raw.parse::<Revision>()
@@ -181,6 +187,7 @@ pub async fn watch(
     };
     if let Some(source) = source {
         let task_server = server.clone();
+        let target_namespace = target.namespace.clone();
         tokio::spawn(async move {
             let context = StreamContext {
                 resource,
@@ -189,6 +196,7 @@ pub async fn watch(
                 bookmarks,
                 prefix,
                 key,
+                namespace: target_namespace,
             };
             context
                 .run(
@@ -318,9 +326,76 @@ struct StreamContext {
     prefix: String,
     /// The one key it watches, when its field selector pins one.
     key: Option<String>,
+    /// The namespace of the URL, if any.
+    namespace: Option<String>,
+}
+
+/// One page of a watch's initial snapshot at `revision` (now when `None`), from `from_key`.
+fn snapshot_page<'a>(
+    resource: &'a Resource,
+    namespace: Option<&'a str>,
+    selectors: &'a Selectors,
+    revision: Option<Revision>,
+    from_key: Option<String>,
+) -> SelectRequest<'a> {
+    SelectRequest {
+        resource,
+        namespace,
+        selectors,
+        revision,
+        from_key,
+        limit: WATCH_SNAPSHOT_PAGE,
+        max_bytes: crate::rest::LIST_CHUNK_BYTES,
+        continued: false,
+    }
 }
 
 impl StreamContext {
+    /// Sends the initial snapshot as ADDED events, page by page at `revision`, waiting for the
+    /// client to make room; false when the client is gone or stopped reading, or a page could
+    /// not be read (the stream then ends and the client watches again).
+    async fn send_snapshot(
+        &self,
+        server: &ApiServer,
+        tx: &mpsc::Sender<Bytes>,
+        mut page: Selection,
+        revision: Revision,
+    ) -> bool {
+        loop {
+            for kv in &page.kvs {
+                let object = match objects::decode(kv) {
+                    Ok(object) => object,
+                    Err(_) => {
+                        tracing::warn!(key = %kv.key, "skipping an undecodable object in a watch snapshot");
+                        continue;
+                    }
+                };
+                let line = event("ADDED", render(&self.resource, self.representation, object));
+                match tokio::time::timeout(INITIAL_SEND_TIMEOUT, tx.send(line)).await {
+                    Ok(Ok(())) => {}
+                    _ => return false,
+                }
+            }
+            let Some(next) = page.next.take() else {
+                return true;
+            };
+            let request = snapshot_page(
+                &self.resource,
+                self.namespace.as_deref(),
+                &self.selectors,
+                Some(revision),
+                Some(next),
+            );
+            page = match select(server, &request).await {
+                Ok(page) => page,
+                Err(error) => {
+                    tracing::warn!(resource = %self.resource.qualified(), status = %error.to_status(), "a watch snapshot page could not be read; ending the watch");
+                    return false;
+                }
+            };
+        }
+    }
+
     /// Sends one chunk; false when the client is gone or too slow (its buffer is full).
     fn send(&self, tx: &mpsc::Sender<Bytes>, chunk: Bytes) -> bool {
         match tx.try_send(chunk) {
@@ -339,18 +414,15 @@ impl StreamContext {
         server: Arc<ApiServer>,
         mut source: Source,
         tx: mpsc::Sender<Bytes>,
-        initial: Vec<Value>,
+        initial: Option<Selection>,
         send_initial: bool,
         after: Revision,
         timeout: Duration,
     ) {
-        for object in initial {
-            if !self.send(
-                &tx,
-                event("ADDED", render(&self.resource, self.representation, object)),
-            ) {
-                return;
-            }
+        if let Some(first) = initial
+            && !self.send_snapshot(&server, &tx, first, after).await
+        {
+            return;
         }
         if send_initial && !self.send(&tx, bookmark(&self.resource, after, true)) {
             return;

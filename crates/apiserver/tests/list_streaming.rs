@@ -16,6 +16,7 @@ use fleetdb_apiserver::rest::{
     LIST_CHUNK_BYTES, LIST_STORE_PAGE, LIST_STREAM_CHUNKS, MAX_LIST_LIMIT,
 };
 use fleetdb_apiserver::server::{ApiServer, dispatch};
+use fleetdb_apiserver::watch::{WATCH_BUFFER_EVENTS, WATCH_SNAPSHOT_PAGE};
 use fleetdb_store::embedded::EmbeddedStore;
 use fleetdb_store::{Condition, Revision, Store};
 use futures::StreamExt;
@@ -492,4 +493,58 @@ async fn read_failures_are_a_status_before_the_answer_and_cut_the_body_after() {
     f.store.fail_continued.store(false, Ordering::SeqCst);
     let list = body_json(f.request(WIDGETS).await).await;
     check_list(&list, &(0..LIST_STORE_PAGE * 3).collect::<Vec<_>>());
+}
+
+/// A watch without a resourceVersion sends the current objects as ADDED events. Its snapshot
+/// is read page by page and waits for the client, so one larger than the client's buffer
+/// arrives whole (every object once, in key order) even to a client that reads slowly, and
+/// live events follow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_snapshot_larger_than_a_page_and_the_buffer_arrives_whole_then_live_events() {
+    let count = WATCH_SNAPSHOT_PAGE * 2 + WATCH_BUFFER_EVENTS / 2;
+    assert!(count > WATCH_BUFFER_EVENTS);
+    let f = Fixture::new(count).await;
+    let response = f
+        .request(&format!("{WIDGETS}?watch=true&timeoutSeconds=60"))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    // Let the server fill the client's buffer before reading anything.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut body = response.into_body().into_data_stream();
+    let mut pending = Vec::new();
+    let mut names = Vec::new();
+    let mut next_line = async || loop {
+        if let Some(end) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            return serde_json::from_slice::<Value>(&line).unwrap();
+        }
+        let chunk = tokio::time::timeout(Duration::from_secs(20), body.next())
+            .await
+            .expect("an event within 20 s")
+            .expect("the watch is still open")
+            .unwrap();
+        pending.extend_from_slice(&chunk);
+    };
+    while names.len() < count {
+        let event = next_line().await;
+        assert_eq!(event["type"], "ADDED", "{event}");
+        names.push(
+            event["object"]["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+        if names.len() % 200 == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let expected: Vec<String> = (0..count).map(|i| format!("w{i:05}")).collect();
+    assert_eq!(names, expected, "every object once, in key order");
+    f.store
+        .put(&key(count), widget(count, 0), Condition::Absent)
+        .await
+        .unwrap();
+    let event = next_line().await;
+    assert_eq!(event["type"], "ADDED");
+    assert_eq!(event["object"]["metadata"]["name"], format!("w{count:05}"));
 }
