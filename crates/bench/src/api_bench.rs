@@ -257,6 +257,15 @@ pub async fn run(args: ApiBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The servers a scenario compares: the embedded store, and etcd unless `--no-etcd`.
+fn backends(etcd: Option<&mut Etcd>) -> Vec<Backend> {
+    let mut backends = vec![Backend::Embedded];
+    if let Some(etcd) = etcd {
+        backends.push(etcd.backend());
+    }
+    backends
+}
+
 /// Throughput and latency of one measured batch of requests.
 struct Measured {
     per_second: f64,
@@ -515,12 +524,18 @@ async fn update_storm(
     ))
 }
 
-/// The `metadata.resourceVersion` of an object (the first one in the bytes).
-fn resource_version_of(body: &[u8]) -> Option<String> {
-    const NEEDLE: &[u8] = b"\"resourceVersion\":\"";
-    let start = find(body, NEEDLE)? + NEEDLE.len();
+/// The value of the first string field `name` in JSON bytes (no escapes expected: used for
+/// resourceVersions and continue tokens).
+fn string_field(body: &[u8], name: &str) -> Option<String> {
+    let needle = format!("\"{name}\":\"");
+    let start = find(body, needle.as_bytes())? + needle.len();
     let end = body[start..].iter().position(|&b| b == b'"')?;
     Some(String::from_utf8_lossy(&body[start..start + end]).into_owned())
+}
+
+/// The `metadata.resourceVersion` of an object (the first one in the bytes).
+fn resource_version_of(body: &[u8]) -> Option<String> {
+    string_field(body, "resourceVersion")
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -538,10 +553,7 @@ async fn updates(
          {CONFLICTING_CLIENTS} clients fight over {HOT_HOSTS} hot hosts with resourceVersion preconditions"
     );
     let mut rows = Vec::new();
-    let mut backends = vec![Backend::Embedded];
-    if let Some(etcd) = etcd {
-        backends.push(etcd.backend());
-    }
+    let backends = backends(etcd);
     for backend in backends {
         let server =
             FleetdbProcess::start(&workspace.server_dir("updates")?, backend.clone()).await?;
@@ -643,10 +655,7 @@ async fn timed_list(
 
 /// The continue token of a list response, from the head of its body.
 fn continue_of(head: &[u8]) -> Option<String> {
-    const NEEDLE: &[u8] = b"\"continue\":\"";
-    let start = find(head, NEEDLE)? + NEEDLE.len();
-    let end = head[start..].iter().position(|&b| b == b'"')?;
-    Some(String::from_utf8_lossy(&head[start..start + end]).into_owned())
+    string_field(head, "continue")
 }
 
 /// How much of a list response's start is kept to find its continue token (a Table's
@@ -762,10 +771,7 @@ fn ms(d: Duration) -> String {
 
 async fn lists(workspace: &Workspace, etcd: Option<&mut Etcd>, hosts: usize) -> anyhow::Result<()> {
     println!("\n## lists: {hosts} hosts (median of 3 runs; selected lists: of 5)");
-    let mut backends = vec![Backend::Embedded];
-    if let Some(etcd) = etcd {
-        backends.push(etcd.backend());
-    }
+    let backends = backends(etcd);
     let mut figures = Vec::new();
     for backend in backends {
         let server =
