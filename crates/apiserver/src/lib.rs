@@ -1,38 +1,37 @@
-//! fleetdb's Kubernetes-compatible API server.
+//! fleetdb's Kubernetes-compatible API server: one request pipeline for every kind, in
+//! layers whose imports point one way (a tidy test, `tests/tidy.rs`, keeps them so):
 //!
-//! HTTPS with mutual TLS (`tls.rs`, certificates from `pki.rs`), discovery and OpenAPI
-//! generated from one registry of kinds (`registry.rs`, `discovery.rs`, `openapi.rs`), and
-//! **one generic resource handler** (`rest.rs`, `watch.rs`) for every kind, built-in or
-//! CRD-defined, with small per-kind strategies (`strategy.rs`). Errors are Kubernetes
-//! `Status` objects (`status.rs`).
+//! ```text
+//! http         TLS, routing, negotiation, encoding, Status responses, discovery, OpenAPI
+//!   ↓                                        (the only code that knows axum and hyper)
+//! pipeline     authentication → authorization → admission
+//!   ↓
+//! controllers  namespace lifecycle, CRD definitions (on the registry)
+//!   ↓
+//! registry     create/get/list/update/patch/apply/delete/watch; one Strategy per kind
+//!   ↓
+//! storage      codec, selection, label index, watch cache
+//!   ↓
+//! api          catalog of kinds, Status errors, identities        (pki: certificates)
+//!   ↓
+//! fleetdb_store::Store
+//! ```
 //!
-//! Architecture invariants: this is the only crate that knows HTTP; it reaches storage only
-//! through `fleetdb_store::Store`; it knows nothing of fleet semantics (Hosts, Sources) beyond
-//! serving whatever CRDs it is given.
+//! Architecture invariants: only `http` knows HTTP; storage is reached only through
+//! `fleetdb_store::Store`; the server knows nothing of fleet semantics (Hosts, Sources)
+//! beyond serving whatever CRDs it is given. Object rules that need no I/O (selectors,
+//! schemas, server-side apply) live in `fleetdb-machinery`.
 
-pub mod apply;
-pub mod discovery;
-pub mod label_index;
-pub mod negotiate;
-pub mod objects;
-pub mod openapi;
+pub mod api;
+pub mod controllers;
+pub mod http;
+pub mod pipeline;
 pub mod pki;
-pub mod protobuf;
-pub mod query;
 pub mod registry;
-pub mod rest;
-pub mod scale;
-pub mod schema;
-pub mod server;
-pub mod status;
-pub mod strategy;
-pub mod table;
-pub mod tls;
-pub mod watch;
-pub mod watch_cache;
+pub mod storage;
 
-pub use fleetdb_labels::{selectors, validation};
-pub use server::{ApiServer, ServeConfig, serve};
+pub use api::{ApiError, Identity};
+pub use http::{ApiServer, ServeConfig, dispatch, serve};
 
 /// The Kubernetes version this server reports (it serves the v1.33 API, matching the
 /// `k8s-openapi` types fleetdb's tools use).

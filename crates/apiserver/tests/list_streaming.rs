@@ -10,55 +10,33 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::body::{Body, HttpBody};
-use axum::http::{Method, Request, Response, StatusCode};
+use axum::http::{Method, Request, StatusCode};
 use bytes::Bytes;
-use fleetdb_apiserver::rest::{
-    LIST_CHUNK_BYTES, LIST_STORE_PAGE, LIST_STREAM_CHUNKS, MAX_LIST_LIMIT,
+use fleetdb_apiserver::dispatch;
+use fleetdb_apiserver::http::LIST_STREAM_CHUNKS;
+use fleetdb_apiserver::registry::watch::{WATCH_BUFFER_EVENTS, WATCH_SNAPSHOT_PAGE};
+use fleetdb_apiserver::registry::{
+    LIST_CHUNK_BYTES, LIST_STREAM_PAGE as LIST_STORE_PAGE, MAX_LIST_LIMIT,
 };
-use fleetdb_apiserver::server::{ApiServer, dispatch};
-use fleetdb_apiserver::watch::{WATCH_BUFFER_EVENTS, WATCH_SNAPSHOT_PAGE};
-use fleetdb_store::embedded::EmbeddedStore;
 use fleetdb_store::{Condition, Revision, Store};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
 mod support;
 
-use support::{CRD, Faulty, PREFIX, WIDGETS, admin};
+use support::{PREFIX, TestServer, WIDGETS, admin, body_json};
 
 /// Widgets per label group (`group=g{i % GROUPS}`).
 const GROUPS: usize = 4;
 
-struct Fixture {
-    server: Arc<ApiServer>,
-    store: Arc<Faulty>,
-    _dir: tempfile::TempDir,
-}
+type Fixture = TestServer;
 
-impl Fixture {
+impl TestServer {
     /// A server on the embedded store with the widget CRD and `count` widgets in namespace
     /// `a`.
     async fn new(count: usize) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Faulty::new(Arc::new(
-            EmbeddedStore::open(dir.path()).unwrap(),
-        )));
-        let server = ApiServer::new(store.clone(), "127.0.0.1:6443".into())
-            .await
-            .unwrap();
-        let f = Self {
-            server,
-            store,
-            _dir: dir,
-        };
-        let (status, body) = f
-            .call(
-                Method::POST,
-                "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
-                serde_json::from_str(CRD).unwrap(),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let f = Self::embedded().await;
+        f.install_widgets().await;
         f.load(count).await;
         f
     }
@@ -84,28 +62,6 @@ impl Fixture {
         for task in tasks {
             task.await.unwrap();
         }
-    }
-
-    async fn request(&self, uri: &str) -> Response<Body> {
-        let request = Request::builder().uri(uri).body(Body::empty()).unwrap();
-        dispatch(self.server.clone(), admin(), request).await
-    }
-
-    async fn call(&self, method: Method, uri: &str, body: Value) -> (StatusCode, Value) {
-        let request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .body(Body::from(body.to_string()))
-            .unwrap();
-        let response = dispatch(self.server.clone(), admin(), request).await;
-        let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
     }
 
     /// A list answered in one body (not streamed).
@@ -150,10 +106,6 @@ impl Fixture {
             }
         }
     }
-
-    fn ranges(&self) -> usize {
-        self.store.ranges.load(Ordering::SeqCst)
-    }
 }
 
 fn key(i: usize) -> String {
@@ -178,13 +130,6 @@ fn widget_in(i: usize, generation: u64, group: usize) -> Bytes {
         map.remove("kind");
     }
     Bytes::from(object.to_string())
-}
-
-async fn body_json(response: Response<Body>) -> Value {
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    serde_json::from_slice(&bytes).unwrap()
 }
 
 fn list_revision(list: &Value) -> Revision {
@@ -315,12 +260,7 @@ async fn a_label_selected_list_is_streamed_from_the_index() {
     // Each group holds more objects than one read, and a quarter of all: selective enough.
     let count = LIST_STORE_PAGE * GROUPS * 5 / 4;
     let f = Fixture::new(count).await;
-    let feed = f
-        .server
-        .watch_cache
-        .feed(PREFIX, f.server.shutdown_signal())
-        .await
-        .unwrap();
+    let feed = f.feed().await;
     let uri = format!("{WIDGETS}?labelSelector=group%3Dg2");
     let expected: Vec<usize> = (0..count).filter(|i| i % GROUPS == 2).collect();
     // The first label-selected list scans and starts building the index.
@@ -421,7 +361,8 @@ async fn a_paged_response_is_bounded_in_bytes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_producer_waits_for_the_client_and_stops_when_it_leaves() {
     let f = Fixture::new(STREAMED).await;
-    let holders = Arc::strong_count(&f.store);
+    let storage = f.server.registry().storage();
+    let holders = Arc::strong_count(storage);
     let before = f.ranges();
     let response = f.request(WIDGETS).await;
     let mut body = response.into_body().into_data_stream();
@@ -442,17 +383,17 @@ async fn the_producer_waits_for_the_client_and_stops_when_it_leaves() {
     );
     assert!(read < STREAMED / LIST_STORE_PAGE);
     assert!(
-        Arc::strong_count(&f.store) > holders,
+        Arc::strong_count(storage) > holders,
         "the producer is waiting"
     );
     drop(body);
     for _ in 0..200 {
-        if Arc::strong_count(&f.store) == holders {
+        if Arc::strong_count(storage) == holders {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(Arc::strong_count(&f.store), holders, "the producer stopped");
+    assert_eq!(Arc::strong_count(storage), holders, "the producer stopped");
     assert_eq!(f.ranges() - before, read, "and read nothing more");
 }
 

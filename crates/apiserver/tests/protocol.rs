@@ -3,69 +3,31 @@
 //! resourceVersions and continue tokens (410), and `sendInitialEvents` with its closing
 //! bookmark.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use fleetdb_apiserver::server::{ApiServer, dispatch};
-use fleetdb_apiserver::tls::Identity;
+use fleetdb_apiserver::{Identity, dispatch};
 use fleetdb_store::Store;
-use fleetdb_store::embedded::EmbeddedStore;
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-fn admin() -> Identity {
-    Identity {
-        user: "fleetdb-admin".into(),
-        groups: vec!["system:masters".into(), "system:authenticated".into()],
-    }
-}
+mod support;
 
-struct Fixture {
-    server: Arc<ApiServer>,
-    store: Arc<dyn Store>,
-    _dir: tempfile::TempDir,
-}
+use support::{TestServer, admin};
 
-async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-    let server = ApiServer::new(store.clone(), "127.0.0.1:6443".into())
+/// The first event of a watch (which must answer 200).
+async fn first_event(f: &TestServer, uri: &str) -> Value {
+    let request = Request::builder().uri(uri).body(Body::empty()).unwrap();
+    let response = dispatch(f.server.clone(), admin(), request).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body().into_data_stream();
+    let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
         .await
+        .unwrap()
+        .unwrap()
         .unwrap();
-    Fixture {
-        server,
-        store,
-        _dir: dir,
-    }
-}
-
-async fn call(
-    server: &Arc<ApiServer>,
-    identity: Identity,
-    method: Method,
-    uri: &str,
-    headers: &[(&str, &str)],
-    body: Value,
-) -> (StatusCode, axum::http::HeaderMap, Value) {
-    let mut request = Request::builder().method(method).uri(uri);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let body = if body.is_null() {
-        Body::empty()
-    } else {
-        Body::from(body.to_string())
-    };
-    let response = dispatch(server.clone(), identity, request.body(body).unwrap()).await;
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = axum::body::to_bytes(response.into_body(), 64 << 20)
-        .await
-        .unwrap();
-    let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    (status, headers, value)
+    serde_json::from_slice(&chunk).unwrap()
 }
 
 fn namespace(name: &str) -> Value {
@@ -74,29 +36,17 @@ fn namespace(name: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anonymous_clients_reach_only_health_and_version() {
-    let f = fixture().await;
+    let f = TestServer::embedded().await;
     for path in ["/healthz", "/livez", "/readyz", "/version", "/version/"] {
-        let (status, _, _) = call(
-            &f.server,
-            Identity::anonymous(),
-            Method::GET,
-            path,
-            &[],
-            Value::Null,
-        )
-        .await;
+        let (status, _, _) = f
+            .call_with(Identity::anonymous(), Method::GET, path, &[], Value::Null)
+            .await;
         assert_eq!(status, StatusCode::OK, "{path}");
     }
     for path in ["/api", "/apis", "/api/v1/namespaces", "/openapi/v3"] {
-        let (status, _, body) = call(
-            &f.server,
-            Identity::anonymous(),
-            Method::GET,
-            path,
-            &[],
-            Value::Null,
-        )
-        .await;
+        let (status, _, body) = f
+            .call_with(Identity::anonymous(), Method::GET, path, &[], Value::Null)
+            .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
         assert_eq!(body["reason"], "Unauthorized");
     }
@@ -104,44 +54,44 @@ async fn anonymous_clients_reach_only_health_and_version() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn content_negotiation() {
-    let f = fixture().await;
+    let f = TestServer::embedded().await;
     let accept =
         "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json";
-    let (status, headers, body) = call(
-        &f.server,
-        admin(),
-        Method::GET,
-        "/apis",
-        &[("accept", accept)],
-        Value::Null,
-    )
-    .await;
+    let (status, headers, body) = f
+        .call_with(
+            admin(),
+            Method::GET,
+            "/apis",
+            &[("accept", accept)],
+            Value::Null,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         headers["content-type"],
         "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
     );
     assert_eq!(body["kind"], "APIGroupDiscoveryList");
-    let (status, _, body) = call(
-        &f.server,
-        admin(),
-        Method::GET,
-        "/api/v1/namespaces",
-        &[("accept", "text/html")],
-        Value::Null,
-    )
-    .await;
+    let (status, _, body) = f
+        .call_with(
+            admin(),
+            Method::GET,
+            "/api/v1/namespaces",
+            &[("accept", "text/html")],
+            Value::Null,
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_ACCEPTABLE);
     assert_eq!(body["reason"], "NotAcceptable");
-    let (status, _, body) = call(
-        &f.server,
-        admin(),
-        Method::POST,
-        "/api/v1/namespaces",
-        &[("content-type", "text/plain")],
-        namespace("x"),
-    )
-    .await;
+    let (status, _, body) = f
+        .call_with(
+            admin(),
+            Method::POST,
+            "/api/v1/namespaces",
+            &[("content-type", "text/plain")],
+            namespace("x"),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert!(
         body["message"]
@@ -153,28 +103,28 @@ async fn content_negotiation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compacted_history_answers_410() {
-    let f = fixture().await;
+    let f = TestServer::embedded().await;
     for name in ["a", "b", "c"] {
-        let (status, _, _) = call(
-            &f.server,
-            admin(),
-            Method::POST,
-            "/api/v1/namespaces",
-            &[],
-            namespace(name),
-        )
-        .await;
+        let (status, _, _) = f
+            .call_with(
+                admin(),
+                Method::POST,
+                "/api/v1/namespaces",
+                &[],
+                namespace(name),
+            )
+            .await;
         assert_eq!(status, StatusCode::CREATED);
     }
-    let (_, _, first_page) = call(
-        &f.server,
-        admin(),
-        Method::GET,
-        "/api/v1/namespaces?limit=2",
-        &[],
-        Value::Null,
-    )
-    .await;
+    let (_, _, first_page) = f
+        .call_with(
+            admin(),
+            Method::GET,
+            "/api/v1/namespaces?limit=2",
+            &[],
+            Value::Null,
+        )
+        .await;
     let token = first_page["metadata"]["continue"]
         .as_str()
         .expect("more pages")
@@ -184,64 +134,61 @@ async fn compacted_history_answers_410() {
         .unwrap()
         .parse::<i64>()
         .unwrap();
-    let (status, _, _) = call(
-        &f.server,
-        admin(),
-        Method::POST,
-        "/api/v1/namespaces",
-        &[],
-        namespace("d"),
-    )
-    .await;
+    let (status, _, _) = f
+        .call_with(
+            admin(),
+            Method::POST,
+            "/api/v1/namespaces",
+            &[],
+            namespace("d"),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED);
     let now = f.store.current_revision().await.unwrap();
     f.store.compact(now).await.unwrap();
     assert!(old < now);
 
-    let (status, _, body) = call(
-        &f.server,
-        admin(),
-        Method::GET,
-        &format!("/api/v1/namespaces?limit=2&continue={token}"),
-        &[],
-        Value::Null,
-    )
-    .await;
+    let (status, _, body) = f
+        .call_with(
+            admin(),
+            Method::GET,
+            &format!("/api/v1/namespaces?limit=2&continue={token}"),
+            &[],
+            Value::Null,
+        )
+        .await;
     assert_eq!(status, StatusCode::GONE, "{body}");
     assert_eq!(body["reason"], "Expired");
 
-    // A watch from before the compaction streams one ERROR event with the 410 Status.
-    let request = Request::builder()
-        .uri(format!(
-            "/api/v1/namespaces?watch=true&resourceVersion={old}"
-        ))
-        .body(Body::empty())
-        .unwrap();
-    let response = dispatch(f.server.clone(), admin(), request).await;
-    assert_eq!(response.status(), StatusCode::OK);
-    let mut body = response.into_body().into_data_stream();
-    let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let event: Value = serde_json::from_slice(&chunk).unwrap();
+    // A watch from a revision the watch cache still holds is served from it, compaction
+    // of the store notwithstanding, as kube-apiserver's watch cache does.
+    let event = first_event(
+        &f,
+        &format!("/api/v1/namespaces?watch=true&resourceVersion={old}"),
+    )
+    .await;
+    assert_eq!(event["type"], "ADDED");
+    assert_eq!(event["object"]["metadata"]["name"], "d");
+
+    // A watch from before the cache's history and the compaction streams one ERROR event
+    // with the 410 Status.
+    let event = first_event(&f, "/api/v1/namespaces?watch=true&resourceVersion=1").await;
     assert_eq!(event["type"], "ERROR");
     assert_eq!(event["object"]["code"], 410);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_initial_events_ends_with_the_annotated_bookmark() {
-    let f = fixture().await;
-    let (status, _, body) = call(
-        &f.server,
-        admin(),
-        Method::GET,
-        "/api/v1/namespaces?watch=true&sendInitialEvents=true",
-        &[],
-        Value::Null,
-    )
-    .await;
+    let f = TestServer::embedded().await;
+    let (status, _, body) = f
+        .call_with(
+            admin(),
+            Method::GET,
+            "/api/v1/namespaces?watch=true&sendInitialEvents=true",
+            &[],
+            Value::Null,
+        )
+        .await;
     assert_eq!(
         status,
         StatusCode::UNPROCESSABLE_ENTITY,

@@ -4,69 +4,41 @@
 //! Whatever comes in, the server answers (never panics), never with a 5xx, and every error is
 //! a Kubernetes `Status` with a message.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use axum::body::Body;
 use axum::http::{Method, Request};
-use fleetdb_apiserver::server::{ApiServer, dispatch};
-use fleetdb_apiserver::tls::Identity;
-use fleetdb_store::embedded::EmbeddedStore;
+use fleetdb_apiserver::dispatch;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-struct Fixture {
-    runtime: tokio::runtime::Runtime,
-    server: Arc<ApiServer>,
-    _dir: tempfile::TempDir,
-}
+mod support;
 
-fn admin() -> Identity {
-    Identity {
-        user: "fleetdb-admin".into(),
-        groups: vec!["system:masters".into(), "system:authenticated".into()],
-    }
-}
+use support::{TestServer, admin};
 
-const CRD: &str = r#"{"apiVersion":"apiextensions.k8s.io/v1","kind":"CustomResourceDefinition",
-"metadata":{"name":"widgets.example.com"},"spec":{"group":"example.com","scope":"Namespaced",
-"names":{"plural":"widgets","singular":"widget","kind":"Widget"},"versions":[{"name":"v1",
-"served":true,"storage":true,"subresources":{"status":{}},"schema":{"openAPIV3Schema":
-{"type":"object","x-kubernetes-preserve-unknown-fields":true}}}]}}"#;
-
-fn fixture() -> &'static Fixture {
-    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+fn fixture() -> &'static (tokio::runtime::Runtime, TestServer) {
+    static FIXTURE: OnceLock<(tokio::runtime::Runtime, TestServer)> = OnceLock::new();
     FIXTURE.get_or_init(|| {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
-        let dir = tempfile::tempdir().unwrap();
         let server = runtime.block_on(async {
-            let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-            let server = ApiServer::new(store, "127.0.0.1:6443".into()).await.unwrap();
-            let request = Request::builder()
-                .method(Method::POST)
-                .uri("/apis/apiextensions.k8s.io/v1/customresourcedefinitions")
-                .header("content-type", "application/json")
-                .body(Body::from(CRD))
-                .unwrap();
-            let response = dispatch(server.clone(), admin(), request).await;
-            assert_eq!(response.status(), 201);
+            let server = TestServer::embedded().await;
+            server.install_widgets().await;
             let widget = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 1}});
-            let request = Request::builder()
-                .method(Method::POST)
-                .uri("/apis/example.com/v1/namespaces/default/widgets")
-                .body(Body::from(widget.to_string()))
-                .unwrap();
-            assert_eq!(dispatch(server.clone(), admin(), request).await.status(), 201);
+            let (status, body) = server
+                .call(
+                    Method::POST,
+                    "/apis/example.com/v1/namespaces/default/widgets",
+                    widget,
+                )
+                .await;
+            assert_eq!(status, 201, "{body}");
             server
         });
-        Fixture {
-            runtime,
-            server,
-            _dir: dir,
-        }
+        (runtime, server)
     })
 }
 
@@ -213,7 +185,7 @@ proptest! {
         content_type in content_type(),
         body in body(),
     ) {
-        let fixture = fixture();
+        let (runtime, fixture) = fixture();
         let uri = if query.is_empty() { path.clone() } else { format!("{path}?{query}") };
         let Ok(uri) = uri.parse::<axum::http::Uri>() else { return Ok(()) };
         let mut request = Request::builder().method(method.clone()).uri(uri);
@@ -222,7 +194,7 @@ proptest! {
         }
         let request = request.body(Body::from(body)).unwrap();
         let server = fixture.server.clone();
-        let (status, bytes) = fixture.runtime.block_on(async move {
+        let (status, bytes) = runtime.block_on(async move {
             let response = dispatch(server, admin(), request).await;
             let status = response.status();
             // Watches stream forever; their first bytes are enough.

@@ -13,71 +13,34 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use bytes::Bytes;
-use fleetdb_apiserver::selectors::{FieldSelector, LabelSelector};
-use fleetdb_apiserver::server::{ApiServer, dispatch};
-use fleetdb_apiserver::watch_cache::Feed;
-use fleetdb_store::embedded::EmbeddedStore;
-use fleetdb_store::etcd::{EtcdOptions, EtcdStore};
+use fleetdb_apiserver::dispatch;
+use fleetdb_machinery::selectors::{FieldSelector, LabelSelector};
 use fleetdb_store::{Condition, Revision, Store};
-use fleetdb_testkit::EtcdServer;
 use futures::StreamExt;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
 mod support;
 
-use support::{CRD, Faulty, PREFIX, WIDGETS, admin};
+use support::{PREFIX, TestServer, WIDGETS, admin};
 
-struct Fixture {
-    server: Arc<ApiServer>,
-    store: Arc<Faulty>,
-    _dir: tempfile::TempDir,
-    _etcd: Option<EtcdServer>,
-}
+type Fixture = TestServer;
 
-impl Fixture {
-    /// A server on the embedded store.
+impl TestServer {
+    /// A server on the embedded store with the widget CRD and namespaces `a` and `b`.
     async fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let store = EmbeddedStore::open(dir.path()).unwrap();
-        Self::serving(Arc::new(store), dir, None).await
+        Self::embedded().await.with_widgets().await
     }
 
-    /// A server on a real etcd.
-    async fn on_etcd() -> Self {
-        let etcd = EtcdServer::start();
-        let store = EtcdStore::connect(EtcdOptions::new(vec![etcd.client_url().to_owned()]))
-            .await
-            .unwrap();
-        Self::serving(Arc::new(store), tempfile::tempdir().unwrap(), Some(etcd)).await
+    /// The same on a real etcd.
+    async fn with_etcd() -> Self {
+        Self::on_etcd().await.with_widgets().await
     }
 
-    async fn serving(
-        inner: Arc<dyn Store>,
-        dir: tempfile::TempDir,
-        etcd: Option<EtcdServer>,
-    ) -> Self {
-        let store = Arc::new(Faulty::new(inner));
-        let server = ApiServer::new(store.clone(), "127.0.0.1:6443".into())
-            .await
-            .unwrap();
-        let f = Self {
-            server,
-            store,
-            _dir: dir,
-            _etcd: etcd,
-        };
-        let crd: Value = serde_json::from_str(CRD).unwrap();
-        let (status, body) = f
-            .call(
-                Method::POST,
-                "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
-                crd,
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
+    async fn with_widgets(self) -> Self {
+        self.install_widgets().await;
         for namespace in ["a", "b"] {
-            let (status, _) = f
+            let (status, _) = self
                 .call(
                     Method::POST,
                     "/api/v1/namespaces",
@@ -86,46 +49,13 @@ impl Fixture {
                 .await;
             assert_eq!(status, StatusCode::CREATED);
         }
-        f
-    }
-
-    async fn call(&self, method: Method, uri: &str, body: Value) -> (StatusCode, Value) {
-        let mut request = Request::builder().method(method.clone()).uri(uri);
-        if method == Method::PATCH {
-            request = request.header("content-type", "application/merge-patch+json");
-        }
-        let body = if body.is_null() {
-            Body::empty()
-        } else {
-            Body::from(body.to_string())
-        };
-        let response = dispatch(self.server.clone(), admin(), request.body(body).unwrap()).await;
-        let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), 256 << 20)
-            .await
-            .unwrap();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        self
     }
 
     async fn get(&self, uri: &str) -> Value {
         let (status, body) = self.call(Method::GET, uri, Value::Null).await;
         assert_eq!(status, StatusCode::OK, "{uri}: {body}");
         body
-    }
-
-    async fn feed(&self) -> Arc<Feed> {
-        self.server
-            .watch_cache
-            .feed(PREFIX, self.server.shutdown_signal())
-            .await
-            .unwrap()
-    }
-
-    fn ranges(&self) -> usize {
-        self.store.ranges.load(Ordering::SeqCst)
     }
 
     async fn create(&self, namespace: &str, name: &str, labels: &BTreeMap<String, String>) {
@@ -335,7 +265,7 @@ async fn label_selected_lists_come_from_the_index_and_equal_the_scan() {
 /// (continue tokens, resourceVersionMatch=Exact) scan, with the same answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn label_selected_lists_on_etcd() {
-    label_selected_lists(Fixture::on_etcd().await, false).await;
+    label_selected_lists(Fixture::with_etcd().await, false).await;
 }
 
 /// Creates, relabels and deletes widgets, comparing label-selected lists with the scan.

@@ -16,7 +16,10 @@
 //!   acknowledgement to its delivery, and whether any watcher was dropped or missed an event;
 //! * `scale` and `footprint`: hosts loaded in steps (10k → 1M); at each step the create
 //!   latency of that step, list times and the server's resident memory; then a restart for the
-//!   cold start time.
+//!   cold start time;
+//! * `hostile`: a CRD whose `pattern` nests bounded repetitions, and creates carrying a 1 MiB
+//!   string against it: how long each create takes to be refused, and how host reads by
+//!   other clients fare meanwhile against the same reads on an idle server.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -59,6 +62,7 @@ pub enum Scenario {
     Watch,
     Scale,
     Footprint,
+    Hostile,
 }
 
 #[derive(clap::Args, Clone)]
@@ -212,6 +216,7 @@ pub async fn run(args: ApiBenchArgs) -> anyhow::Result<()> {
             Scenario::Watch,
             Scenario::Scale,
             Scenario::Footprint,
+            Scenario::Hostile,
         ]
     } else {
         args.scenario.clone()
@@ -254,6 +259,143 @@ pub async fn run(args: ApiBenchArgs) -> anyhow::Result<()> {
     if scale || footprint {
         grow(&workspace, &sizes.steps, scale, footprint).await?;
     }
+    if scenarios.contains(&Scenario::Hostile) {
+        hostile(&workspace, if args.quick { 3 } else { 20 }).await?;
+    }
+    Ok(())
+}
+
+/// The CRD of the hostile scenario: `spec.text` must match nested bounded repetitions.
+const HOSTILE_PATTERN: &str = "^(a|aa|a{1,20}){1,20}(b+b+)+$";
+
+/// Clients reading hosts beside the hostile creates.
+const READERS: usize = 4;
+
+/// Reads of one host by `READERS` clients until `stop`; their latencies.
+async fn read_hosts(
+    server: &FleetdbProcess,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<Latencies> {
+    let mut tasks = Vec::new();
+    for connection in connections(server, READERS).await? {
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Latencies::default();
+            while !stop.load(Ordering::Relaxed) {
+                let sent = Instant::now();
+                let (status, _) = connection
+                    .call(
+                        Method::GET,
+                        &format!("{HOSTS}/host-00000000"),
+                        None,
+                        Bytes::new(),
+                    )
+                    .await?;
+                latencies.record(sent.elapsed());
+                anyhow::ensure!(status == StatusCode::OK, "read: {status}");
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut latencies = Latencies::default();
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    Ok(latencies)
+}
+
+async fn hostile(workspace: &Workspace, creates: usize) -> anyhow::Result<()> {
+    println!(
+        "\n## hostile: {creates} creates of a 1 MiB string against `{HOSTILE_PATTERN}`, {READERS} clients reading a host beside them"
+    );
+    let server =
+        FleetdbProcess::start(&workspace.server_dir("hostile")?, Backend::Embedded).await?;
+    create_hosts(&server, "host-", 0..1, 1).await?;
+    let admin = server.connect().await?;
+    let crd = serde_json::json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "things.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "things", "kind": "Thing"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": {
+                    "type": "object", "properties": {"text": {"type": "string", "pattern": HOSTILE_PATTERN}}}}}}}]}});
+    let (status, answer) = admin
+        .call(
+            Method::POST,
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+            Some("application/json"),
+            Bytes::from(crd.to_string()),
+        )
+        .await?;
+    anyhow::ensure!(
+        status == StatusCode::CREATED,
+        "CRD: {status}: {}",
+        String::from_utf8_lossy(&answer)
+    );
+    // Reads on an idle server first.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (idle_reads, ()) = tokio::join!(read_hosts(&server, stop.clone()), async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        stop.store(true, Ordering::Relaxed);
+    });
+    let mut idle_reads = idle_reads?;
+    // Then the same reads while the hostile creates run.
+    let body = Bytes::from(
+        serde_json::json!({"apiVersion": "example.com/v1", "kind": "Thing",
+            "metadata": {"name": "big"}, "spec": {"text": "a".repeat(1 << 20)}})
+        .to_string(),
+    );
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let creating = async {
+        let mut latencies = Latencies::default();
+        let result = async {
+            for _ in 0..creates {
+                let sent = Instant::now();
+                let (status, _) = admin
+                    .call(
+                        Method::POST,
+                        "/apis/example.com/v1/namespaces/default/things",
+                        Some("application/json"),
+                        body.clone(),
+                    )
+                    .await?;
+                latencies.record(sent.elapsed());
+                anyhow::ensure!(
+                    status == StatusCode::UNPROCESSABLE_ENTITY,
+                    "hostile create: {status}"
+                );
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        // The readers stop whatever happened.
+        stop.store(true, Ordering::Relaxed);
+        result.map(|()| latencies)
+    };
+    let (busy_reads, creates_latency) = tokio::join!(read_hosts(&server, stop.clone()), creating);
+    let (mut busy_reads, mut creates_latency) = (busy_reads?, creates_latency?);
+    println!();
+    println!("| what | p50 ms | p99 ms | max ms |");
+    println!("|---|---|---|---|");
+    println!(
+        "| create of a 1 MiB string (refused, 422) | {:.2} | {:.2} | {:.2} |",
+        creates_latency.quantile_ms(0.5),
+        creates_latency.quantile_ms(0.99),
+        creates_latency.quantile_ms(1.0)
+    );
+    println!(
+        "| host reads, idle server | {:.2} | {:.2} | {:.2} |",
+        idle_reads.quantile_ms(0.5),
+        idle_reads.quantile_ms(0.99),
+        idle_reads.quantile_ms(1.0)
+    );
+    println!(
+        "| host reads beside the creates | {:.2} | {:.2} | {:.2} |",
+        busy_reads.quantile_ms(0.5),
+        busy_reads.quantile_ms(0.99),
+        busy_reads.quantile_ms(1.0)
+    );
     Ok(())
 }
 

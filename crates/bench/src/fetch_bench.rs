@@ -34,28 +34,25 @@ fn export(hosts: usize) -> String {
     csv
 }
 
-/// Serves `store` from `data_dir` in-process with the fleet CRDs; returns an admin client,
-/// the stop switch and the server task.
+/// Serves `store` from `data_dir` in-process, assembled as `fleetdb serve` assembles it;
+/// returns an admin client, the stop switch and the server task.
 pub async fn serve(
     data_dir: &std::path::Path,
     store: Arc<dyn fleetdb_store::Store>,
 ) -> anyhow::Result<(
     kube::Client,
     tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<Result<(), String>>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
 )> {
     let port = fleetdb_testkit::free_port();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let config = fleetdb_apiserver::ServeConfig {
-        data_dir: data_dir.to_owned(),
-        listen: ([127, 0, 0, 1], port).into(),
-        advertise_host: None,
-        definitions: fleetdb_fleet::crd_documents(),
-        extensions: Vec::new(),
-    };
-    let server = tokio::spawn(fleetdb_apiserver::serve(store, config, async {
-        let _ = stopped.await;
-    }));
+    let settings = fleetdb::ServerSettings::new(data_dir.to_owned(), ([127, 0, 0, 1], port).into());
+    let server = tokio::spawn(async move {
+        fleetdb::serve(store, &settings, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
     // Wait until the server answers with its CRDs installed.
     let kubeconfig_path = data_dir.join("admin.kubeconfig");
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use fleetdb_fetch::inventory::{InventoryConfig, build, list_hosts};
+use fleetdb_export::inventory::{InventoryConfig, build};
+use fleetdb_export::list_hosts;
 use fleetdb_store::embedded::EmbeddedStore;
 use fleetdb_store::{Condition, Store};
 use serde_json::json;

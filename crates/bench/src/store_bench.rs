@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use fleetdb_store::embedded::EmbeddedStore;
 use fleetdb_store::etcd::{EtcdOptions, EtcdStore};
-use fleetdb_store::{Condition, RangeRequest, Store};
+use fleetdb_store::{Condition, Scan, Store};
 use fleetdb_testkit::EtcdServer;
 use futures::StreamExt;
 
@@ -296,24 +296,9 @@ async fn concurrent_puts(
 async fn timed_range(store: &Arc<dyn Store>, prefix: &str) -> anyhow::Result<(f64, usize)> {
     let started = Instant::now();
     let mut keys = 0;
-    let mut from_key = None;
-    let mut revision = None;
-    loop {
-        let page = store
-            .range(RangeRequest {
-                prefix: prefix.to_owned(),
-                from_key: from_key.take(),
-                limit: RANGE_PAGE,
-                revision,
-                count: false,
-            })
-            .await?;
-        revision = Some(page.revision);
-        keys += page.kvs.len();
-        match (page.more, page.kvs.last()) {
-            (true, Some(last)) => from_key = Some(format!("{}\0", last.key)),
-            _ => break,
-        }
+    let mut scan = Scan::new(&**store, prefix).page_size(RANGE_PAGE);
+    while let Some(page) = scan.next_page().await? {
+        keys += page.len();
     }
     Ok((started.elapsed().as_secs_f64(), keys))
 }

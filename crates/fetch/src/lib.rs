@@ -14,8 +14,6 @@
 
 pub mod aws;
 pub mod file;
-pub mod inventory;
-pub mod prometheus;
 pub mod sync;
 
 use std::collections::BTreeMap;
@@ -83,31 +81,6 @@ pub(crate) fn label_value(text: &str) -> Option<String> {
         .trim_matches(|c: char| !c.is_ascii_alphanumeric())
         .to_owned();
     (!value.is_empty() && value.len() <= 63).then_some(value)
-}
-
-/// Parses a Source interval such as `60s`, `5m`, `1h` or `1h30m`.
-pub fn parse_interval(text: &str) -> Option<Duration> {
-    let mut total = 0u64;
-    let mut number = String::new();
-    for c in text.trim().chars() {
-        if c.is_ascii_digit() {
-            number.push(c);
-            continue;
-        }
-        let value: u64 = number.parse().ok()?;
-        number.clear();
-        total += value
-            * match c {
-                's' => 1,
-                'm' => 60,
-                'h' => 3600,
-                _ => return None,
-            };
-    }
-    if !number.is_empty() {
-        return None;
-    }
-    (total > 0).then(|| Duration::from_secs(total))
 }
 
 /// How often a source is synced when its spec gives no interval.
@@ -206,7 +179,12 @@ pub async fn run(
             .get(name)
             .await
         {
-            if let Some(configured) = source.spec.interval.as_deref().and_then(parse_interval) {
+            if let Some(configured) = source
+                .spec
+                .interval
+                .as_deref()
+                .and_then(fleetdb_fleet::parse_interval)
+            {
                 interval = interval.min(configured);
             }
             watched_file = source.spec.file.map(|f| f.path);
@@ -227,19 +205,5 @@ pub async fn run(
                 break;
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn intervals() {
-        assert_eq!(parse_interval("60s"), Some(Duration::from_secs(60)));
-        assert_eq!(parse_interval("1h30m"), Some(Duration::from_secs(5400)));
-        assert_eq!(parse_interval("5"), None);
-        assert_eq!(parse_interval("0s"), None);
-        assert_eq!(parse_interval("1d"), None);
     }
 }

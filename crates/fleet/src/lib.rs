@@ -11,6 +11,7 @@
 #![allow(clippy::duplicated_attributes)]
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{CustomResource, CustomResourceExt};
@@ -353,6 +354,103 @@ pub struct SourceStatus {
     pub conditions: Vec<Condition>,
 }
 
+/// Parses a Source interval such as `60s`, `5m`, `1h` or `1h30m`.
+pub fn parse_interval(text: &str) -> Option<Duration> {
+    let mut total = 0u64;
+    let mut number = String::new();
+    for c in text.trim().chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let value: u64 = number.parse().ok()?;
+        number.clear();
+        total += value
+            * match c {
+                's' => 1,
+                'm' => 60,
+                'h' => 3600,
+                _ => return None,
+            };
+    }
+    if !number.is_empty() {
+        return None;
+    }
+    (total > 0).then(|| Duration::from_secs(total))
+}
+
+/// Address types in the order tools reach a host by (Ansible's `ansible_host`, Prometheus
+/// targets): private networks first, names last.
+pub const ADDRESS_PREFERENCE: [&str; 5] = [
+    "InternalIP",
+    "ExternalIP",
+    "InternalDNS",
+    "ExternalDNS",
+    "Hostname",
+];
+
+impl Host {
+    /// Whether a person took the host out of service (`spec.maintenance`).
+    pub fn in_maintenance(&self) -> bool {
+        self.spec.maintenance == Some(true)
+    }
+
+    /// Whether its provider reports it gone.
+    pub fn is_terminated(&self) -> bool {
+        self.status.as_ref().and_then(|s| s.state) == Some(HostState::Terminated)
+    }
+
+    /// The first of its addresses whose type comes first in `preference`.
+    pub fn preferred_address<'a, S: AsRef<str>>(
+        &'a self,
+        preference: &[S],
+    ) -> Option<&'a HostAddress> {
+        let status = self.status.as_ref()?;
+        preference
+            .iter()
+            .find_map(|kind| status.addresses.iter().find(|a| a.type_ == kind.as_ref()))
+    }
+
+    /// What tools publish about a host, by name: its desired role and cluster, where it
+    /// is and what runs on it. Names are bare (`role`, `provider`, ...); each tool prefixes
+    /// them (`fleetdb_role` for Ansible, `__meta_fleetdb_role` for Prometheus).
+    pub fn facts(&self) -> Vec<(&'static str, String)> {
+        let mut facts = Vec::new();
+        let mut put = |name: &'static str, value: Option<&String>| {
+            if let Some(value) = value {
+                facts.push((name, value.clone()));
+            }
+        };
+        put("role", self.spec.role.as_ref());
+        put("cluster", self.spec.cluster.as_ref());
+        if let Some(status) = &self.status {
+            put("provider", status.provider.as_ref().map(|p| &p.type_));
+            put("region", status.region.as_ref());
+            put("zone", status.zone.as_ref());
+            put("datacenter", status.datacenter.as_ref());
+            put("rack", status.rack.as_ref());
+            put("os", status.os.as_ref());
+        }
+        facts
+    }
+}
+
+/// A Host reduced to what service discovery reads (no managed fields, annotations, Ansible
+/// variables, hardware, conditions or timestamps), so an in-memory copy of a large fleet
+/// stays small.
+pub fn slim_for_discovery(mut host: Host) -> Host {
+    host.metadata.managed_fields = None;
+    host.metadata.annotations = None;
+    host.spec.ansible = None;
+    if let Some(status) = host.status.as_mut() {
+        status.hardware = None;
+        status.conditions = Vec::new();
+        status.first_seen = None;
+        status.last_seen = None;
+    }
+    host
+}
+
 /// An object whose values may be anything (kept as is by the server).
 fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
@@ -388,7 +486,7 @@ mod tests {
                 .enumerate()
             {
                 let schema = &version["schema"]["openAPIV3Schema"];
-                let problems = fleetdb_apiserver::schema::check_structural(
+                let problems = fleetdb_machinery::schema::check_structural(
                     schema,
                     &format!("spec.versions[{i}].schema.openAPIV3Schema"),
                 );
@@ -420,6 +518,57 @@ mod tests {
             columns,
             ["Role", "Provider", "Region", "State", "Maintenance", "Age"]
         );
+    }
+
+    #[test]
+    fn facts_addresses_and_service_rules() {
+        let mut host = Host::new(
+            "web-1",
+            HostSpec {
+                role: Some("web".into()),
+                maintenance: Some(true),
+                ..HostSpec::default()
+            },
+        );
+        assert!(host.preferred_address(&ADDRESS_PREFERENCE).is_none());
+        assert_eq!(host.facts(), [("role", "web".to_owned())]);
+        host.status = Some(HostStatus {
+            region: Some("pdx".into()),
+            addresses: vec![
+                HostAddress {
+                    type_: "Hostname".into(),
+                    address: "web-1.example".into(),
+                },
+                HostAddress {
+                    type_: "InternalIP".into(),
+                    address: "10.0.0.1".into(),
+                },
+            ],
+            state: Some(HostState::Terminated),
+            ..HostStatus::default()
+        });
+        assert_eq!(
+            host.preferred_address(&ADDRESS_PREFERENCE).unwrap().address,
+            "10.0.0.1"
+        );
+        assert_eq!(
+            host.preferred_address(&["Hostname"]).unwrap().address,
+            "web-1.example"
+        );
+        assert_eq!(
+            host.facts(),
+            [("role", "web".to_owned()), ("region", "pdx".to_owned())]
+        );
+        assert!(host.in_maintenance() && host.is_terminated());
+    }
+
+    #[test]
+    fn intervals() {
+        assert_eq!(parse_interval("60s"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_interval("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_interval("5"), None);
+        assert_eq!(parse_interval("0s"), None);
+        assert_eq!(parse_interval("1d"), None);
     }
 
     #[test]

@@ -1,25 +1,20 @@
 //! `GET /sd/prometheus`: Prometheus HTTP service discovery served by fleetdb itself, from an
-//! in-memory copy of the Hosts kept current by the server's watch cache.
+//! in-memory copy of the Hosts that follows their changes through the server's typed
+//! extension context (rebuilt if it ever loses them).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use fleetdb_apiserver::query::Query;
-use fleetdb_apiserver::selectors::LabelSelector;
-use fleetdb_apiserver::server::{ApiServer, Extension};
-use fleetdb_apiserver::status::ApiError;
-use fleetdb_fetch::prometheus::{LabelStyle, Maintenance, target_groups};
-use fleetdb_fleet::Host;
-use fleetdb_store::RangeRequest;
+use fleetdb_apiserver::ApiError;
+use fleetdb_apiserver::http::extensions::{Extension, ExtensionContext, ExtensionResponse};
+use fleetdb_apiserver::http::query::Query;
+use fleetdb_export::prometheus::{LabelStyle, Maintenance, target_groups};
+use fleetdb_fleet::{GROUP, Host, VERSION, slim_for_discovery};
+use fleetdb_machinery::selectors::LabelSelector;
 use kube::ResourceExt;
 use serde::Deserialize;
 use tokio::sync::RwLock;
-
-/// Store prefix of the Hosts.
-const HOSTS_PREFIX: &str = "/registry/fleetdb.io/hosts/";
 
 /// The hosts by name, shared with the task that keeps them current.
 type HostCache = Arc<RwLock<BTreeMap<String, Host>>>;
@@ -31,8 +26,8 @@ pub struct PrometheusDiscovery {
 }
 
 impl PrometheusDiscovery {
-    /// The host cache: a snapshot of the store, then every change from the watch cache.
-    async fn cache(&self, server: &Arc<ApiServer>) -> Result<HostCache, ApiError> {
+    /// The host cache: every Host now, then every change.
+    async fn cache(&self, context: &ExtensionContext) -> Result<HostCache, ApiError> {
         if let Some((cache, lost)) = self.hosts.read().await.as_ref()
             && !lost.load(Ordering::Acquire)
         {
@@ -44,96 +39,41 @@ impl PrometheusDiscovery {
         {
             return Ok(cache.clone());
         }
-        let feed = server
-            .watch_cache
-            .feed(HOSTS_PREFIX, server.shutdown_signal())
-            .await
-            .map_err(fleetdb_apiserver::rest::store_error)?;
-        let mut live = feed.subscribe();
+        let objects = context
+            .objects(GROUP, VERSION, "hosts")
+            .ok_or_else(|| ApiError::unavailable("the Host kind is not installed yet"))?;
         let mut hosts = BTreeMap::new();
-        let mut from_key = None;
-        let mut revision = None;
-        loop {
-            let page = server
-                .store
-                .range(RangeRequest {
-                    prefix: HOSTS_PREFIX.into(),
-                    from_key: from_key.take(),
-                    revision,
-                    ..RangeRequest::default()
-                })
-                .await
-                .map_err(fleetdb_apiserver::rest::store_error)?;
-            revision = Some(page.revision);
-            for kv in &page.kvs {
-                if let Ok(host) = serde_json::from_slice::<Host>(&kv.value) {
-                    hosts.insert(host.name_any(), slim(host));
+        let mut changes = objects
+            .read_and_follow(|stored| {
+                if let Ok(host) = serde_json::from_slice::<Host>(stored.json) {
+                    hosts.insert(stored.name.to_owned(), slim_for_discovery(host));
                 }
-            }
-            match (page.more, page.kvs.last()) {
-                (true, Some(last)) => from_key = Some(format!("{}\0", last.key)),
-                _ => break,
-            }
-        }
-        let snapshot = revision.unwrap_or_default();
+            })
+            .await?;
         let cache = Arc::new(RwLock::new(hosts));
         let updates = cache.clone();
         let lost = Arc::new(AtomicBool::new(false));
         let lost_flag = lost.clone();
-        let replay = feed.events_after(snapshot).unwrap_or_default();
         tokio::spawn(async move {
-            let apply = |event: &fleetdb_apiserver::watch_cache::CachedEvent,
-                         hosts: &mut BTreeMap<String, Host>| {
-                let name = event.key.trim_start_matches(HOSTS_PREFIX).to_owned();
-                match &event.object {
+            while let Some(change) = changes.next().await {
+                let mut hosts = updates.write().await;
+                match &change.object {
                     Some(object) => {
                         if let Ok(host) = Host::deserialize(&**object) {
-                            hosts.insert(name, slim(host));
+                            hosts.insert(change.name, slim_for_discovery(host));
                         }
                     }
                     None => {
-                        hosts.remove(&name);
-                    }
-                }
-            };
-            let mut last = snapshot;
-            for event in replay {
-                last = event.revision;
-                apply(&event, &mut *updates.write().await);
-            }
-            loop {
-                match live.recv().await {
-                    Ok(event) if event.revision > last => {
-                        last = event.revision;
-                        apply(&event, &mut *updates.write().await);
-                    }
-                    Ok(_) => {}
-                    // Fell behind or reset: the next request rebuilds the cache.
-                    Err(_) => {
-                        lost_flag.store(true, Ordering::Release);
-                        return;
+                        hosts.remove(&change.name);
                     }
                 }
             }
+            // Fell behind or the feed was reset: the next request rebuilds the cache.
+            lost_flag.store(true, Ordering::Release);
         });
         *slot = Some((cache.clone(), lost));
         Ok(cache)
     }
-}
-
-/// Drops what target groups never read (managed fields, annotations, Ansible variables,
-/// hardware, conditions), so that the cache stays small with a large fleet.
-fn slim(mut host: Host) -> Host {
-    host.metadata.managed_fields = None;
-    host.metadata.annotations = None;
-    host.spec.ansible = None;
-    if let Some(status) = host.status.as_mut() {
-        status.hardware = None;
-        status.conditions = Vec::new();
-        status.first_seen = None;
-        status.last_seen = None;
-    }
-    host
 }
 
 #[async_trait::async_trait]
@@ -142,7 +82,11 @@ impl Extension for PrometheusDiscovery {
         "/sd/prometheus"
     }
 
-    async fn handle(&self, server: Arc<ApiServer>, query: Query) -> Result<Response, ApiError> {
+    async fn handle(
+        &self,
+        context: &ExtensionContext,
+        query: &Query,
+    ) -> Result<ExtensionResponse, ApiError> {
         let port = match query.number("port")? {
             Some(port) if (1..=65535).contains(&port) => port as u16,
             Some(port) => {
@@ -165,7 +109,7 @@ impl Extension for PrometheusDiscovery {
             .unwrap_or("exclude")
             .parse()
             .map_err(ApiError::bad_request)?;
-        let cache = self.cache(&server).await?;
+        let cache = self.cache(context).await?;
         let hosts: Vec<Host> = cache
             .read()
             .await
@@ -174,11 +118,6 @@ impl Extension for PrometheusDiscovery {
             .cloned()
             .collect();
         let groups = target_groups(&hosts, port, maintenance, LabelStyle::Meta);
-        Ok((
-            StatusCode::OK,
-            [(axum::http::header::CONTENT_TYPE, "application/json")],
-            groups.to_string(),
-        )
-            .into_response())
+        Ok(ExtensionResponse::json(&groups))
     }
 }

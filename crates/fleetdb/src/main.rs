@@ -1,7 +1,5 @@
 //! `fleetdb`: one binary, thin subcommands over the library crates.
 
-mod discovery;
-
 /// mimalloc instead of glibc's malloc: the server allocates many small JSON values per request
 /// from several threads, where glibc's arenas contend (measured in docs/BENCHMARKS.md).
 #[global_allocator]
@@ -9,15 +7,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use fleetdb_store::Store;
-use fleetdb_store::embedded::EmbeddedStore;
-use fleetdb_store::etcd::{EtcdOptions, EtcdStore};
-use fleetdb_store::retention::{Retention, RetentionPolicy};
+use fleetdb::{ServerSettings, StoreSettings};
 
 #[derive(Parser)]
 #[command(
@@ -115,7 +108,7 @@ enum Command {
         port: u16,
         /// Hosts in maintenance: `exclude` them, or `label` them maintenance="true".
         #[arg(long, default_value = "exclude")]
-        maintenance: fleetdb_fetch::prometheus::Maintenance,
+        maintenance: fleetdb_export::prometheus::Maintenance,
         /// Alert rules template (YAML; `{{role}}` is replaced by each role).
         #[arg(long)]
         rules_template: Option<PathBuf>,
@@ -178,47 +171,21 @@ fn main() -> anyhow::Result<()> {
             etcd_prefix,
             history_days,
         } => runtime.block_on(async move {
-            std::fs::create_dir_all(&data_dir).with_context(|| {
-                format!("cannot create the data directory {}", data_dir.display())
-            })?;
-            let store: Arc<dyn Store> = match store {
-                StoreKind::Embedded => Arc::new(
-                    EmbeddedStore::open(data_dir.join("store"))
-                        .context("cannot open the embedded store")?,
-                ),
-                StoreKind::Etcd => {
-                    if etcd_endpoints.is_empty() {
-                        anyhow::bail!(
-                            "--store etcd needs --etcd-endpoints, e.g. http://127.0.0.1:2379"
-                        );
-                    }
-                    let mut options = EtcdOptions::new(etcd_endpoints);
-                    options.root = etcd_prefix;
-                    Arc::new(
-                        EtcdStore::connect(options)
-                            .await
-                            .context("cannot reach etcd")?,
-                    )
-                }
-            };
-            let retention = Retention::new(
-                store.clone(),
-                RetentionPolicy {
-                    keep: Duration::from_secs(history_days * 24 * 60 * 60),
-                    ..RetentionPolicy::default()
-                },
-            );
-            let retention = tokio::spawn(retention.run());
-            let config = fleetdb_apiserver::ServeConfig {
+            let settings = ServerSettings {
                 data_dir,
                 listen,
                 advertise_host,
-                definitions: fleetdb_fleet::crd_documents(),
-                extensions: vec![Arc::new(discovery::PrometheusDiscovery::default())],
+                store: match store {
+                    StoreKind::Embedded => StoreSettings::Embedded,
+                    StoreKind::Etcd => StoreSettings::Etcd {
+                        endpoints: etcd_endpoints,
+                        prefix: etcd_prefix,
+                    },
+                },
+                history_days,
             };
-            let result = fleetdb_apiserver::serve(store, config, shutdown_signal()).await;
-            retention.abort();
-            result.map_err(|e| anyhow::anyhow!(e))
+            let store = fleetdb::open_store(&settings).await?;
+            fleetdb::serve(store, &settings, shutdown_signal()).await
         }),
         Command::Kubeconfig {
             data_dir,
@@ -240,14 +207,14 @@ fn main() -> anyhow::Result<()> {
             cache_ttl,
         } => runtime.block_on(async move {
             let mut settings = match &config {
-                Some(path) => fleetdb_fetch::inventory::InventoryConfig::read(path)?,
-                None => fleetdb_fetch::inventory::InventoryConfig::default(),
+                Some(path) => fleetdb_export::inventory::InventoryConfig::read(path)?,
+                None => fleetdb_export::inventory::InventoryConfig::default(),
             };
             settings.include_maintenance |= include_maintenance;
             settings.include_terminated |= include_terminated;
             let ttl = match cache_ttl.as_deref() {
                 Some(text) => Some(
-                    fleetdb_fetch::parse_interval(text)
+                    fleetdb_fleet::parse_interval(text)
                         .ok_or_else(|| anyhow::anyhow!("--cache-ttl {text:?} is not a duration like 60s"))?,
                 ),
                 None => None,
@@ -260,8 +227,8 @@ fn main() -> anyhow::Result<()> {
             let document: serde_json::Value = match cached.and_then(|text| serde_json::from_str(&text).ok()) {
                 Some(document) => document,
                 None => {
-                    let hosts = fleetdb_fetch::inventory::list_hosts(client(kubeconfig).await?).await?;
-                    let document = fleetdb_fetch::inventory::build(&hosts, &settings, time::OffsetDateTime::now_utc())?;
+                    let hosts = fleetdb_export::list_hosts(client(kubeconfig).await?).await?;
+                    let document = fleetdb_export::inventory::build(&hosts, &settings, time::OffsetDateTime::now_utc())?;
                     if let Some((path, _)) = &cache {
                         if let Some(dir) = path.parent() {
                             let _ = std::fs::create_dir_all(dir);
@@ -294,15 +261,15 @@ fn main() -> anyhow::Result<()> {
             let rules_template = match rules_template {
                 Some(path) => std::fs::read_to_string(&path)
                     .with_context(|| format!("cannot read {}", path.display()))?,
-                None => fleetdb_fetch::prometheus::DEFAULT_RULES_TEMPLATE.to_owned(),
+                None => fleetdb_export::prometheus::DEFAULT_RULES_TEMPLATE.to_owned(),
             };
-            let settings = fleetdb_fetch::prometheus::MonitorSettings {
+            let settings = fleetdb_export::prometheus::MonitorSettings {
                 out,
                 port,
                 maintenance,
                 rules_template,
             };
-            fleetdb_fetch::prometheus::monitor(client(kubeconfig).await?, settings, shutdown_signal()).await?;
+            fleetdb_export::prometheus::monitor(client(kubeconfig).await?, settings, shutdown_signal()).await?;
             Ok(())
         }),
         Command::Fetch {
@@ -346,7 +313,7 @@ fn print_line(text: &str) -> anyhow::Result<()> {
 fn inventory_cache_path(
     kubeconfig: &Option<PathBuf>,
     config: &Option<PathBuf>,
-    settings: &fleetdb_fetch::inventory::InventoryConfig,
+    settings: &fleetdb_export::inventory::InventoryConfig,
 ) -> PathBuf {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)

@@ -22,6 +22,7 @@ pub mod embedded;
 pub mod etcd;
 mod keys;
 pub mod retention;
+mod scan;
 mod watch_positions;
 
 use std::fmt;
@@ -32,6 +33,7 @@ use bytes::Bytes;
 use futures::Stream;
 
 pub use keys::prefix_end;
+pub use scan::{Scan, after};
 
 /// A store revision. Revisions start at 1; 0 means "before anything was written".
 pub type Revision = i64;

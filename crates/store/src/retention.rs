@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
-use crate::{Condition, RangeRequest, Result, Revision, Store, StoreError};
+use crate::{Condition, Result, Revision, Scan, Store, StoreError};
 
 /// Keys of the revision clock. Outside `/registry/`, so API watches never see them.
 pub const CLOCK_PREFIX: &str = "/_fleetdb/revision-clock/";
@@ -116,20 +116,9 @@ impl Retention {
 
     async fn read_clock(&self) -> Result<Vec<ClockEntry>> {
         let mut entries = Vec::new();
-        let mut from_key = None;
-        let mut revision = None;
-        loop {
-            let page = self
-                .store
-                .range(RangeRequest {
-                    prefix: CLOCK_PREFIX.to_owned(),
-                    from_key: from_key.take(),
-                    revision,
-                    ..RangeRequest::default()
-                })
-                .await?;
-            revision = Some(page.revision);
-            for kv in &page.kvs {
+        let mut scan = Scan::new(&*self.store, CLOCK_PREFIX);
+        while let Some(page) = scan.next_page().await? {
+            for kv in &page {
                 let millis = kv.key[CLOCK_PREFIX.len()..].parse::<u128>();
                 let rev = std::str::from_utf8(&kv.value)
                     .ok()
@@ -137,10 +126,6 @@ impl Retention {
                 if let (Ok(millis), Some(revision)) = (millis, rev) {
                     entries.push(ClockEntry { millis, revision });
                 }
-            }
-            match (page.more, page.kvs.last()) {
-                (true, Some(last)) => from_key = Some(format!("{}\0", last.key)),
-                _ => break,
             }
         }
         Ok(entries)

@@ -1,5 +1,6 @@
-//! What the in-process API tests share: a store wrapper that counts range reads and fails
-//! reads on demand, the widget CRD they serve, and the administrator identity.
+//! What the in-process API tests share: a server on a real store (embedded, or a real etcd)
+//! called through the real router, a store wrapper that counts range reads and fails reads
+//! on demand, the widget CRD they serve, and the administrator identity.
 
 #![allow(dead_code)] // each test binary uses its own part of this module
 
@@ -7,12 +8,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, Response, StatusCode};
 use bytes::Bytes;
-use fleetdb_apiserver::tls::Identity;
+use fleetdb_apiserver::storage::Feed;
+use fleetdb_apiserver::{ApiServer, Identity, dispatch};
+use fleetdb_store::embedded::EmbeddedStore;
+use fleetdb_store::etcd::{EtcdOptions, EtcdStore};
 use fleetdb_store::{
     Condition, Deleted, GetManyResponse, GetResponse, KeyValue, RangeRequest, RangeResponse,
     Revision, Store, StoreError, WatchStream,
 };
+use fleetdb_testkit::EtcdServer;
+use serde_json::Value;
 
 /// A store counting range reads, failing reads on demand.
 pub struct Faulty {
@@ -112,7 +120,7 @@ impl Store for Faulty {
 pub const CRD: &str = r#"{"apiVersion":"apiextensions.k8s.io/v1","kind":"CustomResourceDefinition",
 "metadata":{"name":"widgets.example.com"},"spec":{"group":"example.com","scope":"Namespaced",
 "names":{"plural":"widgets","singular":"widget","kind":"Widget"},"versions":[{"name":"v1",
-"served":true,"storage":true,"schema":{"openAPIV3Schema":
+"served":true,"storage":true,"subresources":{"status":{}},"schema":{"openAPIV3Schema":
 {"type":"object","x-kubernetes-preserve-unknown-fields":true}}}]}}"#;
 
 pub const WIDGETS: &str = "/apis/example.com/v1/widgets";
@@ -123,4 +131,126 @@ pub fn admin() -> Identity {
         user: "fleetdb-admin".into(),
         groups: vec!["system:masters".into(), "system:authenticated".into()],
     }
+}
+
+/// A server over a real store (wrapped in [`Faulty`]), called in-process through the router.
+pub struct TestServer {
+    pub server: Arc<ApiServer>,
+    pub store: Arc<Faulty>,
+    pub dir: tempfile::TempDir,
+    _etcd: Option<EtcdServer>,
+}
+
+impl TestServer {
+    /// A server on the embedded store.
+    pub async fn embedded() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        Self::serving(Arc::new(store), dir, None).await
+    }
+
+    /// A server on a real etcd.
+    pub async fn on_etcd() -> Self {
+        let etcd = EtcdServer::start();
+        let store = EtcdStore::connect(EtcdOptions::new(vec![etcd.client_url().to_owned()]))
+            .await
+            .unwrap();
+        Self::serving(Arc::new(store), tempfile::tempdir().unwrap(), Some(etcd)).await
+    }
+
+    async fn serving(
+        inner: Arc<dyn Store>,
+        dir: tempfile::TempDir,
+        etcd: Option<EtcdServer>,
+    ) -> Self {
+        let store = Arc::new(Faulty::new(inner));
+        let server = ApiServer::new(store.clone(), "127.0.0.1:6443".into())
+            .await
+            .unwrap();
+        Self {
+            server,
+            store,
+            dir,
+            _etcd: etcd,
+        }
+    }
+
+    /// Creates the widget CRD ([`CRD`]).
+    pub async fn install_widgets(&self) {
+        let (status, body) = self
+            .call(
+                Method::POST,
+                "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+                serde_json::from_str(CRD).unwrap(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+
+    /// A GET as the administrator, answered as it comes.
+    pub async fn request(&self, uri: &str) -> Response<Body> {
+        let request = Request::builder().uri(uri).body(Body::empty()).unwrap();
+        dispatch(self.server.clone(), admin(), request).await
+    }
+
+    /// A request as the administrator (PATCH bodies are merge patches; `Null` sends no
+    /// body); the status and the JSON answer (`Null` when it is not JSON).
+    pub async fn call(&self, method: Method, uri: &str, body: Value) -> (StatusCode, Value) {
+        let headers: &[(&str, &str)] = if method == Method::PATCH {
+            &[("content-type", "application/merge-patch+json")]
+        } else {
+            &[]
+        };
+        let (status, _, body) = self.call_with(admin(), method, uri, headers, body).await;
+        (status, body)
+    }
+
+    /// A request as anyone, with headers; the status, headers and JSON answer.
+    pub async fn call_with(
+        &self,
+        identity: Identity,
+        method: Method,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: Value,
+    ) -> (StatusCode, HeaderMap, Value) {
+        let mut request = Request::builder().method(method).uri(uri);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let body = if body.is_null() {
+            Body::empty()
+        } else {
+            Body::from(body.to_string())
+        };
+        let response = dispatch(self.server.clone(), identity, request.body(body).unwrap()).await;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), 256 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            headers,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// The widgets' shared watch-cache feed.
+    pub async fn feed(&self) -> Arc<Feed> {
+        self.server.registry().storage().feed(PREFIX).await.unwrap()
+    }
+
+    /// Range reads the store has served.
+    pub fn ranges(&self) -> usize {
+        self.store.ranges.load(Ordering::SeqCst)
+    }
+}
+
+/// A response body as JSON.
+pub async fn body_json(response: Response<Body>) -> Value {
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
 }

@@ -8,7 +8,8 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use fleetdb_store::retention::{Retention, RetentionPolicy};
 use fleetdb_store::{
-    Condition, EventKind, MAX_VALUE_BYTES, RangeRequest, Revision, Store, StoreError, WatchStream,
+    Condition, EventKind, MAX_VALUE_BYTES, RangeRequest, Revision, Scan, Store, StoreError,
+    WatchStream,
 };
 use futures::StreamExt;
 
@@ -35,26 +36,11 @@ async fn read_all(
     revision: Option<Revision>,
 ) -> Vec<fleetdb_store::KeyValue> {
     let mut out = Vec::new();
-    let mut from_key = None;
-    let mut revision = revision;
-    loop {
-        let page = store
-            .range(RangeRequest {
-                prefix: prefix.into(),
-                from_key: from_key.take(),
-                limit,
-                revision,
-                count: false,
-            })
-            .await
-            .expect("range failed");
-        revision = Some(page.revision);
-        out.extend(page.kvs.iter().cloned());
-        match (page.more, page.kvs.last()) {
-            (true, Some(last)) => from_key = Some(format!("{}\0", last.key)),
-            _ => return out,
-        }
+    let mut scan = Scan::new(store, prefix).at(revision).page_size(limit);
+    while let Some(page) = scan.next_page().await.expect("range failed") {
+        out.extend(page);
     }
+    out
 }
 
 pub async fn put_then_get_returns_value_and_revisions(store: Arc<dyn Store>) {
@@ -349,24 +335,12 @@ pub async fn paging_at_a_revision_neither_skips_nor_repeats_during_writes(store:
         }
     });
     let mut seen = Vec::new();
-    let mut from_key = None;
-    loop {
-        let page = store
-            .range(RangeRequest {
-                prefix: "/pg/".into(),
-                from_key: from_key.take(),
-                limit: 7,
-                revision: Some(snapshot_revision),
-                count: false,
-            })
-            .await
-            .unwrap();
-        assert_eq!(page.revision, snapshot_revision);
-        seen.extend(page.kvs.iter().map(|kv| (kv.key.clone(), kv.value.clone())));
-        match (page.more, page.kvs.last()) {
-            (true, Some(last)) => from_key = Some(format!("{}\0", last.key)),
-            _ => break,
-        }
+    let mut scan = Scan::new(&*store, "/pg/")
+        .at(Some(snapshot_revision))
+        .page_size(7);
+    while let Some(page) = scan.next_page().await.unwrap() {
+        assert_eq!(scan.revision(), Some(snapshot_revision));
+        seen.extend(page.iter().map(|kv| (kv.key.clone(), kv.value.clone())));
         tokio::task::yield_now().await;
     }
     writer.await.unwrap();

@@ -1,0 +1,396 @@
+//! The catalog: every kind the server serves, built-in or defined by a CRD, with what the
+//! other layers need to know of it (names, scope, subresources, printer columns, its
+//! schema compiled once per CRD version).
+//!
+//! Built-in kinds are `v1` Namespaces and `apiextensions.k8s.io/v1` CustomResourceDefinitions.
+//! Every established CRD adds one [`Resource`] per served version. The catalog is rebuilt
+//! from the stored CRDs whenever one changes (the registry does it after its own CRD writes,
+//! the definitions controller when another fleetdb process sharing the same etcd writes them).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+use fleetdb_machinery::schema::Schema;
+use serde_json::Value;
+
+/// Which built-in behaviour a resource has (the registry picks its strategy by it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Namespace,
+    CustomResourceDefinition,
+    /// An object of a CRD-defined kind.
+    Custom,
+}
+
+/// An additional printer column of a CRD version.
+#[derive(Clone, Debug)]
+pub struct PrinterColumn {
+    pub name: String,
+    pub type_: String,
+    pub format: String,
+    pub description: String,
+    pub priority: i64,
+    pub json_path: String,
+}
+
+/// Where a CRD's scale subresource reads and writes replicas (JSON paths like `.spec.replicas`).
+#[derive(Clone, Debug)]
+pub struct ScaleSpec {
+    pub spec_replicas_path: String,
+    pub status_replicas_path: String,
+    pub label_selector_path: Option<String>,
+}
+
+/// One served group/version/resource.
+#[derive(Clone, Debug)]
+pub struct Resource {
+    pub group: String,
+    pub version: String,
+    /// Every served version of this resource, preferred (storage) first.
+    pub served_versions: Vec<String>,
+    pub plural: String,
+    pub singular: String,
+    pub kind: String,
+    pub list_kind: String,
+    pub namespaced: bool,
+    pub short_names: Vec<String>,
+    pub categories: Vec<String>,
+    pub status_subresource: bool,
+    /// The scale subresource, when the CRD version defines one.
+    pub scale: Option<ScaleSpec>,
+    pub printer_columns: Vec<PrinterColumn>,
+    /// The version's `openAPIV3Schema` as written in the CRD (for the OpenAPI documents).
+    pub schema_document: Option<Value>,
+    /// The same schema compiled (what prune, default, validate and apply walk).
+    pub schema: Option<Arc<Schema>>,
+    pub kind_tag: Kind,
+}
+
+impl Resource {
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// `plural.group` (or `plural` for the core group), as in error messages.
+    pub fn qualified(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.clone()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+
+    /// `Kind.group` (or `Kind` for the core group), as in validation messages.
+    pub fn kind_qualified(&self) -> String {
+        if self.group.is_empty() {
+            self.kind.clone()
+        } else {
+            format!("{}.{}", self.kind, self.group)
+        }
+    }
+
+    /// The store prefix of this resource's objects, optionally of one namespace.
+    pub fn key_prefix(&self, namespace: Option<&str>) -> String {
+        let group = if self.group.is_empty() {
+            "core"
+        } else {
+            &self.group
+        };
+        match namespace {
+            Some(ns) if self.namespaced => format!("/registry/{group}/{}/{ns}/", self.plural),
+            _ => format!("/registry/{group}/{}/", self.plural),
+        }
+    }
+
+    /// The store key of one object.
+    pub fn key(&self, namespace: Option<&str>, name: &str) -> String {
+        format!("{}{name}", self.key_prefix(namespace))
+    }
+
+    /// Verbs for discovery.
+    pub fn verbs(&self) -> Vec<&'static str> {
+        vec![
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
+        ]
+    }
+}
+
+/// The OpenAPI schema published for a built-in kind: open `spec` and `status`.
+fn builtin_schema() -> Value {
+    serde_json::json!({
+        "type": "object",
+        "properties": {
+            "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+            "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+        },
+    })
+}
+
+/// The built-in Namespace resource.
+pub fn namespaces() -> Resource {
+    Resource {
+        group: String::new(),
+        version: "v1".into(),
+        served_versions: vec!["v1".into()],
+        plural: "namespaces".into(),
+        singular: "namespace".into(),
+        kind: "Namespace".into(),
+        list_kind: "NamespaceList".into(),
+        namespaced: false,
+        short_names: vec!["ns".into()],
+        categories: vec![],
+        status_subresource: true,
+        scale: None,
+        printer_columns: vec![
+            PrinterColumn {
+                name: "Status".into(),
+                type_: "string".into(),
+                format: String::new(),
+                description: "The phase of the namespace".into(),
+                priority: 0,
+                json_path: ".status.phase".into(),
+            },
+            PrinterColumn {
+                name: "Age".into(),
+                type_: "date".into(),
+                format: String::new(),
+                description: String::new(),
+                priority: 0,
+                json_path: ".metadata.creationTimestamp".into(),
+            },
+        ],
+        schema_document: Some(builtin_schema()),
+        schema: None,
+        kind_tag: Kind::Namespace,
+    }
+}
+
+/// The built-in CustomResourceDefinition resource.
+pub fn custom_resource_definitions() -> Resource {
+    Resource {
+        group: "apiextensions.k8s.io".into(),
+        version: "v1".into(),
+        served_versions: vec!["v1".into()],
+        plural: "customresourcedefinitions".into(),
+        singular: "customresourcedefinition".into(),
+        kind: "CustomResourceDefinition".into(),
+        list_kind: "CustomResourceDefinitionList".into(),
+        namespaced: false,
+        short_names: vec!["crd".into(), "crds".into()],
+        categories: vec!["api-extensions".into()],
+        status_subresource: true,
+        scale: None,
+        printer_columns: vec![PrinterColumn {
+            name: "Created At".into(),
+            type_: "string".into(),
+            format: "date-time".into(),
+            description: "When the definition was created".into(),
+            priority: 0,
+            json_path: ".metadata.creationTimestamp".into(),
+        }],
+        schema_document: Some(builtin_schema()),
+        schema: None,
+        kind_tag: Kind::CustomResourceDefinition,
+    }
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The resources a stored CRD defines (one per served version), if it is well-formed.
+pub fn resources_of_crd(crd: &Value) -> Vec<Resource> {
+    let spec = &crd["spec"];
+    let (Some(group), Some(plural), Some(kind)) = (
+        spec["group"].as_str(),
+        spec["names"]["plural"].as_str(),
+        spec["names"]["kind"].as_str(),
+    ) else {
+        return Vec::new();
+    };
+    let singular = spec["names"]["singular"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| kind.to_lowercase());
+    let list_kind = spec["names"]["listKind"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("{kind}List"));
+    let namespaced = spec["scope"].as_str() != Some("Cluster");
+    let versions = spec["versions"].as_array().cloned().unwrap_or_default();
+    let mut served: Vec<&Value> = versions
+        .iter()
+        .filter(|v| v["served"].as_bool().unwrap_or(false))
+        .collect();
+    // Storage version first: it is the preferred one.
+    served.sort_by_key(|v| !v["storage"].as_bool().unwrap_or(false));
+    let served_versions: Vec<String> = served
+        .iter()
+        .filter_map(|v| v["name"].as_str().map(str::to_owned))
+        .collect();
+    served
+        .iter()
+        .filter_map(|v| {
+            let name = v["name"].as_str()?;
+            let document = v["schema"]["openAPIV3Schema"]
+                .as_object()
+                .map(|_| v["schema"]["openAPIV3Schema"].clone());
+            let printer_columns = v["additionalPrinterColumns"]
+                .as_array()
+                .map(|columns| {
+                    columns
+                        .iter()
+                        .filter_map(|c| {
+                            Some(PrinterColumn {
+                                name: c["name"].as_str()?.to_owned(),
+                                type_: c["type"].as_str().unwrap_or("string").to_owned(),
+                                format: c["format"].as_str().unwrap_or("").to_owned(),
+                                description: c["description"].as_str().unwrap_or("").to_owned(),
+                                priority: c["priority"].as_i64().unwrap_or(0),
+                                json_path: c["jsonPath"].as_str()?.to_owned(),
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Some(Resource {
+                group: group.to_owned(),
+                version: name.to_owned(),
+                served_versions: served_versions.clone(),
+                plural: plural.to_owned(),
+                singular: singular.clone(),
+                kind: kind.to_owned(),
+                list_kind: list_kind.clone(),
+                namespaced,
+                short_names: strings(&spec["names"]["shortNames"]),
+                categories: strings(&spec["names"]["categories"]),
+                status_subresource: v["subresources"]["status"].is_object(),
+                scale: v["subresources"]["scale"].as_object().and_then(|scale| {
+                    Some(ScaleSpec {
+                        spec_replicas_path: scale.get("specReplicasPath")?.as_str()?.to_owned(),
+                        status_replicas_path: scale.get("statusReplicasPath")?.as_str()?.to_owned(),
+                        label_selector_path: scale
+                            .get("labelSelectorPath")
+                            .and_then(Value::as_str)
+                            .map(str::to_owned),
+                    })
+                }),
+                printer_columns,
+                schema_document: document.clone(),
+                schema: document.as_ref().map(|d| Arc::new(Schema::compile(d))),
+                kind_tag: Kind::Custom,
+            })
+        })
+        .collect()
+}
+
+/// A consistent view of everything served.
+#[derive(Default)]
+pub struct Snapshot {
+    by_path: HashMap<(String, String, String), Arc<Resource>>,
+    /// group → versions in preference order.
+    groups: BTreeMap<String, Vec<String>>,
+}
+
+impl Snapshot {
+    fn add(&mut self, resource: Resource) {
+        let versions = self.groups.entry(resource.group.clone()).or_default();
+        if !versions.contains(&resource.version) {
+            versions.push(resource.version.clone());
+        }
+        self.by_path.insert(
+            (
+                resource.group.clone(),
+                resource.version.clone(),
+                resource.plural.clone(),
+            ),
+            Arc::new(resource),
+        );
+    }
+
+    pub fn get(&self, group: &str, version: &str, plural: &str) -> Option<Arc<Resource>> {
+        self.by_path
+            .get(&(group.to_owned(), version.to_owned(), plural.to_owned()))
+            .cloned()
+    }
+
+    /// Every group (the core group is ""), with its versions in preference order.
+    pub fn groups(&self) -> &BTreeMap<String, Vec<String>> {
+        &self.groups
+    }
+
+    /// The resources of one group/version, sorted by plural.
+    pub fn resources(&self, group: &str, version: &str) -> Vec<Arc<Resource>> {
+        let mut found: Vec<Arc<Resource>> = self
+            .by_path
+            .values()
+            .filter(|r| r.group == group && r.version == version)
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| a.plural.cmp(&b.plural));
+        found
+    }
+
+    /// Any served version of `group`/`plural` (for CRD clean-up and cross-version lookups).
+    pub fn any_version(&self, group: &str, plural: &str) -> Option<Arc<Resource>> {
+        let versions = self.groups.get(group)?;
+        versions.iter().find_map(|v| self.get(group, v, plural))
+    }
+}
+
+/// The catalog shared by every layer: a snapshot replaced whole on every rebuild.
+pub struct Catalog {
+    snapshot: RwLock<Arc<Snapshot>>,
+}
+
+impl Catalog {
+    /// A catalog serving the built-in kinds and the given CRDs.
+    pub fn new(crds: &[Value]) -> Self {
+        let catalog = Self {
+            snapshot: RwLock::new(Arc::new(Snapshot::default())),
+        };
+        catalog.rebuild(crds);
+        catalog
+    }
+
+    /// Replaces the served set with the built-ins plus the given CRDs.
+    pub fn rebuild(&self, crds: &[Value]) {
+        let mut snapshot = Snapshot::default();
+        snapshot.add(namespaces());
+        snapshot.add(custom_resource_definitions());
+        for crd in crds {
+            if crd["metadata"]["deletionTimestamp"].is_string() {
+                continue;
+            }
+            for resource in resources_of_crd(crd) {
+                snapshot.add(resource);
+            }
+        }
+        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}

@@ -1,0 +1,26 @@
+//! The http layer: the only code that knows axum and hyper. TLS and connections
+//! ([`server`]), routing ([`router`]), content negotiation, decoding request bodies and
+//! encoding answers (JSON, Tables, streamed lists and watches, `Status` errors), discovery
+//! and OpenAPI documents, and the extension endpoints of the embedding program.
+//!
+//! A request is parsed into a target and options, passed through the pipeline
+//! (authentication, authorization), handed to the registry, and its answer encoded.
+
+pub mod discovery;
+pub mod extensions;
+pub mod negotiate;
+pub mod openapi;
+pub mod protobuf;
+pub mod query;
+mod resources;
+mod responses;
+pub mod router;
+pub mod server;
+pub mod table;
+pub mod tls;
+mod watch;
+
+pub use extensions::{Extension, ExtensionResponse};
+pub use resources::{LIST_STREAM_CHUNKS, MAX_BODY_BYTES};
+pub use router::dispatch;
+pub use server::{ApiServer, ServeConfig, install_definitions, serve};

@@ -1,0 +1,536 @@
+//! Resource handlers: decode what a request sends (bodies in JSON, YAML or protobuf; query
+//! options), call the registry, and encode its answer as the client asked (JSON, a Table,
+//! a list streamed chunk by chunk).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use bytes::Bytes;
+use fleetdb_machinery::apply;
+use serde_json::{Value, json};
+
+use super::negotiate::{self, Representation};
+use super::query::Query;
+use super::responses::{json, raw_json, with_warnings};
+use super::server::ApiServer;
+use super::{protobuf, table};
+use crate::api::{ApiError, Identity, Resource};
+use crate::registry::{
+    DeleteOptions, Deleted, FieldValidation, LIST_CHUNK_BYTES, LIST_STREAM_PAGE, ListOptions,
+    Patch, Registry, Subresource, Target, WriteOptions, Written, selectors,
+};
+use crate::storage::codec;
+use crate::storage::select::Cursor;
+
+/// Largest request body accepted (3 MiB, as kube-apiserver).
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// Encoded chunks of a streamed list waiting for the connection; its reader waits beyond.
+pub const LIST_STREAM_CHUNKS: usize = 2;
+
+/// Media types PATCH accepts for custom resources.
+const PATCH_TYPES: &str =
+    "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml";
+
+/// One resource request, routed and authorized.
+pub struct Request<'a> {
+    pub server: &'a Arc<ApiServer>,
+    pub identity: &'a Identity,
+    pub target: &'a Target,
+    pub query: &'a Query,
+    pub headers: &'a HeaderMap,
+}
+
+impl Request<'_> {
+    fn registry(&self) -> &Registry {
+        self.server.registry()
+    }
+
+    fn representation(&self) -> Result<Representation, ApiError> {
+        negotiate::representation(self.headers)
+    }
+
+    fn dry_run(&self) -> Result<bool, ApiError> {
+        match self.query.get("dryRun") {
+            None => Ok(false),
+            Some("All") => Ok(true),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "unsupported dryRun value {other:?}: the only supported value is \"All\""
+            ))),
+        }
+    }
+
+    fn field_validation(&self) -> Result<FieldValidation, ApiError> {
+        match self.query.get("fieldValidation") {
+            None | Some("Warn") => Ok(FieldValidation::Warn),
+            Some("Ignore") => Ok(FieldValidation::Ignore),
+            Some("Strict") => Ok(FieldValidation::Strict),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "invalid fieldValidation {other:?}: use Ignore, Warn or Strict"
+            ))),
+        }
+    }
+
+    /// The field manager: `fieldManager`, else (for writes other than apply) derived from
+    /// the User-Agent.
+    fn field_manager(&self) -> String {
+        match self.query.get("fieldManager") {
+            Some(manager) => manager.to_owned(),
+            None => apply::default_manager(
+                self.headers
+                    .get(header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok()),
+            ),
+        }
+    }
+
+    fn write_options(&self, field_manager: String) -> Result<WriteOptions<'_>, ApiError> {
+        Ok(WriteOptions {
+            user: self.identity,
+            dry_run: self.dry_run()?,
+            field_manager,
+            field_validation: self.field_validation()?,
+            admission: self.server.pipeline().admission(),
+        })
+    }
+}
+
+/// Reads a request body up to [`MAX_BODY_BYTES`].
+pub async fn read_body(body: Body) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::too_large(MAX_BODY_BYTES))
+}
+
+/// Parses a YAML document (also how apply patches arrive) into a JSON object.
+pub fn parse_yaml(body: &[u8]) -> Result<Value, ApiError> {
+    let value: Value = serde_saphyr::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not valid YAML: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request(
+            "the request body must be a YAML mapping (an object)",
+        ));
+    }
+    Ok(value)
+}
+
+fn parse_object(body: &[u8]) -> Result<Value, ApiError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        ));
+    }
+    Ok(value)
+}
+
+/// Reads a create/update body: JSON (also when no Content-Type is sent, as the Python client
+/// does), YAML, or the protobuf envelope for built-in kinds.
+async fn read_object(request: &Request<'_>, body: Body) -> Result<Value, ApiError> {
+    let bytes = read_body(body).await?;
+    let builtin = crate::registry::strategy::for_resource(&request.target.resource).is_builtin();
+    match negotiate::content_type(request.headers).as_deref() {
+        None | Some("") | Some("application/json") | Some("*/*") => parse_object(&bytes),
+        Some("application/yaml") => parse_yaml(&bytes),
+        Some(protobuf::MEDIA_TYPE) if builtin => {
+            parse_object(&protobuf::decode(&request.target.resource.kind, &bytes)?)
+        }
+        Some(other) => Err(ApiError::unsupported_media_type(
+            other,
+            negotiate::BODY_TYPES,
+        )),
+    }
+}
+
+/// Sets the object's apiVersion and kind to the ones served.
+fn served_as(resource: &Resource, mut object: Value) -> Value {
+    object["apiVersion"] = json!(resource.api_version());
+    object["kind"] = json!(resource.kind);
+    object
+}
+
+/// One object in the representation asked for.
+fn object_response(
+    status: StatusCode,
+    representation: Representation,
+    resource: &Resource,
+    object: Value,
+) -> Response {
+    let object = served_as(resource, object);
+    match representation {
+        Representation::Table(version) => {
+            let metadata = json!({"resourceVersion": object["metadata"]["resourceVersion"]});
+            json(
+                status,
+                &table::table(resource, version, &[object], metadata, true),
+            )
+        }
+        _ => json(status, &object),
+    }
+}
+
+/// The answer of a write: a Scale is answered as it is, objects as asked.
+fn written_response(
+    request: &Request<'_>,
+    status: StatusCode,
+    representation: Representation,
+    written: Written,
+) -> Response {
+    let resource = &request.target.resource;
+    let response = if request.target.subresource == Some(Subresource::Scale) {
+        json(status, &written.object)
+    } else if let (Representation::Json, Some(kv)) = (representation, &written.stored) {
+        // Plain JSON of a created object: the stored bytes with the resourceVersion spliced
+        // in, instead of serializing the object a second time.
+        match codec::splice_resource_version(kv, &resource.api_version(), &resource.kind) {
+            Some(body) => raw_json(status, body),
+            None => object_response(status, representation, resource, written.object),
+        }
+    } else {
+        object_response(status, representation, resource, written.object)
+    };
+    with_warnings(response, &written.warnings)
+}
+
+pub async fn get(request: &Request<'_>) -> Result<Response, ApiError> {
+    let representation = request.representation()?;
+    let object = request.registry().get(request.target).await?;
+    if request.target.subresource == Some(Subresource::Scale) {
+        return Ok(json(StatusCode::OK, &object));
+    }
+    Ok(object_response(
+        StatusCode::OK,
+        representation,
+        &request.target.resource,
+        object,
+    ))
+}
+
+pub async fn create(request: &Request<'_>, body: Body) -> Result<Response, ApiError> {
+    let representation = request.representation()?;
+    let object = read_object(request, body).await?;
+    let options = request.write_options(request.field_manager())?;
+    let written = request
+        .registry()
+        .create(request.target, object, &options)
+        .await?;
+    Ok(written_response(
+        request,
+        StatusCode::CREATED,
+        representation,
+        written,
+    ))
+}
+
+pub async fn update(request: &Request<'_>, body: Body) -> Result<Response, ApiError> {
+    let representation = request.representation()?;
+    let object = read_object(request, body).await?;
+    let options = request.write_options(request.field_manager())?;
+    let written = request
+        .registry()
+        .update(request.target, object, &options)
+        .await?;
+    Ok(written_response(
+        request,
+        StatusCode::OK,
+        representation,
+        written,
+    ))
+}
+
+pub async fn patch(request: &Request<'_>, body: Body) -> Result<Response, ApiError> {
+    let representation = request.representation()?;
+    let content_type = negotiate::content_type(request.headers).unwrap_or_default();
+    let body = read_body(body).await?;
+    let builtin = crate::registry::strategy::for_resource(&request.target.resource).is_builtin();
+    if content_type == "application/apply-patch+yaml" {
+        let force = request.query.flag("force")?;
+        let config = parse_yaml(&body)?;
+        let manager = request.query.get("fieldManager").unwrap_or("").to_owned();
+        let options = request.write_options(manager)?;
+        let written = request
+            .registry()
+            .apply(request.target, config, force, &options)
+            .await?;
+        return Ok(written_response(
+            request,
+            StatusCode::OK,
+            representation,
+            written,
+        ));
+    }
+    if request.query.flag("force")? {
+        return Err(request.target.invalid(
+            request.target.name(),
+            vec![fleetdb_machinery::field::FieldError::forbidden(
+                "force",
+                "may not be specified for non-apply patch",
+            )],
+        ));
+    }
+    // Built-in kinds accept strategic merge patches; for the fields clients patch on them
+    // (labels, annotations, finalizer lists replaced whole) a merge patch is the same.
+    let merge = content_type == "application/merge-patch+json"
+        || (builtin && content_type == "application/strategic-merge-patch+json");
+    let patch = match content_type.as_str() {
+        _ if merge => {
+            let value: Value = serde_json::from_slice(&body).map_err(|e| {
+                ApiError::bad_request(format!("the merge patch is not valid JSON: {e}"))
+            })?;
+            if !value.is_object() {
+                return Err(ApiError::bad_request("a merge patch must be a JSON object"));
+            }
+            Patch::Merge(value)
+        }
+        "application/json-patch+json" => Patch::Json(
+            serde_json::from_slice(&body)
+                .map_err(|e| ApiError::bad_request(format!("the JSON patch is malformed: {e}")))?,
+        ),
+        other => return Err(ApiError::unsupported_media_type(other, PATCH_TYPES)),
+    };
+    let options = request.write_options(request.field_manager())?;
+    let written = request
+        .registry()
+        .patch(request.target, &patch, &options)
+        .await?;
+    Ok(written_response(
+        request,
+        StatusCode::OK,
+        representation,
+        written,
+    ))
+}
+
+/// DeleteOptions from the body (optional) and the query.
+fn delete_options(request: &Request<'_>, body: &[u8]) -> Result<DeleteOptions, ApiError> {
+    let mut options = DeleteOptions {
+        dry_run: request.dry_run()?,
+        ..DeleteOptions::default()
+    };
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(options);
+    }
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the DeleteOptions are not valid JSON: {e}")))?;
+    options.uid = value["preconditions"]["uid"].as_str().map(str::to_owned);
+    options.resource_version = value["preconditions"]["resourceVersion"]
+        .as_str()
+        .map(str::to_owned);
+    if let Some(modes) = value["dryRun"].as_array() {
+        for mode in modes {
+            match mode.as_str() {
+                Some("All") => options.dry_run = true,
+                other => {
+                    return Err(ApiError::bad_request(format!(
+                        "unsupported dryRun value {other:?}: the only supported value is \"All\""
+                    )));
+                }
+            }
+        }
+    }
+    Ok(options)
+}
+
+pub async fn delete(request: &Request<'_>, body: Body) -> Result<Response, ApiError> {
+    let representation = request.representation()?;
+    let options = delete_options(request, &read_body(body).await?)?;
+    let resource = &request.target.resource;
+    let deleted = request
+        .registry()
+        .delete(
+            request.target,
+            &options,
+            request.identity,
+            request.server.pipeline().admission(),
+        )
+        .await?;
+    Ok(match deleted {
+        Deleted::Pending(object) => {
+            object_response(StatusCode::OK, representation, resource, object)
+        }
+        Deleted::Removed {
+            object,
+            answer_with_status: true,
+        } => json(
+            StatusCode::OK,
+            &crate::api::errors::success(json!({
+                "name": object["metadata"]["name"],
+                "group": resource.group,
+                "kind": resource.plural,
+                "uid": object["metadata"]["uid"],
+            })),
+        ),
+        Deleted::Removed { object, .. } => {
+            object_response(StatusCode::OK, representation, resource, object)
+        }
+    })
+}
+
+pub async fn delete_collection(request: &Request<'_>, body: Body) -> Result<Response, ApiError> {
+    let resource = &request.target.resource;
+    let selectors = selectors(
+        resource,
+        request.query.get("labelSelector"),
+        request.query.get("fieldSelector"),
+    )?;
+    let options = delete_options(request, &read_body(body).await?)?;
+    let (deleted, revision) = request
+        .registry()
+        .delete_collection(
+            request.target,
+            &selectors,
+            &options,
+            request.identity,
+            request.server.pipeline().admission(),
+        )
+        .await?;
+    Ok(json(
+        StatusCode::OK,
+        &json!({
+            "apiVersion": resource.api_version(),
+            "kind": resource.list_kind,
+            "metadata": {"resourceVersion": revision.to_string()},
+            "items": deleted,
+        }),
+    ))
+}
+
+/// Lists what a request selects at one revision, as a `<Kind>List` or a Table. A paged
+/// list is one body; an unpaged plain-JSON list that did not fit in its first read is
+/// streamed ([`streamed_list`]); unpaged Tables are built whole.
+pub async fn list(request: &Request<'_>) -> Result<Response, ApiError> {
+    let representation = request.representation()?;
+    let query = request.query;
+    let options = ListOptions {
+        label_selector: query.get("labelSelector").map(str::to_owned),
+        field_selector: query.get("fieldSelector").map(str::to_owned),
+        limit: query.number("limit")?.unwrap_or(0),
+        continue_token: query.get("continue").map(str::to_owned),
+        resource_version: query.get("resourceVersion").map(str::to_owned),
+        resource_version_match: query.get("resourceVersionMatch").map(str::to_owned),
+        streamable: representation == Representation::Json,
+    };
+    let page = request.registry().list(request.target, &options).await?;
+    let resource = page.resource.clone();
+    if let Some(rest) = page.rest {
+        return streamed_list(&resource, page.kvs, page.revision, rest);
+    }
+    let mut metadata = json!({"resourceVersion": page.revision.to_string()});
+    if let Some(token) = &page.continue_token {
+        metadata["continue"] = json!(token);
+    }
+    if let Representation::Table(version) = representation {
+        let objects = Registry::decode_items(&resource, &page.kvs)?;
+        return Ok(json(
+            StatusCode::OK,
+            &table::table(&resource, version, &objects, metadata, true),
+        ));
+    }
+    let mut body = list_head(&resource, metadata);
+    body.reserve(codec::items_size(&page.kvs) + 2);
+    codec::write_items(
+        &mut body,
+        &resource.api_version(),
+        &resource.kind,
+        page.kvs,
+        true,
+    )?;
+    body.extend_from_slice(b"]}");
+    Ok(raw_json(StatusCode::OK, body))
+}
+
+/// The start of a list's JSON, up to the opening bracket of its items: the envelope without
+/// one big value, so items can follow as they are (raw or encoded).
+fn list_head(resource: &Resource, metadata: Value) -> Vec<u8> {
+    let envelope = json!({
+        "apiVersion": resource.api_version(),
+        "kind": resource.list_kind,
+        "metadata": metadata,
+    });
+    let mut head = serde_json::to_vec(&envelope).expect("JSON values serialize");
+    head.pop();
+    head.extend_from_slice(b",\"items\":[");
+    head
+}
+
+/// What a streamed list's producer sends: a piece of the body, or the failure that cuts it.
+type ListChunk = Result<Bytes, std::io::Error>;
+
+/// An unpaged plain-JSON list that did not fit in its first read, as a streamed body: the
+/// envelope (`resourceVersion` only: no continue token without `limit`) and the first read's
+/// items at once, then each further chunk ([`LIST_STREAM_PAGE`] objects or
+/// [`LIST_CHUNK_BYTES`]) read at the list's revision by a task, then `]}`. The task keeps at
+/// most [`LIST_STREAM_CHUNKS`] encoded chunks waiting for the connection and stops when the
+/// client goes away. A failure after the 200 header ends the body with an error — the client
+/// sees a truncated response — and is logged, as kube-apiserver does.
+fn streamed_list(
+    resource: &Arc<Resource>,
+    first: Vec<fleetdb_store::KeyValue>,
+    revision: fleetdb_store::Revision,
+    rest: Cursor,
+) -> Result<Response, ApiError> {
+    let api_version = resource.api_version();
+    let mut head = list_head(resource, json!({"resourceVersion": revision.to_string()}));
+    head.reserve(codec::items_size(&first));
+    codec::write_items(&mut head, &api_version, &resource.kind, first, true)?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<ListChunk>(LIST_STREAM_CHUNKS);
+    tx.try_send(Ok(head.into()))
+        .expect("a new channel has room for one chunk");
+    tokio::spawn(produce_chunks(resource.clone(), rest, tx));
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(stream))
+        .expect("a valid response"))
+}
+
+/// Reads and encodes a streamed list's chunks until the end, the client leaving, or a
+/// failure.
+async fn produce_chunks(
+    resource: Arc<Resource>,
+    mut cursor: Cursor,
+    tx: tokio::sync::mpsc::Sender<ListChunk>,
+) {
+    let api_version = resource.api_version();
+    loop {
+        let read = tokio::select! {
+            biased;
+            () = tx.closed() => return,
+            read = cursor.next_chunk(LIST_STREAM_PAGE, LIST_CHUNK_BYTES) => read,
+        };
+        let chunk = match read {
+            Ok(Some(kvs)) => {
+                let mut chunk = Vec::with_capacity(codec::items_size(&kvs));
+                codec::write_items(&mut chunk, &api_version, &resource.kind, kvs, false)
+                    .map(|()| chunk)
+            }
+            Ok(None) => {
+                let _ = tx.send(Ok(Bytes::from_static(b"]}"))).await;
+                return;
+            }
+            Err(e) => Err(e),
+        };
+        let sent = match chunk {
+            Ok(chunk) => tx.send(Ok(chunk.into())).await,
+            Err(error) => {
+                tracing::warn!(
+                    resource = %resource.qualified(),
+                    revision = cursor.revision,
+                    %error,
+                    "list stream cut short by a read failure after its header was sent"
+                );
+                let _ = tx.send(Err(std::io::Error::other(error.message))).await;
+                return;
+            }
+        };
+        if sent.is_err() {
+            return;
+        }
+    }
+}

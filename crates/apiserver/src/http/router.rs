@@ -1,0 +1,304 @@
+//! Routing: public health and version paths; then, for everyone authenticated and
+//! authorized, discovery, OpenAPI, extensions and resource paths (`/api/v1/...`,
+//! `/apis/G/V/[namespaces/NS/]PLURAL[/NAME[/SUBRESOURCE]]`).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::negotiate::{self, AGGREGATED_DISCOVERY, Representation};
+use super::query::Query;
+use super::responses::{json, raw_json, text};
+use super::server::ApiServer;
+use super::{discovery, openapi, resources, watch};
+use crate::api::{ApiError, Identity, Snapshot};
+use crate::pipeline::Attributes;
+use crate::registry::{Subresource, Target};
+
+/// The version this server reports; kubectl's dispatcher picks its binary by it.
+pub const VERSION_MAJOR: &str = "1";
+pub const VERSION_MINOR: &str = "33";
+
+/// The `/version` document.
+pub fn version_info() -> Value {
+    json!({
+        "major": VERSION_MAJOR,
+        "minor": VERSION_MINOR,
+        "gitVersion": crate::VERSION_GIT,
+        "gitCommit": "fleetdb",
+        "gitTreeState": "clean",
+        "buildDate": "2026-11-22T00:00:00Z",
+        "goVersion": "n/a (fleetdb is written in Rust)",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, if std::env::consts::ARCH == "x86_64" { "amd64" } else { std::env::consts::ARCH }),
+    })
+}
+
+/// Answers one request.
+pub async fn dispatch(
+    server: Arc<ApiServer>,
+    identity: Identity,
+    request: Request<Body>,
+) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = route(&server, &identity, request)
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    tracing::debug!(%method, %path, user = %identity.user, status = response.status().as_u16(), "request");
+    response
+}
+
+/// The Kubernetes verb of a resource request.
+fn verb(method: &Method, named: bool, watch: bool) -> &'static str {
+    match (method, named) {
+        (&Method::GET, true) => "get",
+        (&Method::GET, false) if watch => "watch",
+        (&Method::GET, false) => "list",
+        (&Method::POST, _) => "create",
+        (&Method::PUT, _) => "update",
+        (&Method::PATCH, _) => "patch",
+        (&Method::DELETE, true) => "delete",
+        (&Method::DELETE, false) => "deletecollection",
+        _ => "unknown",
+    }
+}
+
+/// Authorizes a request for a path that is not a resource.
+fn authorize_path(
+    server: &ApiServer,
+    identity: &Identity,
+    method: &Method,
+    path: &str,
+) -> Result<(), ApiError> {
+    server.pipeline().authorize(
+        identity,
+        &Attributes {
+            verb: method.as_str().to_ascii_lowercase(),
+            path: path.to_owned(),
+            ..Attributes::default()
+        },
+    )
+}
+
+/// `/api` or `/apis`: aggregated discovery when asked for, the legacy documents otherwise.
+fn discovery_root(
+    server: &ApiServer,
+    snapshot: &Snapshot,
+    core: bool,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    Ok(match negotiate::representation(headers)? {
+        Representation::AggregatedDiscovery(version) => {
+            let body = discovery::aggregated(snapshot, core, version);
+            let content_type = AGGREGATED_DISCOVERY.replace("v=v2", &format!("v={version}"));
+            let mut response = json(StatusCode::OK, &body);
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                content_type.parse().expect("a valid header value"),
+            );
+            response
+        }
+        _ if core => json(
+            StatusCode::OK,
+            &discovery::core_versions(server.server_address()),
+        ),
+        _ => json(StatusCode::OK, &discovery::groups(snapshot)),
+    })
+}
+
+async fn route(
+    server: &Arc<ApiServer>,
+    identity: &Identity,
+    request: Request<Body>,
+) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let raw_path = parts.uri.path();
+    let path = if raw_path.len() > 1 {
+        raw_path.trim_end_matches('/')
+    } else {
+        raw_path
+    };
+    let query = Query::parse(parts.uri.query());
+    let headers = &parts.headers;
+    let method = &parts.method;
+    // Public paths.
+    match path {
+        "/healthz" | "/livez" | "/healthz/ping" | "/livez/ping" => {
+            return Ok(text(StatusCode::OK, "ok"));
+        }
+        "/readyz" | "/readyz/ping" => {
+            return Ok(if server.is_ready() {
+                text(StatusCode::OK, "ok")
+            } else {
+                text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "[-]store not ready\nreadyz check failed",
+                )
+            });
+        }
+        "/version" => return Ok(json(StatusCode::OK, &version_info())),
+        _ => {}
+    }
+    if identity.is_anonymous() {
+        return Err(ApiError::unauthorized());
+    }
+    let get_only = || -> Result<(), ApiError> {
+        if *method == Method::GET {
+            Ok(())
+        } else {
+            Err(ApiError::method_not_allowed(method.as_str(), path))
+        }
+    };
+    if let Some(extension) = server.extension(path) {
+        authorize_path(server, identity, method, path)?;
+        get_only()?;
+        let answer = extension
+            .handle(&server.extension_context(), &query)
+            .await?;
+        let mut response = raw_json(StatusCode::OK, answer.body);
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static(answer.content_type),
+        );
+        return Ok(response);
+    }
+    let snapshot = server.registry().catalog().snapshot();
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    // Discovery and OpenAPI: paths, not resources.
+    let document = match segments.as_slice() {
+        [""] => Some(
+            json!({"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/openapi/v3", "/readyz", "/version"]}),
+        ),
+        ["api"] | ["apis"] => {
+            authorize_path(server, identity, method, path)?;
+            get_only()?;
+            return discovery_root(server, &snapshot, path == "/api", headers);
+        }
+        ["openapi", "v3"] => Some(openapi::index(&snapshot)),
+        ["openapi", "v3", rest @ ..] => {
+            let (group, version) = match rest {
+                ["api", version] => (String::new(), (*version).to_owned()),
+                ["apis", group, version] => ((*group).to_owned(), (*version).to_owned()),
+                _ => return Err(ApiError::no_such_path()),
+            };
+            if !snapshot
+                .groups()
+                .get(&group)
+                .is_some_and(|v| v.contains(&version))
+            {
+                return Err(ApiError::no_such_path());
+            }
+            Some(openapi::document(&snapshot, &group, &version))
+        }
+        ["apis", group] => {
+            Some(discovery::group(&snapshot, group).ok_or_else(ApiError::no_such_path)?)
+        }
+        ["api", "v1"] => {
+            Some(discovery::resource_list(&snapshot, "", "v1").ok_or_else(ApiError::no_such_path)?)
+        }
+        ["apis", group, version] => Some(
+            discovery::resource_list(&snapshot, group, version)
+                .ok_or_else(ApiError::no_such_path)?,
+        ),
+        _ => None,
+    };
+    if let Some(document) = document {
+        authorize_path(server, identity, method, path)?;
+        get_only()?;
+        return Ok(json(StatusCode::OK, &document));
+    }
+
+    let (group, version, rest): (&str, &str, &[&str]) = match segments.as_slice() {
+        ["api", "v1", rest @ ..] => ("", "v1", rest),
+        ["apis", group, version, rest @ ..] => (group, version, rest),
+        _ => return Err(ApiError::no_such_path()),
+    };
+    // [namespaces, ns, plural, name?, sub?] or [plural, name?, sub?].
+    let namespaced_path = rest.len() >= 3
+        && rest[0] == "namespaces"
+        && !(group.is_empty() && rest.len() == 3 && matches!(rest[2], "status" | "finalize"));
+    let (namespace, plural, name, subresource) = if namespaced_path {
+        (
+            Some(rest[1]),
+            rest[2],
+            rest.get(3).copied(),
+            rest.get(4).copied(),
+        )
+    } else {
+        (None, rest[0], rest.get(1).copied(), rest.get(2).copied())
+    };
+    if rest.len() > if namespaced_path { 5 } else { 3 } {
+        return Err(ApiError::no_such_path());
+    }
+    let resource = snapshot
+        .get(group, version, plural)
+        .ok_or_else(ApiError::no_such_path)?;
+    if namespace.is_some() && !resource.namespaced {
+        return Err(ApiError::no_such_path());
+    }
+    let subresource = match subresource {
+        None => None,
+        Some("status") if resource.status_subresource => Some(Subresource::Status),
+        Some("scale") if resource.scale.is_some() => Some(Subresource::Scale),
+        Some(_) => return Err(ApiError::no_such_path()),
+    };
+    let watching = *method == Method::GET && name.is_none() && query.flag("watch")?;
+    server.pipeline().authorize(
+        identity,
+        &Attributes {
+            verb: verb(method, name.is_some(), watching).to_owned(),
+            resource_request: true,
+            api_group: group.to_owned(),
+            api_version: version.to_owned(),
+            resource: plural.to_owned(),
+            subresource: subresource
+                .map(Subresource::name)
+                .unwrap_or_default()
+                .to_owned(),
+            namespace: namespace.unwrap_or_default().to_owned(),
+            name: name.unwrap_or_default().to_owned(),
+            path: path.to_owned(),
+        },
+    )?;
+    let target = Target {
+        resource: resource.clone(),
+        namespace: namespace.map(str::to_owned),
+        name: name.map(str::to_owned),
+        subresource,
+    };
+    let request = resources::Request {
+        server,
+        identity,
+        target: &target,
+        query: &query,
+        headers,
+    };
+    match (method.clone(), target.name.is_some()) {
+        (Method::GET, true) => resources::get(&request).await,
+        (Method::GET, false) if watching => watch::watch(&request).await,
+        (Method::GET, false) => resources::list(&request).await,
+        (Method::POST, false) => {
+            if resource.namespaced && target.namespace.is_none() {
+                return Err(ApiError::no_such_path());
+            }
+            resources::create(&request, body).await
+        }
+        (Method::PUT, true) => resources::update(&request, body).await,
+        (Method::PATCH, true) => resources::patch(&request, body).await,
+        (Method::DELETE, true) => resources::delete(&request, body).await,
+        (Method::DELETE, false) => resources::delete_collection(&request, body).await,
+        (method, _) => {
+            let verb = match method {
+                Method::POST => "create",
+                Method::PUT => "update",
+                Method::PATCH => "patch",
+                _ => method.as_str(),
+            };
+            Err(ApiError::method_not_allowed(verb, &resource.qualified()))
+        }
+    }
+}

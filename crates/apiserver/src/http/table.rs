@@ -1,0 +1,179 @@
+//! Server-side printing: `meta.k8s.io` Tables with cells formatted the way kubectl prints them.
+//!
+//! Columns are `Name` plus the resource's printer columns; a resource without any gets a
+//! default `Age` column (as Kubernetes does for CRDs). `date` cells are ages ("5m", "3d4h").
+//! Each row carries the object's metadata so `-A` and `--show-labels` work.
+
+use serde_json::{Value, json};
+
+use fleetdb_machinery::jsonpath;
+
+use crate::api::{PrinterColumn, Resource};
+
+/// Formats a duration the way Kubernetes' `HumanDuration` does.
+pub fn human_duration(seconds: i64) -> String {
+    if seconds < -1 {
+        return "<invalid>".into();
+    }
+    let seconds = seconds.max(0);
+    let minutes = seconds / 60;
+    let hours = seconds / 3600;
+    let days = hours / 24;
+    let years = days / 365;
+    if seconds < 120 {
+        format!("{seconds}s")
+    } else if minutes < 10 {
+        let s = seconds % 60;
+        if s == 0 {
+            format!("{minutes}m")
+        } else {
+            format!("{minutes}m{s}s")
+        }
+    } else if minutes < 180 {
+        format!("{minutes}m")
+    } else if hours < 8 {
+        let m = minutes % 60;
+        if m == 0 {
+            format!("{hours}h")
+        } else {
+            format!("{hours}h{m}m")
+        }
+    } else if hours < 48 {
+        format!("{hours}h")
+    } else if hours < 192 {
+        let h = hours % 24;
+        if h == 0 {
+            format!("{days}d")
+        } else {
+            format!("{days}d{h}h")
+        }
+    } else if years < 2 {
+        format!("{days}d")
+    } else if years < 8 {
+        let d = days % 365;
+        if d == 0 {
+            format!("{years}y")
+        } else {
+            format!("{years}y{d}d")
+        }
+    } else {
+        format!("{years}y")
+    }
+}
+
+/// Age of an RFC 3339 timestamp, or `None` if it does not parse.
+fn age(timestamp: &str) -> Option<String> {
+    let then =
+        time::OffsetDateTime::parse(timestamp, &time::format_description::well_known::Rfc3339)
+            .ok()?;
+    let seconds = (time::OffsetDateTime::now_utc() - then).whole_seconds();
+    Some(human_duration(seconds))
+}
+
+fn cell(object: &Value, column: &PrinterColumn) -> Value {
+    let Some(value) = jsonpath::get(object, &column.json_path) else {
+        return Value::Null;
+    };
+    match column.type_.as_str() {
+        "date" => value
+            .as_str()
+            .and_then(age)
+            .map(Value::String)
+            .unwrap_or(Value::Null),
+        "integer" | "number" | "boolean" => value.clone(),
+        _ => match value {
+            Value::String(s) => Value::String(s.clone()),
+            Value::Null => Value::Null,
+            other => Value::String(other.to_string()),
+        },
+    }
+}
+
+fn columns(resource: &Resource) -> Vec<PrinterColumn> {
+    if resource.printer_columns.is_empty() {
+        return vec![PrinterColumn {
+            name: "Age".into(),
+            type_: "date".into(),
+            format: String::new(),
+            description: "CreationTimestamp is a timestamp representing the server time when this object was created.".into(),
+            priority: 0,
+            json_path: ".metadata.creationTimestamp".into(),
+        }];
+    }
+    resource.printer_columns.clone()
+}
+
+fn row(object: &Value, columns: &[PrinterColumn]) -> Value {
+    let mut cells = vec![object["metadata"]["name"].clone()];
+    cells.extend(columns.iter().map(|c| cell(object, c)));
+    json!({
+        "cells": cells,
+        "object": {
+            "kind": "PartialObjectMetadata",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": object["metadata"],
+        },
+    })
+}
+
+/// A Table of `objects`; `list_metadata` is the list's metadata (resourceVersion, continue).
+pub fn table(
+    resource: &Resource,
+    version: &str,
+    objects: &[Value],
+    list_metadata: Value,
+    with_columns: bool,
+) -> Value {
+    let columns = columns(resource);
+    let mut definitions = vec![json!({
+        "name": "Name",
+        "type": "string",
+        "format": "name",
+        "description": "Name must be unique within a namespace.",
+        "priority": 0,
+    })];
+    definitions.extend(columns.iter().map(|c| {
+        json!({
+            "name": c.name,
+            "type": c.type_,
+            "format": c.format,
+            "description": c.description,
+            "priority": c.priority,
+        })
+    }));
+    let rows: Vec<Value> = objects.iter().map(|o| row(o, &columns)).collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": format!("meta.k8s.io/{version}"),
+        "metadata": list_metadata,
+        "columnDefinitions": if with_columns { Value::Array(definitions) } else { Value::Array(vec![]) },
+        "rows": rows,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_print_like_kubectl() {
+        let cases = [
+            (0, "0s"),
+            (119, "119s"),
+            (120, "2m"),
+            (150, "2m30s"),
+            (600, "10m"),
+            (3 * 3600, "3h"),
+            (3 * 3600 + 25 * 60, "3h25m"),
+            (47 * 3600, "47h"),
+            (3 * 86400 + 4 * 3600, "3d4h"),
+            (30 * 86400, "30d"),
+            (3 * 365 * 86400 + 10 * 86400, "3y10d"),
+            (9 * 365 * 86400, "9y"),
+            (-5, "<invalid>"),
+        ];
+        for (seconds, expected) in cases {
+            assert_eq!(human_duration(seconds), expected, "{seconds} s");
+        }
+    }
+}

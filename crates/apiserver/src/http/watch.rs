@@ -1,0 +1,55 @@
+//! The watch handler: the registry's event lines, sent as a chunked body as they come;
+//! Tables rendered one row per event when the client asked for them.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{StatusCode, header};
+use axum::response::Response;
+use serde_json::json;
+
+use super::negotiate::Representation;
+use super::resources::Request;
+use super::table;
+use crate::api::ApiError;
+use crate::registry::{WatchFormat, WatchOptions};
+
+pub async fn watch(request: &Request<'_>) -> Result<Response, ApiError> {
+    let format = match super::negotiate::representation(request.headers)? {
+        Representation::Table(version) => {
+            WatchFormat::Rendered(Arc::new(move |resource, object| {
+                let metadata = json!({"resourceVersion": object["metadata"]["resourceVersion"]});
+                table::table(resource, version, &[object], metadata, false)
+            }))
+        }
+        _ => WatchFormat::Json,
+    };
+    let query = request.query;
+    let options = WatchOptions {
+        label_selector: query.get("labelSelector").map(str::to_owned),
+        field_selector: query.get("fieldSelector").map(str::to_owned),
+        resource_version: query.get("resourceVersion").map(str::to_owned),
+        resource_version_match: query.get("resourceVersionMatch").map(str::to_owned),
+        send_initial_events: query.flag("sendInitialEvents")?,
+        allow_bookmarks: query.flag("allowWatchBookmarks")?,
+        timeout: query.number("timeoutSeconds")?.map(Duration::from_secs),
+    };
+    let rx = request
+        .server
+        .registry()
+        .watch(request.target, &options, format)
+        .await?;
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, Infallible>(chunk), rx))
+    });
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CACHE_CONTROL, "no-cache, private")
+        .body(Body::from_stream(stream))
+        .expect("a valid response"))
+}

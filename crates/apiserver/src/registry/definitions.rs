@@ -1,0 +1,28 @@
+//! Rebuilding the catalog from the stored CustomResourceDefinitions: after the registry's own
+//! CRD writes, and (through the definitions controller) whenever another process sharing
+//! the store writes one.
+
+use fleetdb_store::Scan;
+
+use crate::api::Catalog;
+use crate::api::catalog::custom_resource_definitions;
+use crate::storage::{STORE_PAGE, Storage, codec};
+
+/// Reads every stored CRD (at one revision) and rebuilds the catalog from them. On a read
+/// failure the catalog is left as it was (and the failure logged).
+pub async fn reload(storage: &Storage, catalog: &Catalog) {
+    let prefix = custom_resource_definitions().key_prefix(None);
+    let mut crds = Vec::new();
+    let mut scan = Scan::new(&**storage.store(), prefix).page_size(STORE_PAGE);
+    loop {
+        match scan.next_page().await {
+            Ok(Some(page)) => crds.extend(page.iter().filter_map(|kv| codec::decode(kv).ok())),
+            Ok(None) => break,
+            Err(error) => {
+                tracing::error!(%error, "cannot read the custom resource definitions");
+                return;
+            }
+        }
+    }
+    catalog.rebuild(&crds);
+}

@@ -1,0 +1,250 @@
+//! The registry: create, get, list, update, patch, apply, delete and watch on objects of
+//! every kind, with Kubernetes' object rules — names and generated names, uids, timestamps,
+//! generation, resourceVersion preconditions and compare-and-swap, finalizers and deletion,
+//! status and scale subresources, field ownership, the CRD schema pipeline (prune → default
+//! → validate) — and typed errors. It knows nothing of HTTP: requests arrive decoded, answers
+//! leave as objects.
+//!
+//! What differs per kind is a [`strategy::Strategy`] (namespaces, CRDs, custom resources);
+//! the generic code asks it and never matches on the kind itself. Admission plugs in through
+//! [`Admission`], called on every write after the kind's rules and the schema, before the
+//! object is stored.
+
+pub mod definitions;
+pub mod extension;
+mod kinds;
+mod read;
+mod scale;
+pub mod strategy;
+pub mod watch;
+mod write;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use fleetdb_store::KeyValue;
+use serde_json::Value;
+
+use crate::api::{ApiError, Catalog, Identity, Resource};
+use crate::storage::Storage;
+
+pub use kinds::{INITIAL_NAMESPACES, PROTECTED_NAMESPACES};
+pub use read::{
+    LIST_CHUNK_BYTES, LIST_STREAM_PAGE, ListOptions, ListPage, MAX_LIST_LIMIT, selectors,
+};
+pub use watch::{WatchFormat, WatchOptions};
+
+/// How often a write that lost a compare-and-swap race is tried again before it answers
+/// `409 Conflict` (writes without an explicit precondition only).
+pub const WRITE_RETRIES: usize = 8;
+
+/// Most objects one deletecollection removes; clients repeat it for more.
+pub const MAX_DELETE_COLLECTION: usize = 10_000;
+
+/// The registry shared by every request.
+pub struct Registry {
+    storage: Arc<Storage>,
+    catalog: Arc<Catalog>,
+}
+
+/// A subresource of an object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subresource {
+    /// `/status`: only `.status` changes.
+    Status,
+    /// `/scale`: the `autoscaling/v1` Scale view of a CRD's replicas.
+    Scale,
+}
+
+impl Subresource {
+    /// Its name in URLs and managed fields.
+    pub fn name(self) -> &'static str {
+        match self {
+            Subresource::Status => "status",
+            Subresource::Scale => "scale",
+        }
+    }
+}
+
+/// One object (or collection) of one resource.
+#[derive(Clone)]
+pub struct Target {
+    pub resource: Arc<Resource>,
+    pub namespace: Option<String>,
+    /// `None` for a collection.
+    pub name: Option<String>,
+    pub subresource: Option<Subresource>,
+}
+
+impl Target {
+    /// The collection of `resource` (in `namespace`, if given).
+    pub fn collection(resource: Arc<Resource>, namespace: Option<String>) -> Self {
+        Self {
+            resource,
+            namespace,
+            name: None,
+            subresource: None,
+        }
+    }
+
+    /// One named object.
+    pub fn object(resource: Arc<Resource>, namespace: Option<String>, name: String) -> Self {
+        Self {
+            resource,
+            namespace,
+            name: Some(name),
+            subresource: None,
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or_default()
+    }
+
+    pub(crate) fn key(&self) -> String {
+        self.resource.key(self.namespace.as_deref(), self.name())
+    }
+
+    pub(crate) fn not_found(&self) -> ApiError {
+        let r = &self.resource;
+        ApiError::not_found(&r.qualified(), &r.group, &r.plural, self.name())
+    }
+
+    pub(crate) fn modified(&self) -> ApiError {
+        let r = &self.resource;
+        ApiError::modified(&r.qualified(), &r.group, &r.plural, self.name())
+    }
+
+    pub(crate) fn conflict(&self, why: &str) -> ApiError {
+        let r = &self.resource;
+        ApiError::conflict(&r.qualified(), &r.group, &r.plural, self.name(), why)
+    }
+
+    pub(crate) fn invalid(
+        &self,
+        name: &str,
+        causes: Vec<fleetdb_machinery::field::FieldError>,
+    ) -> ApiError {
+        let r = &self.resource;
+        ApiError::invalid(&r.kind_qualified(), &r.group, &r.kind, name, causes)
+    }
+}
+
+/// What to do with fields a custom resource's schema does not declare (`fieldValidation`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FieldValidation {
+    /// Drop them silently.
+    Ignore,
+    /// Drop them and tell the client in warnings (the default).
+    #[default]
+    Warn,
+    /// Refuse the request (400).
+    Strict,
+}
+
+/// A write operation, as admission sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    Create,
+    Update,
+    Delete,
+}
+
+/// What admission is told about a write.
+pub struct AdmissionRequest<'a> {
+    pub operation: Operation,
+    pub target: &'a Target,
+    pub user: &'a Identity,
+    /// The stored object (updates and deletes).
+    pub old: Option<&'a Value>,
+    pub dry_run: bool,
+}
+
+/// Admission: the last word on a write, after the kind's rules and the schema, before the
+/// object is stored. It may change the object (mutating) or refuse the write.
+pub trait Admission: Send + Sync {
+    fn admit(&self, request: &AdmissionRequest<'_>, object: &mut Value) -> Result<(), ApiError>;
+}
+
+/// Admits everything unchanged.
+pub struct AdmitAll;
+
+impl Admission for AdmitAll {
+    fn admit(&self, _: &AdmissionRequest<'_>, _: &mut Value) -> Result<(), ApiError> {
+        Ok(())
+    }
+}
+
+/// Who writes and how.
+pub struct WriteOptions<'a> {
+    pub user: &'a Identity,
+    /// `dryRun=All`: every check, nothing stored.
+    pub dry_run: bool,
+    /// The field manager of the write (for server-side apply: the applier).
+    pub field_manager: String,
+    pub field_validation: FieldValidation,
+    pub admission: &'a dyn Admission,
+}
+
+/// A written object.
+#[derive(Debug)]
+pub struct Written {
+    /// The object as now stored, with its resourceVersion (for `/scale`: the Scale).
+    pub object: Value,
+    /// The stored bytes, when the object was created (so a plain-JSON answer can splice the
+    /// resourceVersion in instead of encoding the object again).
+    pub stored: Option<KeyValue>,
+    /// Warnings for the client (unknown fields dropped).
+    pub warnings: Vec<String>,
+}
+
+/// A patch of one of the kinds PATCH accepts (server-side apply has its own entry point).
+pub enum Patch {
+    /// JSON merge patch (RFC 7386); also strategic merge patches of built-in kinds, which are
+    /// the same for the fields clients patch on them.
+    Merge(Value),
+    /// JSON patch (RFC 6902).
+    Json(json_patch::Patch),
+}
+
+/// DeleteOptions.
+#[derive(Clone, Debug, Default)]
+pub struct DeleteOptions {
+    /// `preconditions.uid`.
+    pub uid: Option<String>,
+    /// `preconditions.resourceVersion`.
+    pub resource_version: Option<String>,
+    pub dry_run: bool,
+}
+
+/// What a delete did.
+#[derive(Debug)]
+pub enum Deleted {
+    /// The object has finalizers (or its kind must empty it first): it is marked with a
+    /// `deletionTimestamp` and goes when they are done.
+    Pending(Value),
+    /// The object is gone. `answer_with_status`: the kind answers a removal with a `Status`
+    /// (custom resources) rather than the object (built-in kinds).
+    Removed {
+        object: Value,
+        answer_with_status: bool,
+    },
+}
+
+impl Registry {
+    pub fn new(storage: Arc<Storage>, catalog: Arc<Catalog>) -> Self {
+        Self { storage, catalog }
+    }
+
+    /// The catalog of served kinds.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// The storage layer (for controllers and extensions of this server).
+    pub fn storage(&self) -> &Arc<Storage> {
+        &self.storage
+    }
+}

@@ -1,0 +1,528 @@
+//! Watches: the stream of newline-terminated JSON events (`{"type", "object"}`) a watch
+//! answers with; the http layer sends them as they come.
+//!
+//! Without a resourceVersion (or with "0") the stream starts with an ADDED event per current
+//! object, then follows changes. That snapshot is read at one revision page by page
+//! ([`WATCH_SNAPSHOT_PAGE`]) and its events wait for room in the client's buffer, so a large
+//! resource never sits whole in memory and a reader slower than the server still gets it all. With a resourceVersion it replays every change after it, or
+//! answers with an ERROR event carrying `410 Expired` when that history was compacted.
+//! `sendInitialEvents=true` adds the closing bookmark annotated
+//! `k8s.io/initial-events-end`. Selector transitions become ADDED/DELETED as in Kubernetes.
+//! Changes come from the shared watch cache (`watch_cache.rs`) when the starting revision is
+//! recent, from a store watch of the client's own otherwise. Each watch has a bounded outgoing
+//! buffer; a client that stops reading is cut off, never slowing writers or other watchers.
+//!
+//! A watch whose field selector pins one object (`metadata.name=X`, with the namespace known)
+//! reads just that key for its initial events and follows the cache's channel of that key
+//! alone, so it is not woken by changes to other objects; its bookmarks carry the feed's
+//! newest revision (after delivering everything up to it), so a resumption starts from a
+//! recent revision even when the object itself rarely changes.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use fleetdb_machinery::field::FieldError;
+use fleetdb_store::{EventKind, Revision, StoreError};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+use tokio::sync::mpsc;
+
+use super::read::{LIST_CHUNK_BYTES, selectors};
+use super::{Registry, Target};
+use crate::api::{ApiError, Resource};
+use crate::storage::{
+    CachedEvent, Feed, SelectRequest, Selection, Selectors, Storage, codec, select,
+};
+
+/// Events buffered for one client before it is considered too slow and cut off.
+pub const WATCH_BUFFER_EVENTS: usize = 1024;
+/// Bookmarks are sent this often when the client allows them.
+const BOOKMARK_INTERVAL: Duration = Duration::from_secs(60);
+/// Watches without timeoutSeconds last between these many seconds (spread to avoid herds).
+const DEFAULT_TIMEOUT_RANGE: (u64, u64) = (1800, 3600);
+/// Objects read per page of a watch's initial snapshot (with [`LIST_CHUNK_BYTES`]
+/// bounding a page's bytes): the snapshot is read and sent page by page, never held whole.
+pub const WATCH_SNAPSHOT_PAGE: usize = 1000;
+/// How long the initial events may wait for a client that does not read before it is cut off
+/// (they wait for room in its buffer, unlike live events, which never wait).
+const INITIAL_SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn event(kind: &str, object: Value) -> Bytes {
+    let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
+/// Renders one object as served into what a watcher asked for (e.g. a one-row Table).
+pub type Render = Arc<dyn Fn(&Resource, Value) -> Value + Send + Sync>;
+
+/// How a watch's objects are rendered.
+#[derive(Clone)]
+pub enum WatchFormat {
+    /// As they are (each event serialized once, shared by every such watcher).
+    Json,
+    /// Rendered by the caller.
+    Rendered(Render),
+}
+
+/// What a watch asks for.
+#[derive(Clone, Debug, Default)]
+pub struct WatchOptions {
+    pub label_selector: Option<String>,
+    pub field_selector: Option<String>,
+    pub resource_version: Option<String>,
+    pub resource_version_match: Option<String>,
+    pub send_initial_events: bool,
+    pub allow_bookmarks: bool,
+    /// `timeoutSeconds`; a random default between [`DEFAULT_TIMEOUT_RANGE`] seconds.
+    pub timeout: Option<Duration>,
+}
+
+/// Renders one object for the stream.
+fn render(resource: &Resource, format: &WatchFormat, mut object: Value) -> Value {
+    object["apiVersion"] = json!(resource.api_version());
+    object["kind"] = json!(resource.kind);
+    match format {
+        WatchFormat::Rendered(render) => render(resource, object),
+        WatchFormat::Json => object,
+    }
+}
+
+fn bookmark(resource: &Resource, revision: Revision, initial_events_end: bool) -> Bytes {
+    let mut metadata = json!({"resourceVersion": revision.to_string()});
+    if initial_events_end {
+        metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+    }
+    event(
+        "BOOKMARK",
+        json!({"kind": resource.kind, "apiVersion": resource.api_version(), "metadata": metadata}),
+    )
+}
+
+impl Registry {
+    /// Starts a watch; its events (newline-terminated JSON lines) arrive on the returned
+    /// channel, which closes when the watch ends. Errors before the first event are returned
+    /// as such (so they can be a Status); an expired resourceVersion is an `ERROR` event.
+    pub async fn watch(
+        &self,
+        target: &Target,
+        options: &WatchOptions,
+        format: WatchFormat,
+    ) -> Result<mpsc::Receiver<Bytes>, ApiError> {
+        let resource = target.resource.clone();
+        let selectors = selectors(
+            &resource,
+            options.label_selector.as_deref(),
+            options.field_selector.as_deref(),
+        )?;
+        let send_initial = options.send_initial_events;
+        if send_initial && options.resource_version_match.as_deref() != Some("NotOlderThan") {
+            return Err(ApiError::invalid(
+                "ListOptions.meta.k8s.io",
+                "meta.k8s.io",
+                "ListOptions",
+                "",
+                vec![FieldError::forbidden(
+                    "resourceVersionMatch",
+                    "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+                )],
+            ));
+        }
+        let timeout = options.timeout.unwrap_or_else(|| {
+            let (low, high) = DEFAULT_TIMEOUT_RANGE;
+            Duration::from_secs(low + rand::random::<u64>() % (high - low))
+        });
+        let storage = self.storage.clone();
+        let prefix = resource.key_prefix(target.namespace.as_deref());
+        // The one key this watch can see, when its field selector pins it.
+        let key = selectors.exact_key(&resource, target.namespace.as_deref());
+        let requested = options
+            .resource_version
+            .as_deref()
+            .filter(|v| !v.is_empty());
+        let from_snapshot = send_initial || matches!(requested, None | Some("0"));
+
+        // The starting point: a snapshot to send as ADDED events (its first page read here,
+        // so that errors are a Status; the rest page by page as the client reads), or a
+        // revision to resume after.
+        let mut initial = None;
+        let after = if from_snapshot {
+            let first = select(
+                &storage,
+                &snapshot_page(
+                    &resource,
+                    target.namespace.as_deref(),
+                    &selectors,
+                    None,
+                    None,
+                ),
+            )
+            .await?;
+            let revision = first.revision;
+            initial = Some(first);
+            revision
+        } else {
+            let raw = requested.unwrap_or("0");
+            raw.parse::<Revision>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {raw:?}")))?
+        };
+
+        let (tx, rx) = mpsc::channel::<Bytes>(WATCH_BUFFER_EVENTS);
+        let feed = storage.feed(&resource.key_prefix(None)).await?;
+        // Subscribe before reading the cached history, so no event falls between the two.
+        let (live, replay) = match &key {
+            Some(key) => (feed.subscribe_key(key), feed.key_events_after(after, key)),
+            None => (feed.subscribe(), feed.events_after(after)),
+        };
+        let source = match replay {
+            Some(replay) => Some(Source::Cache {
+                replay: replay.into(),
+                live,
+                last: after,
+                feed: feed.clone(),
+            }),
+            // Too old for the cache: a store watch of the one key (as a prefix, so longer
+            // keys are filtered below) or of the prefix.
+            None => match storage
+                .store()
+                .watch(key.as_deref().unwrap_or(&prefix), after)
+                .await
+            {
+                Ok(changes) => Some(Source::Store { changes }),
+                Err(StoreError::Compacted {
+                    requested,
+                    compacted,
+                }) => {
+                    let status = ApiError::expired(format!(
+                        "too old resource version: {requested} ({compacted})"
+                    ));
+                    let _ = tx.try_send(event("ERROR", status.to_status()));
+                    None
+                }
+                Err(e) => return Err(ApiError::from_store(e)),
+            },
+        };
+        if let Some(source) = source {
+            let context = StreamContext {
+                resource,
+                format,
+                selectors,
+                bookmarks: options.allow_bookmarks,
+                prefix,
+                key,
+                namespace: target.namespace.clone(),
+            };
+            tokio::spawn(async move {
+                context
+                    .run(storage, source, tx, initial, send_initial, after, timeout)
+                    .await;
+            });
+        }
+        Ok(rx)
+    }
+}
+
+/// Where a watch's changes come from.
+enum Source {
+    /// The shared cache: recent history, then the live broadcast (of the resource, or of one
+    /// key).
+    Cache {
+        replay: VecDeque<Arc<CachedEvent>>,
+        live: broadcast::Receiver<Arc<CachedEvent>>,
+        last: Revision,
+        feed: Arc<Feed>,
+    },
+    /// A store watch of this client's own (its starting revision is older than the cache).
+    Store { changes: fleetdb_store::WatchStream },
+}
+
+/// Why a watch's source ended.
+enum SourceEnd {
+    /// The history it needed was compacted: the client gets 410 and relists.
+    Expired(StoreError),
+    /// Cut off (fell behind) or the server is going away: the client re-watches.
+    Closed,
+}
+
+impl Source {
+    /// The revision up to which every event of this source is already queued in it (read
+    /// before draining it with [`Source::try_next`]); `None` when unknown.
+    fn progress(&self) -> Option<Revision> {
+        match self {
+            Source::Cache { feed, .. } => Some(feed.published_revision()),
+            Source::Store { .. } => None,
+        }
+    }
+
+    /// The next event if one is queued already (`Ok(None)` otherwise).
+    fn try_next(&mut self) -> Result<Option<Arc<CachedEvent>>, SourceEnd> {
+        let Source::Cache {
+            replay, live, last, ..
+        } = self
+        else {
+            return Ok(None);
+        };
+        loop {
+            let event = match replay.pop_front() {
+                Some(event) => event,
+                None => match live.try_recv() {
+                    Ok(event) => event,
+                    Err(broadcast::error::TryRecvError::Empty) => return Ok(None),
+                    Err(_) => return Err(SourceEnd::Closed),
+                },
+            };
+            if event.revision > *last {
+                *last = event.revision;
+                return Ok(Some(event));
+            }
+        }
+    }
+
+    async fn next(&mut self) -> Result<Arc<CachedEvent>, SourceEnd> {
+        match self {
+            Source::Cache {
+                replay, live, last, ..
+            } => loop {
+                let event = match replay.pop_front() {
+                    Some(event) => event,
+                    None => match live.recv().await {
+                        Ok(event) => event,
+                        Err(broadcast::error::RecvError::Lagged(_))
+                        | Err(broadcast::error::RecvError::Closed) => {
+                            return Err(SourceEnd::Closed);
+                        }
+                    },
+                };
+                if event.revision > *last {
+                    *last = event.revision;
+                    return Ok(event);
+                }
+            },
+            Source::Store { changes } => loop {
+                match changes.next().await {
+                    Some(Ok(change)) => {
+                        if let Some(event) = CachedEvent::from_store(&change) {
+                            return Ok(Arc::new(event));
+                        }
+                    }
+                    Some(Err(e @ StoreError::Compacted { .. })) => {
+                        return Err(SourceEnd::Expired(e));
+                    }
+                    Some(Err(_)) | None => return Err(SourceEnd::Closed),
+                }
+            },
+        }
+    }
+}
+
+struct StreamContext {
+    resource: Arc<Resource>,
+    format: WatchFormat,
+    selectors: Selectors,
+    bookmarks: bool,
+    /// Store prefix of what this client watches (a namespace, or all of the resource).
+    prefix: String,
+    /// The one key it watches, when its field selector pins one.
+    key: Option<String>,
+    /// The namespace of the URL, if any.
+    namespace: Option<String>,
+}
+
+/// One page of a watch's initial snapshot at `revision` (now when `None`), from `from_key`.
+fn snapshot_page<'a>(
+    resource: &'a Resource,
+    namespace: Option<&'a str>,
+    selectors: &'a Selectors,
+    revision: Option<Revision>,
+    from_key: Option<String>,
+) -> SelectRequest<'a> {
+    SelectRequest {
+        resource,
+        namespace,
+        selectors,
+        revision,
+        from_key,
+        limit: WATCH_SNAPSHOT_PAGE,
+        max_bytes: LIST_CHUNK_BYTES,
+        continued: false,
+    }
+}
+
+impl StreamContext {
+    /// Sends the initial snapshot as ADDED events, page by page at `revision`, waiting for the
+    /// client to make room; false when the client is gone or stopped reading, or a page could
+    /// not be read (the stream then ends and the client watches again).
+    async fn send_snapshot(
+        &self,
+        storage: &Storage,
+        tx: &mpsc::Sender<Bytes>,
+        mut page: Selection,
+        revision: Revision,
+    ) -> bool {
+        loop {
+            for kv in &page.kvs {
+                let object = match codec::decode(kv) {
+                    Ok(object) => object,
+                    Err(_) => {
+                        tracing::warn!(key = %kv.key, "skipping an undecodable object in a watch snapshot");
+                        continue;
+                    }
+                };
+                let line = event("ADDED", render(&self.resource, &self.format, object));
+                match tokio::time::timeout(INITIAL_SEND_TIMEOUT, tx.send(line)).await {
+                    Ok(Ok(())) => {}
+                    _ => return false,
+                }
+            }
+            let Some(next) = page.next.take() else {
+                return true;
+            };
+            let request = snapshot_page(
+                &self.resource,
+                self.namespace.as_deref(),
+                &self.selectors,
+                Some(revision),
+                Some(next),
+            );
+            page = match select(storage, &request).await {
+                Ok(page) => page,
+                Err(error) => {
+                    tracing::warn!(resource = %self.resource.qualified(), status = %error.to_status(), "a watch snapshot page could not be read; ending the watch");
+                    return false;
+                }
+            };
+        }
+    }
+
+    /// Sends one chunk; false when the client is gone or too slow (its buffer is full).
+    fn send(&self, tx: &mpsc::Sender<Bytes>, chunk: Bytes) -> bool {
+        match tx.try_send(chunk) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::info!(resource = %self.resource.qualified(), "closing a watch whose client does not keep up");
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run(
+        self,
+        storage: Arc<Storage>,
+        mut source: Source,
+        tx: mpsc::Sender<Bytes>,
+        initial: Option<Selection>,
+        send_initial: bool,
+        after: Revision,
+        timeout: Duration,
+    ) {
+        if let Some(first) = initial
+            && !self.send_snapshot(&storage, &tx, first, after).await
+        {
+            return;
+        }
+        if send_initial && !self.send(&tx, bookmark(&self.resource, after, true)) {
+            return;
+        }
+        let mut last = after;
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut bookmark_timer = tokio::time::interval(BOOKMARK_INTERVAL);
+        bookmark_timer.tick().await;
+        let mut shutdown = storage.shutdown_signal();
+        loop {
+            tokio::select! {
+                _ = &mut deadline => return,
+                _ = shutdown.changed() => return,
+                _ = tx.closed() => return,
+                _ = bookmark_timer.tick(), if self.bookmarks => {
+                    // Everything up to `progress` is queued in the source: deliver it, then
+                    // the bookmark may say `progress` even if none of it was for this client.
+                    let progress = source.progress();
+                    loop {
+                        match source.try_next() {
+                            Ok(Some(change)) => {
+                                last = change.revision;
+                                if !self.deliver(&tx, &change) {
+                                    return;
+                                }
+                            }
+                            Ok(None) => break,
+                            Err(_) => return,
+                        }
+                    }
+                    last = last.max(progress.unwrap_or(last));
+                    if !self.send(&tx, bookmark(&self.resource, last, false)) {
+                        return;
+                    }
+                }
+                change = source.next() => {
+                    let change = match change {
+                        Ok(change) => change,
+                        Err(SourceEnd::Expired(StoreError::Compacted { requested, compacted })) => {
+                            let status = ApiError::expired(format!("too old resource version: {requested} ({compacted})"));
+                            let _ = self.send(&tx, event("ERROR", status.to_status()));
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                    last = change.revision;
+                    if !self.deliver(&tx, &change) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends what a change means for this client, if anything; false when the client is gone
+    /// or too slow.
+    fn deliver(&self, tx: &mpsc::Sender<Bytes>, change: &CachedEvent) -> bool {
+        if !change.key.starts_with(&self.prefix)
+            || self.key.as_ref().is_some_and(|key| *key != change.key)
+        {
+            return true;
+        }
+        let Some((kind, object)) = self.translate(change) else {
+            return true;
+        };
+        let line = match &self.format {
+            WatchFormat::Rendered(_) => event(
+                kind,
+                render(&self.resource, &self.format, (**object).clone()),
+            ),
+            WatchFormat::Json => change.encoded(
+                kind,
+                object,
+                &self.resource.api_version(),
+                &self.resource.kind,
+            ),
+        };
+        self.send(tx, line)
+    }
+
+    /// The event a change is for this watcher, after selector transitions.
+    fn translate<'a>(&self, change: &'a CachedEvent) -> Option<(&'static str, &'a Arc<Value>)> {
+        let was_matching = change
+            .previous
+            .as_ref()
+            .is_some_and(|o| self.selectors.matches(o));
+        match change.kind {
+            EventKind::Put => {
+                let object = change.object.as_ref()?;
+                match (was_matching, self.selectors.matches(object)) {
+                    (false, true) => Some(("ADDED", object)),
+                    (true, true) => Some(("MODIFIED", object)),
+                    (true, false) => Some(("DELETED", object)),
+                    (false, false) => None,
+                }
+            }
+            EventKind::Delete if was_matching => change.previous.as_ref().map(|o| ("DELETED", o)),
+            EventKind::Delete => None,
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! Objects as stored and as served: JSON documents whose `metadata.resourceVersion` is never
+//! stored but set from the key's `mod_revision` on every read.
+
+use bytes::Bytes;
+use fleetdb_machinery::meta;
+use fleetdb_store::{KeyValue, Revision};
+use serde_json::Value;
+
+use crate::api::ApiError;
+
+/// Parses a stored object and stamps its resourceVersion.
+pub fn decode(kv: &KeyValue) -> Result<Value, ApiError> {
+    let mut object: Value = serde_json::from_slice(&kv.value).map_err(|e| {
+        tracing::error!(key = %kv.key, error = %e, "a stored object is not valid JSON");
+        ApiError::internal(format!("the stored object {} cannot be read", kv.key))
+    })?;
+    set_resource_version(&mut object, kv.mod_revision);
+    Ok(object)
+}
+
+/// The bytes to store for an object (without its resourceVersion).
+pub fn encode(object: &Value) -> Bytes {
+    if object["metadata"].get("resourceVersion").is_none() {
+        return Bytes::from(serde_json::to_vec(object).expect("a JSON value always serializes"));
+    }
+    let mut object = object.clone();
+    if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        metadata.remove("resourceVersion");
+    }
+    Bytes::from(serde_json::to_vec(&object).expect("a JSON value always serializes"))
+}
+
+/// Sets `metadata.resourceVersion` to `revision`.
+pub fn set_resource_version(object: &mut Value, revision: Revision) {
+    if let Some(metadata) = meta::metadata_mut(object) {
+        metadata.insert(
+            "resourceVersion".into(),
+            Value::String(revision.to_string()),
+        );
+    }
+}
+
+/// The stored object as served, without decoding it: its resourceVersion spliced into its
+/// metadata. `None` when the bytes are not an object of `api_version`/`kind` with a metadata
+/// object (the caller then decodes).
+pub fn splice_resource_version(kv: &KeyValue, api_version: &str, kind: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(kv.value.len() + 32);
+    write_spliced(kv, api_version, kind, &mut out).then_some(out)
+}
+
+/// [`splice_resource_version`] appending to `out` (a list being written); false, with `out`
+/// untouched, when the bytes do not have the usual shape.
+pub fn write_spliced(kv: &KeyValue, api_version: &str, kind: &str, out: &mut Vec<u8>) -> bool {
+    meta::write_with_resource_version(&kv.value, kv.mod_revision, api_version, kind, out)
+}
+
+/// Appends items to a list's JSON array: each stored object as served, spliced when its
+/// bytes have the usual shape, decoded and re-encoded (as `api_version`/`kind`) otherwise.
+/// `first`: no item precedes them. Takes the values by value, so each is freed once written.
+pub fn write_items(
+    out: &mut Vec<u8>,
+    api_version: &str,
+    kind: &str,
+    kvs: Vec<KeyValue>,
+    mut first: bool,
+) -> Result<(), ApiError> {
+    for kv in kvs {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        if !write_spliced(&kv, api_version, kind, out) {
+            let mut object = decode(&kv)?;
+            object["apiVersion"] = Value::String(api_version.to_owned());
+            object["kind"] = Value::String(kind.to_owned());
+            serde_json::to_writer(&mut *out, &object).expect("JSON values serialize");
+        }
+    }
+    Ok(())
+}
+
+/// About the bytes [`write_items`] writes for these objects (exact when all are spliced).
+pub fn items_size(kvs: &[KeyValue]) -> usize {
+    kvs.iter().map(|kv| kv.value.len() + 40).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn kv(value: &str, revision: Revision) -> KeyValue {
+        KeyValue {
+            key: "/k".into(),
+            value: Bytes::from(value.to_owned()),
+            create_revision: 1,
+            mod_revision: revision,
+            version: 1,
+        }
+    }
+
+    #[test]
+    fn a_list_reads_the_same_spliced_or_decoded() {
+        let stored = [
+            kv(
+                r#"{"apiVersion":"g/v1","kind":"K","metadata":{"name":"a"}}"#,
+                5,
+            ),
+            kv(r#"{"metadata":{"name":"b"},"spec":{"x":1}}"#, 6),
+        ];
+        let mut out = b"[".to_vec();
+        write_items(&mut out, "g/v1", "K", stored.to_vec(), true).unwrap();
+        out.push(b']');
+        let items: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            items,
+            json!([
+                {"apiVersion": "g/v1", "kind": "K", "metadata": {"name": "a", "resourceVersion": "5"}},
+                {"apiVersion": "g/v1", "kind": "K", "metadata": {"name": "b", "resourceVersion": "6"}, "spec": {"x": 1}},
+            ])
+        );
+        for kv in &stored {
+            let mut decoded = decode(kv).unwrap();
+            assert_eq!(
+                decoded["metadata"]["resourceVersion"],
+                json!(kv.mod_revision.to_string())
+            );
+            decoded["metadata"]
+                .as_object_mut()
+                .unwrap()
+                .remove("resourceVersion");
+            assert_eq!(
+                encode(&decoded),
+                kv.value,
+                "encode drops the resourceVersion"
+            );
+        }
+    }
+}

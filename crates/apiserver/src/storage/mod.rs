@@ -1,0 +1,136 @@
+//! The storage layer: objects as stored under their keys, read the cheapest exact way, and
+//! watched through one shared feed per resource.
+//!
+//! * [`codec`]: an object's JSON as stored (without `resourceVersion`, which is the key's
+//!   `mod_revision`) and as read back.
+//! * [`select`]: what a list, a watch's snapshot or a deletecollection reads — the one key a
+//!   field selector pins, the label index's candidates, or a scan of the prefix.
+//! * [`label_index`]: per resource, which objects carry which labels.
+//! * [`watch_cache`]: one store watch per resource shared by every watcher.
+//!
+//! Storage layout: `/registry/<group or core>/<plural>/[<namespace>/]<name>` (the catalog's
+//! [`crate::api::Resource::key`]). This layer knows keys, bytes and selectors; what an object
+//! means (its kind's rules) is the registry's business.
+
+pub mod codec;
+pub mod label_index;
+pub mod select;
+pub mod watch_cache;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use fleetdb_store::{Condition, Deleted, KeyValue, Revision, Scan, Store, StoreError};
+use tokio::sync::watch;
+
+use crate::api::ApiError;
+pub use select::{SelectRequest, Selection, Selectors, select};
+pub use watch_cache::{CachedEvent, Feed, WatchCache};
+
+/// Keys read from the store per step of a scan.
+pub const STORE_PAGE: usize = 1000;
+
+/// The store with what the server keeps beside it: the watch cache (and the label indexes
+/// its feeds maintain) and the shutdown signal its background tasks follow.
+pub struct Storage {
+    store: Arc<dyn Store>,
+    watch_cache: WatchCache,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Storage {
+    pub fn new(store: Arc<dyn Store>, shutdown: watch::Receiver<bool>) -> Self {
+        Self {
+            watch_cache: WatchCache::new(store.clone()),
+            store,
+            shutdown,
+        }
+    }
+
+    /// The store itself.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Whether the server is shutting down (background work stops).
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// A receiver that changes when the server starts shutting down.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.clone()
+    }
+
+    /// The shared feed of the resource stored under `prefix`, started if needed.
+    pub async fn feed(&self, prefix: &str) -> Result<Arc<Feed>, ApiError> {
+        self.watch_cache
+            .feed(prefix, self.shutdown.clone())
+            .await
+            .map_err(ApiError::from_store)
+    }
+
+    /// The current revision.
+    pub async fn current_revision(&self) -> Result<Revision, ApiError> {
+        self.store
+            .current_revision()
+            .await
+            .map_err(ApiError::from_store)
+    }
+
+    /// The key's state now.
+    pub async fn get(&self, key: &str) -> Result<Option<KeyValue>, ApiError> {
+        Ok(self
+            .store
+            .get(key, None)
+            .await
+            .map_err(ApiError::from_store)?
+            .kv)
+    }
+
+    /// Writes `value` under `key` if `condition` holds; `Ok(Err(()))` when it did not.
+    pub async fn put(
+        &self,
+        key: &str,
+        value: Bytes,
+        condition: Condition,
+    ) -> Result<Result<KeyValue, ()>, ApiError> {
+        match self.store.put(key, value, condition).await {
+            Ok(kv) => Ok(Ok(kv)),
+            Err(StoreError::PreconditionFailed { .. }) => Ok(Err(())),
+            Err(e) => Err(ApiError::from_store(e)),
+        }
+    }
+
+    /// Deletes `key` if `condition` holds; `Ok(Err(()))` when it did not (or it is gone).
+    pub async fn delete(
+        &self,
+        key: &str,
+        condition: Condition,
+    ) -> Result<Result<Deleted, ()>, ApiError> {
+        match self.store.delete(key, condition).await {
+            Ok(deleted) => Ok(Ok(deleted)),
+            Err(StoreError::PreconditionFailed { .. }) => Ok(Err(())),
+            Err(e) => Err(ApiError::from_store(e)),
+        }
+    }
+
+    /// Removes every key under `prefix`, whatever it holds, until a read finds none left
+    /// (keys written meanwhile go too).
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<(), ApiError> {
+        loop {
+            let mut found = false;
+            let mut scan = Scan::new(&*self.store, prefix).page_size(STORE_PAGE);
+            while let Some(page) = scan.next_page().await.map_err(ApiError::from_store)? {
+                for kv in page {
+                    found = true;
+                    // Gone already is as good as deleted.
+                    let _ = self.delete(&kv.key, Condition::Always).await?;
+                }
+            }
+            if !found {
+                return Ok(());
+            }
+        }
+    }
+}

@@ -1,0 +1,544 @@
+//! The watch cache: one store watch per resource, shared by every client watching it.
+//!
+//! Each change is read from the store once, decoded once, and serialized once per event type
+//! and API version, however many clients watch. A bounded ring of recent events lets clients
+//! resume from a recent resourceVersion without touching the store; older ones are served by
+//! a store watch of their own (the store keeps history until compaction).
+//!
+//! Dispatch: watchers of the whole resource (or a namespace) share one broadcast channel;
+//! watchers whose field selector pins one object (`metadata.name=X`, the host agent's watch of
+//! its own Host) subscribe to a channel of that one key instead, so an event wakes only the
+//! watchers of its key plus the resource-wide ones — 10,000 single-object watchers cost one
+//! wake-up per event, not 10,000. Key channels are created on first subscription and removed
+//! once nobody listens (checked when their key changes, and in sweeps as the map grows).
+//!
+//! Each feed also keeps the resource's label index (`label_index.rs`) current: every event
+//! it publishes is applied to the index in the feed task.
+//!
+//! Invariants: a feed publishes events in revision order, with no gap after the revision it
+//! started from; every event is in the history before it is sent on any channel, so a watcher
+//! that subscribes first and reads the history second misses nothing; a client that falls
+//! behind its channel's buffer is cut off (it re-watches from its last resourceVersion) and
+//! never slows the feed.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use fleetdb_store::{EventKind, KeyValue, Revision, Store, StoreError};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use super::{codec, label_index};
+
+/// Recent events each resource's feed keeps for clients resuming from a recent revision; also
+/// the broadcast buffer a client may fall behind by before it is cut off.
+pub const WATCH_CACHE_EVENTS: usize = 4096;
+
+/// Events buffered in the channel of one watched key (see the module documentation) before a
+/// watcher of that key that does not keep up is cut off. Small, because a tokio broadcast
+/// channel allocates its buffer up front (32 bytes per slot: 2 KiB per watched key)
+/// and one object rarely changes many times within a scheduling delay.
+pub const WATCH_KEY_EVENTS: usize = 64;
+
+/// Key channels are swept of those without receivers when the map has grown this much past
+/// twice the size it had after the previous sweep (so sweeps cost amortized O(1) per
+/// subscription and the map stays within about twice the watched keys).
+const KEY_SWEEP_SLACK: usize = 1024;
+
+/// Pause before a feed re-establishes a failed store watch.
+const FEED_RETRY: Duration = Duration::from_millis(200);
+
+/// One change, decoded once for every watcher.
+pub struct CachedEvent {
+    pub revision: Revision,
+    pub key: String,
+    pub kind: EventKind,
+    /// The object after a put.
+    pub object: Option<Arc<Value>>,
+    /// The object before the change (for a deletion: stamped with the deletion's revision).
+    pub previous: Option<Arc<Value>>,
+    /// Serialized `{"type", "object"}` lines by (type, apiVersion), made on first use.
+    encoded: Mutex<Vec<(&'static str, String, Bytes)>>,
+}
+
+impl CachedEvent {
+    /// Decodes a store event (undecodable objects are skipped by callers).
+    pub fn from_store(event: &fleetdb_store::Event) -> Option<Self> {
+        let decode = |kv: &KeyValue| codec::decode(kv).ok().map(Arc::new);
+        let (object, previous) = match event.kind {
+            EventKind::Put => (
+                Some(decode(&event.kv)?),
+                event.prev.as_ref().and_then(decode),
+            ),
+            EventKind::Delete => {
+                let previous = event.prev.as_ref().and_then(|kv| {
+                    let mut object = codec::decode(kv).ok()?;
+                    codec::set_resource_version(&mut object, event.revision());
+                    Some(Arc::new(object))
+                });
+                (None, previous)
+            }
+        };
+        Some(Self {
+            revision: event.revision(),
+            key: event.kv.key.clone(),
+            kind: event.kind,
+            object,
+            previous,
+            encoded: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The serialized event line for `kind` with `object` rendered as `api_version`/`kind_name`.
+    /// `object` must be one of this event's objects.
+    pub fn encoded(
+        &self,
+        event_type: &'static str,
+        object: &Value,
+        api_version: &str,
+        kind_name: &str,
+    ) -> Bytes {
+        let mut cache = self.encoded.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, _, bytes)) = cache
+            .iter()
+            .find(|(t, v, _)| *t == event_type && v == api_version)
+        {
+            return bytes.clone();
+        }
+        let mut object = object.clone();
+        object["apiVersion"] = json!(api_version);
+        object["kind"] = json!(kind_name);
+        let mut line =
+            serde_json::to_vec(&json!({"type": event_type, "object": object})).unwrap_or_default();
+        line.push(b'\n');
+        let bytes = Bytes::from(line);
+        cache.push((event_type, api_version.to_owned(), bytes.clone()));
+        bytes
+    }
+}
+
+/// Recent events of one resource.
+struct History {
+    events: VecDeque<Arc<CachedEvent>>,
+    /// Every change after this revision is in `events` (or was before it was evicted, which
+    /// moves this forward).
+    complete_after: Revision,
+}
+
+/// Channels of single watched keys.
+struct KeyChannels {
+    senders: HashMap<String, broadcast::Sender<Arc<CachedEvent>>>,
+    /// Sweep when `senders` reaches this size.
+    sweep_at: usize,
+}
+
+/// The shared feed of one resource (all namespaces).
+pub struct Feed {
+    prefix: String,
+    /// Replaced (closing every subscriber) when the feed loses events it cannot recover.
+    tx: RwLock<broadcast::Sender<Arc<CachedEvent>>>,
+    /// Cleared (closing every subscriber) on the same occasions.
+    by_key: Mutex<KeyChannels>,
+    history: RwLock<History>,
+    /// Revision of the last event sent on the channels.
+    published: AtomicI64,
+    index: label_index::Slot,
+}
+
+impl Feed {
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Subscribes to live events; call before [`Feed::events_after`].
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<CachedEvent>> {
+        self.tx
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .subscribe()
+    }
+
+    /// Subscribes to the live events of one key only (buffer: [`WATCH_KEY_EVENTS`]); call
+    /// before [`Feed::key_events_after`].
+    pub fn subscribe_key(&self, key: &str) -> broadcast::Receiver<Arc<CachedEvent>> {
+        let mut channels = self.by_key.lock().unwrap_or_else(|e| e.into_inner());
+        if channels.senders.len() >= channels.sweep_at {
+            channels.senders.retain(|_, tx| tx.receiver_count() > 0);
+            channels.sweep_at = channels.senders.len() * 2 + KEY_SWEEP_SLACK;
+        }
+        if let Some(tx) = channels.senders.get(key) {
+            return tx.subscribe();
+        }
+        let (tx, rx) = broadcast::channel(WATCH_KEY_EVENTS);
+        channels.senders.insert(key.to_owned(), tx);
+        rx
+    }
+
+    /// Keys with a channel (including ones not swept yet).
+    pub fn key_channels(&self) -> usize {
+        self.by_key
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .senders
+            .len()
+    }
+
+    /// The revision of the last event this feed sent to its subscribers: every event up to it
+    /// is in their channels (or was, for those already received).
+    pub fn published_revision(&self) -> Revision {
+        self.published.load(Ordering::Acquire)
+    }
+
+    /// The resource's label index.
+    pub fn label_index(&self) -> &label_index::Slot {
+        &self.index
+    }
+
+    /// Every cached event after `after`, or `None` when the cache does not reach back that far.
+    pub fn events_after(&self, after: Revision) -> Option<Vec<Arc<CachedEvent>>> {
+        self.cached_after(after, |_| true)
+    }
+
+    /// Every cached event of `key` after `after`, or `None` when the cache does not reach back
+    /// that far.
+    pub fn key_events_after(&self, after: Revision, key: &str) -> Option<Vec<Arc<CachedEvent>>> {
+        self.cached_after(after, |e| e.key == key)
+    }
+
+    fn cached_after(
+        &self,
+        after: Revision,
+        wanted: impl Fn(&CachedEvent) -> bool,
+    ) -> Option<Vec<Arc<CachedEvent>>> {
+        let history = self.history.read().unwrap_or_else(|e| e.into_inner());
+        if after < history.complete_after {
+            return None;
+        }
+        Some(
+            history
+                .events
+                .iter()
+                .filter(|e| e.revision > after && wanted(e))
+                .cloned()
+                .collect(),
+        )
+    }
+
+    fn publish(&self, event: Arc<CachedEvent>) {
+        {
+            let mut history = self.history.write().unwrap_or_else(|e| e.into_inner());
+            history.events.push_back(event.clone());
+            while history.events.len() > WATCH_CACHE_EVENTS {
+                if let Some(evicted) = history.events.pop_front() {
+                    history.complete_after = evicted.revision;
+                }
+            }
+        }
+        self.index.observe(&event);
+        let revision = event.revision;
+        {
+            let mut channels = self.by_key.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(tx) = channels.senders.get(&event.key) {
+                if tx.receiver_count() == 0 {
+                    channels.senders.remove(&event.key);
+                } else {
+                    let _ = tx.send(event.clone());
+                }
+            }
+        }
+        let _ = self
+            .tx
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(event);
+        self.published.store(revision, Ordering::Release);
+    }
+
+    /// Forgets the history, closes every subscriber and drops the label index: after a gap,
+    /// clients must re-watch (and the index be rebuilt).
+    fn reset(&self, after: Revision) {
+        let mut history = self.history.write().unwrap_or_else(|e| e.into_inner());
+        history.events.clear();
+        history.complete_after = after;
+        let (tx, _) = broadcast::channel(WATCH_CACHE_EVENTS);
+        *self.tx.write().unwrap_or_else(|e| e.into_inner()) = tx;
+        self.by_key
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .senders
+            .clear();
+        self.index.reset();
+    }
+}
+
+/// Feeds by store prefix, created on first watch.
+pub struct WatchCache {
+    store: Arc<dyn Store>,
+    feeds: Mutex<HashMap<String, Arc<Feed>>>,
+}
+
+impl WatchCache {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            feeds: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The feed of the resource stored under `prefix`, started if needed.
+    pub async fn feed(
+        &self,
+        prefix: &str,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<Arc<Feed>, StoreError> {
+        if let Some(feed) = self
+            .feeds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(prefix)
+        {
+            return Ok(feed.clone());
+        }
+        let start = self.store.current_revision().await?;
+        let changes = self.store.watch(prefix, start).await?;
+        let mut feeds = self.feeds.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(feed) = feeds.get(prefix) {
+            return Ok(feed.clone());
+        }
+        let (tx, _) = broadcast::channel(WATCH_CACHE_EVENTS);
+        let feed = Arc::new(Feed {
+            prefix: prefix.to_owned(),
+            tx: RwLock::new(tx),
+            by_key: Mutex::new(KeyChannels {
+                senders: HashMap::new(),
+                sweep_at: KEY_SWEEP_SLACK,
+            }),
+            history: RwLock::new(History {
+                events: VecDeque::new(),
+                complete_after: start,
+            }),
+            published: AtomicI64::new(start),
+            index: label_index::Slot::new(prefix),
+        });
+        feeds.insert(prefix.to_owned(), feed.clone());
+        tokio::spawn(run_feed(
+            self.store.clone(),
+            feed.clone(),
+            changes,
+            start,
+            shutdown,
+        ));
+        Ok(feed)
+    }
+}
+
+/// Moves store events into a feed until shutdown, re-watching after failures.
+async fn run_feed(
+    store: Arc<dyn Store>,
+    feed: Arc<Feed>,
+    mut changes: fleetdb_store::WatchStream,
+    start: Revision,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut last = start;
+    loop {
+        let change = tokio::select! {
+            _ = shutdown.changed() => return,
+            change = changes.next() => change,
+        };
+        match change {
+            Some(Ok(event)) => {
+                last = event.revision();
+                if let Some(cached) = CachedEvent::from_store(&event) {
+                    feed.publish(Arc::new(cached));
+                }
+                continue;
+            }
+            Some(Err(error)) => {
+                tracing::warn!(prefix = %feed.prefix, %error, "watch cache feed interrupted; re-watching")
+            }
+            None => tracing::debug!(prefix = %feed.prefix, "watch cache feed ended; re-watching"),
+        }
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            tokio::time::sleep(FEED_RETRY).await;
+            match store.watch(&feed.prefix, last).await {
+                Ok(stream) => {
+                    changes = stream;
+                    break;
+                }
+                Err(StoreError::Compacted { .. }) => {
+                    // The gap cannot be filled: clients resuming across it get 410 and relist.
+                    let now = store.current_revision().await.unwrap_or(last);
+                    feed.reset(now);
+                    last = now;
+                }
+                Err(error) => {
+                    tracing::warn!(prefix = %feed.prefix, %error, "cannot re-watch; retrying")
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleetdb_store::Condition;
+    use fleetdb_store::embedded::EmbeddedStore;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_write_is_decoded_and_serialized_once_for_every_watcher() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+        let cache = WatchCache::new(store.clone());
+        let (_stop, shutdown) = tokio::sync::watch::channel(false);
+        let feed = cache
+            .feed("/registry/g/things/", shutdown.clone())
+            .await
+            .unwrap();
+        let again = cache.feed("/registry/g/things/", shutdown).await.unwrap();
+        assert!(Arc::ptr_eq(&feed, &again), "one feed per resource");
+        let mut watchers: Vec<_> = (0..50).map(|_| feed.subscribe()).collect();
+        let object = json!({"apiVersion": "g/v1", "kind": "Thing", "metadata": {"name": "a"}});
+        store
+            .put(
+                "/registry/g/things/ns/a",
+                codec::encode(&object),
+                Condition::Always,
+            )
+            .await
+            .unwrap();
+        let mut received = Vec::new();
+        for watcher in &mut watchers {
+            received.push(watcher.recv().await.unwrap());
+        }
+        assert!(
+            received.iter().all(|e| Arc::ptr_eq(e, &received[0])),
+            "shared, not copied"
+        );
+        let first = &received[0];
+        let object = first.object.clone().unwrap();
+        let lines: Vec<Bytes> = received
+            .iter()
+            .map(|e| e.encoded("ADDED", &object, "g/v1", "Thing"))
+            .collect();
+        assert!(
+            lines.iter().all(|l| l.as_ptr() == lines[0].as_ptr()),
+            "the event line is serialized once"
+        );
+        // A watcher resuming from before the write gets it from the cache.
+        let replay = feed
+            .events_after(first.revision - 1)
+            .expect("recent history is cached");
+        assert_eq!(replay.len(), 1);
+        // Before the feed started, the cache cannot answer: such watchers use the store.
+        assert!(feed.events_after(-1).is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn key_watchers_receive_only_their_key_and_resource_watchers_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+        let cache = WatchCache::new(store.clone());
+        let (_stop, shutdown) = tokio::sync::watch::channel(false);
+        let feed = cache.feed("/registry/g/things/", shutdown).await.unwrap();
+        let key = |name: &str| format!("/registry/g/things/ns/{name}");
+        let mut everything = feed.subscribe();
+        let mut only_a = feed.subscribe_key(&key("a"));
+        let mut also_a = feed.subscribe_key(&key("a"));
+        let only_b = feed.subscribe_key(&key("b"));
+        assert_eq!(feed.key_channels(), 2, "one channel per key");
+        let put = |name: &'static str, n: i64| {
+            let store = store.clone();
+            let object =
+                json!({"apiVersion": "g/v1", "kind": "Thing", "metadata": {"name": name}, "n": n});
+            async move {
+                store
+                    .put(&key(name), codec::encode(&object), Condition::Always)
+                    .await
+                    .unwrap()
+            }
+        };
+        drop(only_b);
+        let mut written = Vec::new();
+        for (name, n) in [("c", 1), ("a", 1), ("b", 1), ("c", 2), ("a", 2)] {
+            written.push((name, put(name, n).await.mod_revision));
+        }
+        let a_revisions: Vec<Revision> = written
+            .iter()
+            .filter(|(name, _)| *name == "a")
+            .map(|(_, r)| *r)
+            .collect();
+        for watcher in [&mut only_a, &mut also_a] {
+            let mut got = Vec::new();
+            for _ in 0..a_revisions.len() {
+                let event = watcher.recv().await.unwrap();
+                assert_eq!(event.key, key("a"));
+                got.push(event.revision);
+            }
+            assert_eq!(got, a_revisions);
+        }
+        let mut all = Vec::new();
+        for _ in 0..written.len() {
+            all.push(everything.recv().await.unwrap().revision);
+        }
+        assert_eq!(all, written.iter().map(|(_, r)| *r).collect::<Vec<_>>());
+        assert!(only_a.try_recv().is_err(), "nothing else for a");
+        // b's only watcher left: its channel went when b changed.
+        assert_eq!(feed.key_channels(), 1);
+        assert_eq!(feed.published_revision(), written.last().unwrap().1);
+        // The history of one key, for a watcher resuming it.
+        let replay = feed
+            .key_events_after(a_revisions[0] - 1, &key("a"))
+            .unwrap();
+        assert_eq!(
+            replay.iter().map(|e| e.revision).collect::<Vec<_>>(),
+            a_revisions
+        );
+
+        // A key watcher that falls behind its channel is cut off, as resource watchers are.
+        for n in 0..(WATCH_KEY_EVENTS as i64 + 8) {
+            put("a", 10 + n).await;
+        }
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while feed.published_revision() < store.current_revision().await.unwrap() {
+            assert!(tokio::time::Instant::now() < deadline, "the feed stalled");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(matches!(
+            only_a.recv().await,
+            Err(broadcast::error::RecvError::Lagged(_))
+        ));
+
+        // Channels nobody listens to are swept as new keys are watched.
+        drop((only_a, also_a));
+        let kept = feed.subscribe_key(&key("kept"));
+        for i in 0..KEY_SWEEP_SLACK * 3 {
+            drop(feed.subscribe_key(&key(&format!("k{i}"))));
+        }
+        // At most twice the watched keys (one here) plus the slack.
+        assert!(
+            feed.key_channels() <= 2 + KEY_SWEEP_SLACK,
+            "{} channels",
+            feed.key_channels()
+        );
+        put("kept", 1).await;
+        assert_eq!(
+            tokio::time::timeout(std::time::Duration::from_secs(10), {
+                let mut kept = kept;
+                async move { kept.recv().await.unwrap().key.clone() }
+            })
+            .await
+            .unwrap(),
+            key("kept"),
+            "sweeps keep channels with receivers"
+        );
+    }
+}

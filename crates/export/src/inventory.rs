@@ -1,0 +1,214 @@
+//! The Ansible dynamic inventory: the fleet as Ansible's inventory-script JSON.
+//!
+//! `--list` answers every group and, under `_meta.hostvars`, every host's variables, so
+//! Ansible makes no per-host calls; it comes from one paginated list of Hosts. Groups come from
+//! labels (`role_web`, `provider_aws`, `region_us_east_1`, `team_infra`), from `spec.cluster`
+//! (`cluster_x`) and from label selectors in a small config file (the `keyed_groups`/`groups`
+//! idea of Ansible's constructed inventory). Hosts in maintenance, terminated, or not seen for
+//! longer than a threshold are left out unless asked for.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use fleetdb_fleet::{ADDRESS_PREFERENCE, Host, labels};
+use kube::ResourceExt;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::{ExportError, identifier};
+
+/// A group made from the values of one label: `<prefix>_<value>`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct KeyedGroup {
+    /// The label key, e.g. `fleetdb.io/role`.
+    pub key: String,
+    /// The group name prefix, e.g. `role`.
+    pub prefix: String,
+}
+
+/// The inventory configuration (a YAML file; every field optional).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, rename_all = "snake_case", deny_unknown_fields)]
+pub struct InventoryConfig {
+    /// Groups by label value (default: role, provider, region, team).
+    pub keyed_groups: Vec<KeyedGroup>,
+    /// Groups by label selector: name → selector, e.g. `webprod: "fleetdb.io/role=web,env=prod"`.
+    pub groups: BTreeMap<String, String>,
+    /// Keep hosts with `spec.maintenance: true`.
+    pub include_maintenance: bool,
+    /// Keep hosts whose state is Terminated.
+    pub include_terminated: bool,
+    /// Leave out hosts not seen for longer than this (`24h`, `90m`; empty = never).
+    pub stale_after: Option<String>,
+    /// Annotations copied into host variables (`dcim.fleetdb.io/owner` → `dcim_fleetdb_io_owner`).
+    pub hostvars_annotations: Vec<String>,
+    /// Address types tried in order for `ansible_host`.
+    pub address_preference: Vec<String>,
+}
+
+impl Default for InventoryConfig {
+    fn default() -> Self {
+        Self {
+            keyed_groups: [
+                (labels::ROLE, "role"),
+                (labels::PROVIDER, "provider"),
+                (labels::REGION, "region"),
+                (labels::TEAM, "team"),
+            ]
+            .into_iter()
+            .map(|(key, prefix)| KeyedGroup {
+                key: key.into(),
+                prefix: prefix.into(),
+            })
+            .collect(),
+            groups: BTreeMap::new(),
+            include_maintenance: false,
+            include_terminated: false,
+            stale_after: Some("24h".into()),
+            hostvars_annotations: Vec::new(),
+            address_preference: ADDRESS_PREFERENCE.into_iter().map(str::to_owned).collect(),
+        }
+    }
+}
+
+impl InventoryConfig {
+    /// Reads a YAML configuration file.
+    pub fn read(path: &std::path::Path) -> Result<Self, ExportError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ExportError::Local(format!("cannot read {}: {e}", path.display())))?;
+        serde_saphyr::from_str(&text).map_err(|e| {
+            ExportError::Local(format!(
+                "bad inventory configuration {}: {e}",
+                path.display()
+            ))
+        })
+    }
+}
+
+/// A valid Ansible group or variable name made from free text.
+pub fn sanitize(text: &str) -> String {
+    identifier(text)
+}
+
+/// Whether the host belongs in the inventory under `config`.
+fn included(
+    host: &Host,
+    config: &InventoryConfig,
+    stale_after: Option<Duration>,
+    now: OffsetDateTime,
+) -> bool {
+    if !config.include_maintenance && host.in_maintenance() {
+        return false;
+    }
+    if !config.include_terminated && host.is_terminated() {
+        return false;
+    }
+    let last_seen = host.status.as_ref().and_then(|s| s.last_seen.as_deref());
+    if let (Some(limit), Some(seen)) = (stale_after, last_seen)
+        && let Ok(seen) = OffsetDateTime::parse(seen, &Rfc3339)
+        && now - seen > limit
+    {
+        return false;
+    }
+    true
+}
+
+/// The variables Ansible gets for one host.
+pub fn hostvars(host: &Host, config: &InventoryConfig) -> Value {
+    let mut vars = Map::new();
+    if let Some(address) = host.preferred_address(&config.address_preference) {
+        vars.insert("ansible_host".into(), json!(address.address));
+    }
+    for (name, value) in host.facts() {
+        vars.insert(format!("fleetdb_{name}"), json!(value));
+    }
+    let status = host.status.clone().unwrap_or_default();
+    if let Some(provider) = &status.provider {
+        vars.insert("fleetdb_provider_id".into(), json!(provider.id));
+    }
+    if let Some(state) = status.state {
+        vars.insert("fleetdb_state".into(), json!(format!("{state:?}")));
+    }
+    vars.insert(
+        "fleetdb_maintenance".into(),
+        json!(host.spec.maintenance.unwrap_or(false)),
+    );
+    vars.insert("fleetdb_labels".into(), json!(host.labels()));
+    for key in &config.hostvars_annotations {
+        if let Some(value) = host.annotations().get(key) {
+            vars.insert(sanitize(key), json!(value));
+        }
+    }
+    // The host's own Ansible variables come last, so a person's values win.
+    for (name, value) in host.spec.ansible.clone().unwrap_or_default() {
+        vars.insert(name, value);
+    }
+    Value::Object(vars)
+}
+
+/// Builds the `--list` document.
+pub fn build(
+    hosts: &[Host],
+    config: &InventoryConfig,
+    now: OffsetDateTime,
+) -> Result<Value, ExportError> {
+    let stale_after = match config.stale_after.as_deref().filter(|s| !s.is_empty()) {
+        Some(text) => Some(fleetdb_fleet::parse_interval(text).ok_or_else(|| {
+            ExportError::Local(format!(
+                "stale_after {text:?} is not a duration like 24h or 90m"
+            ))
+        })?),
+        None => None,
+    };
+    let selectors = config
+        .groups
+        .iter()
+        .map(|(name, selector)| {
+            fleetdb_machinery::selectors::LabelSelector::parse(selector)
+                .map(|s| (sanitize(name), s))
+                .map_err(|e| ExportError::Local(format!("group {name}: {}", e.message)))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut groups: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut hostvars_map = Map::new();
+    let mut ungrouped = BTreeSet::new();
+    for host in hosts
+        .iter()
+        .filter(|h| included(h, config, stale_after, now))
+    {
+        let name = host.name_any();
+        let mut member_of = Vec::new();
+        for keyed in &config.keyed_groups {
+            if let Some(value) = host.labels().get(&keyed.key) {
+                member_of.push(sanitize(&format!("{}_{value}", keyed.prefix)));
+            }
+        }
+        if let Some(cluster) = &host.spec.cluster {
+            member_of.push(sanitize(&format!("cluster_{cluster}")));
+        }
+        for (group, selector) in &selectors {
+            if selector.matches(host.labels()) {
+                member_of.push(group.clone());
+            }
+        }
+        if member_of.is_empty() {
+            ungrouped.insert(name.clone());
+        }
+        for group in member_of {
+            groups.entry(group).or_default().insert(name.clone());
+        }
+        hostvars_map.insert(name, hostvars(host, config));
+    }
+    let mut document = Map::new();
+    let mut children: Vec<String> = groups.keys().cloned().collect();
+    children.push("ungrouped".into());
+    document.insert("all".into(), json!({"children": children}));
+    for (group, members) in groups {
+        document.insert(group, json!({"hosts": members}));
+    }
+    document.insert("ungrouped".into(), json!({"hosts": ungrouped}));
+    document.insert("_meta".into(), json!({"hostvars": hostvars_map}));
+    Ok(Value::Object(document))
+}

@@ -1,0 +1,109 @@
+//! The fleetdb program as a library: how the server is assembled — the store (embedded or
+//! etcd), history retention, the fleet's CRDs and the server's extensions (Prometheus
+//! discovery) — once, for `fleetdb serve`, the tests and the benchmarks alike.
+
+pub mod discovery;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use fleetdb_store::Store;
+use fleetdb_store::embedded::EmbeddedStore;
+use fleetdb_store::etcd::{EtcdOptions, EtcdStore};
+use fleetdb_store::retention::{Retention, RetentionPolicy};
+
+/// Which store the server keeps its data in.
+#[derive(Clone, Debug)]
+pub enum StoreSettings {
+    /// The embedded store, in `<data dir>/store`.
+    Embedded,
+    /// An etcd cluster, under a key prefix.
+    Etcd {
+        endpoints: Vec<String>,
+        prefix: String,
+    },
+}
+
+/// How `fleetdb serve` runs.
+#[derive(Clone, Debug)]
+pub struct ServerSettings {
+    /// Where data, certificates and the admin kubeconfig live.
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// Host name clients use to reach the server, when not the listen address.
+    pub advertise_host: Option<String>,
+    pub store: StoreSettings,
+    /// How long the history of changes is kept.
+    pub history_days: u64,
+}
+
+impl ServerSettings {
+    /// The embedded store in `data_dir`, listening on `listen`, 30 days of history.
+    pub fn new(data_dir: PathBuf, listen: SocketAddr) -> Self {
+        Self {
+            data_dir,
+            listen,
+            advertise_host: None,
+            store: StoreSettings::Embedded,
+            history_days: 30,
+        }
+    }
+}
+
+/// Opens the store the settings name (creating the data directory).
+pub async fn open_store(settings: &ServerSettings) -> anyhow::Result<Arc<dyn Store>> {
+    std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            settings.data_dir.display()
+        )
+    })?;
+    Ok(match &settings.store {
+        StoreSettings::Embedded => Arc::new(
+            EmbeddedStore::open(settings.data_dir.join("store"))
+                .context("cannot open the embedded store")?,
+        ),
+        StoreSettings::Etcd { endpoints, prefix } => {
+            if endpoints.is_empty() {
+                anyhow::bail!("--store etcd needs --etcd-endpoints, e.g. http://127.0.0.1:2379");
+            }
+            let mut options = EtcdOptions::new(endpoints.clone());
+            options.root = prefix.clone();
+            Arc::new(
+                EtcdStore::connect(options)
+                    .await
+                    .context("cannot reach etcd")?,
+            )
+        }
+    })
+}
+
+/// Serves the fleetdb API on `store` until `shutdown` completes: retention of the history,
+/// the fleet CRDs installed at start-up, and the extensions.
+pub async fn serve(
+    store: Arc<dyn Store>,
+    settings: &ServerSettings,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let retention = Retention::new(
+        store.clone(),
+        RetentionPolicy {
+            keep: Duration::from_secs(settings.history_days * 24 * 60 * 60),
+            ..RetentionPolicy::default()
+        },
+    );
+    let retention = tokio::spawn(retention.run());
+    let config = fleetdb_apiserver::ServeConfig {
+        data_dir: settings.data_dir.clone(),
+        listen: settings.listen,
+        advertise_host: settings.advertise_host.clone(),
+        definitions: fleetdb_fleet::crd_documents(),
+        extensions: vec![Arc::new(discovery::PrometheusDiscovery::default())],
+    };
+    let result = fleetdb_apiserver::serve(store, config, shutdown).await;
+    retention.abort();
+    result.map_err(|e| anyhow::anyhow!(e))
+}
