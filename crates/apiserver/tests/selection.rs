@@ -113,7 +113,7 @@ impl TestServer {
         let mut token: Option<String> = None;
         loop {
             let page_uri = match &token {
-                Some(token) => format!("{uri}&continue={token}"),
+                Some(token) => support::continued(uri, token),
                 None => uri.to_owned(),
             };
             let page = self.get(&page_uri).await;

@@ -286,7 +286,7 @@ async fn read_hosts(
                 let (status, _) = connection
                     .call(
                         Method::GET,
-                        &format!("{HOSTS}/host-00000000"),
+                        &format!("{HOSTS}/{}", hosts::name("host-", 0)),
                         None,
                         Bytes::new(),
                     )

@@ -32,10 +32,26 @@ pub async fn run(dir: PathBuf, writers: usize, run: u64) -> anyhow::Result<()> {
             write_forever(store, run, writer).await
         }));
     }
+    // Readers beside the writers: they hold SQLite read snapshots, which is what holds back
+    // the applier's checkpoints (the case power-loss safety must not depend on).
+    for _ in 0..READERS {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move { read_forever(store).await }));
+    }
     for task in tasks {
         task.await??;
     }
     Ok(())
+}
+
+/// Reader tasks running beside the writers.
+const READERS: usize = 2;
+
+async fn read_forever(store: Arc<EmbeddedStore>) -> anyhow::Result<()> {
+    loop {
+        let mut scan = fleetdb_store::Scan::new(&*store, "/crash/").page_size(64);
+        while scan.next_page().await?.is_some() {}
+    }
 }
 
 async fn write_forever(store: Arc<EmbeddedStore>, run: u64, writer: usize) -> anyhow::Result<()> {

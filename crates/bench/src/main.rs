@@ -6,11 +6,15 @@
 //! * `fleetdb-bench store` measures the store backends side by side — the embedded engine and a
 //!   real etcd it starts itself on 127.0.0.1 — in the same run on the same machine, and prints a
 //!   table with the ratio embedded/etcd for each figure.
+//! * `fleetdb-bench schema` times the CRD write pipeline (prune, default, validate, managed
+//!   fields) on its own.
 //! * `fleetdb-bench crash-writer --dir D` writes to an embedded store under concurrent load and
 //!   prints one line per acknowledged write; the crash test kills it with SIGKILL and checks
 //!   that every acknowledged write survived.
 
-use fleetdb_bench::{api_bench, crash_writer, fetch_bench, inventory_bench, store_bench};
+use fleetdb_bench::{
+    api_bench, crash_writer, fetch_bench, inventory_bench, schema_bench, store_bench,
+};
 
 use std::path::PathBuf;
 
@@ -36,6 +40,8 @@ enum Command {
     Fetch(fetch_bench::FetchBenchArgs),
     /// Benchmark `fleetdb ansible-inventory --list` over N hosts.
     Inventory(inventory_bench::InventoryBenchArgs),
+    /// Benchmark the CRD write pipeline (prune, default, validate, managed fields) alone.
+    Schema(schema_bench::SchemaBenchArgs),
     /// Write to an embedded store until killed, printing each acknowledged write.
     CrashWriter {
         /// Data directory of the embedded store.
@@ -60,6 +66,7 @@ fn main() -> anyhow::Result<()> {
         Command::Store(args) => runtime.block_on(store_bench::run(args)),
         Command::Fetch(args) => runtime.block_on(fetch_bench::run(args)),
         Command::Inventory(args) => runtime.block_on(inventory_bench::run(args)),
+        Command::Schema(args) => schema_bench::run(args),
         Command::CrashWriter { dir, writers, run } => {
             runtime.block_on(crash_writer::run(dir, writers, run))
         }

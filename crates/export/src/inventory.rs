@@ -212,3 +212,71 @@ pub fn build(
     document.insert("_meta".into(), json!({"hostvars": hostvars_map}));
     Ok(Value::Object(document))
 }
+
+/// A cached `--list` document, so that Ansible runs in quick succession ask the API once:
+/// one file per identity (kubeconfig, configuration) under `$XDG_CACHE_HOME/fleetdb` (else
+/// `~/.cache/fleetdb`), reused while younger than the TTL, readable by its owner only (host
+/// variables may be sensitive).
+pub struct InventoryCache {
+    path: std::path::PathBuf,
+    ttl: Duration,
+}
+
+impl InventoryCache {
+    /// The cache of the inventory that `identity` describes (anything that tells one
+    /// kubeconfig and configuration from another), kept for `ttl`.
+    pub fn new(identity: &str, ttl: Duration) -> Self {
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME").map(|home| std::path::PathBuf::from(home).join(".cache"))
+            })
+            .unwrap_or_else(std::env::temp_dir);
+        // FNV-1a: a stable file name, not a secret.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in identity.bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        Self {
+            path: base
+                .join("fleetdb")
+                .join(format!("inventory-{hash:016x}.json")),
+            ttl,
+        }
+    }
+
+    /// The cached document, if there is one younger than the TTL.
+    pub fn read(&self) -> Option<Value> {
+        let age = std::fs::metadata(&self.path)
+            .ok()?
+            .modified()
+            .ok()?
+            .elapsed()
+            .ok()?;
+        if age >= self.ttl {
+            return None;
+        }
+        serde_json::from_str(&std::fs::read_to_string(&self.path).ok()?).ok()
+    }
+
+    /// Stores a document (atomically; a failure only means the next run asks the API).
+    pub fn write(&self, document: &Value) {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        if let Some(dir) = self.path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let temporary = self.path.with_extension("tmp");
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temporary)
+            .and_then(|mut file| file.write_all(document.to_string().as_bytes()));
+        if written.is_ok() {
+            let _ = std::fs::rename(&temporary, &self.path);
+        }
+    }
+}

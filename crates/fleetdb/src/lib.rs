@@ -38,6 +38,8 @@ pub struct ServerSettings {
     pub store: StoreSettings,
     /// How long the history of changes is kept.
     pub history_days: u64,
+    /// What clients may hold (connections, requests in flight, watches).
+    pub limits: fleetdb_apiserver::Limits,
 }
 
 impl ServerSettings {
@@ -49,18 +51,28 @@ impl ServerSettings {
             advertise_host: None,
             store: StoreSettings::Embedded,
             history_days: 30,
+            limits: fleetdb_apiserver::Limits::default(),
         }
     }
 }
 
-/// Opens the store the settings name (creating the data directory).
+/// Opens the store the settings name (creating the data directory, readable by its owner
+/// only: it holds the CA's private key and every object).
 pub async fn open_store(settings: &ServerSettings) -> anyhow::Result<Arc<dyn Store>> {
-    std::fs::create_dir_all(&settings.data_dir).with_context(|| {
-        format!(
-            "cannot create the data directory {}",
-            settings.data_dir.display()
-        )
-    })?;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&settings.data_dir)
+        .and_then(|()| {
+            std::fs::set_permissions(&settings.data_dir, std::fs::Permissions::from_mode(0o700))
+        })
+        .with_context(|| {
+            format!(
+                "cannot create the data directory {}",
+                settings.data_dir.display()
+            )
+        })?;
     Ok(match &settings.store {
         StoreSettings::Embedded => Arc::new(
             EmbeddedStore::open(settings.data_dir.join("store"))
@@ -102,6 +114,7 @@ pub async fn serve(
         advertise_host: settings.advertise_host.clone(),
         definitions: fleetdb_fleet::crd_documents(),
         extensions: vec![Arc::new(discovery::PrometheusDiscovery::default())],
+        limits: settings.limits.clone(),
     };
     let result = fleetdb_apiserver::serve(store, config, shutdown).await;
     retention.abort();

@@ -55,6 +55,24 @@ enum Command {
         /// How long the history of changes is kept, in days.
         #[arg(long, default_value_t = 30)]
         history_days: u64,
+        /// Most open connections (new ones past it are closed at once).
+        #[arg(long, default_value_t = fleetdb_apiserver::http::server::MAX_CONNECTIONS)]
+        max_connections: usize,
+        /// Most open connections without a client certificate.
+        #[arg(long, default_value_t = fleetdb_apiserver::http::server::MAX_ANONYMOUS_CONNECTIONS)]
+        max_anonymous_connections: usize,
+        /// Most requests one identity may have in flight (watches excepted); past it, 429.
+        #[arg(long, default_value_t = fleetdb_apiserver::http::server::MAX_REQUESTS_IN_FLIGHT_PER_USER)]
+        max_requests_in_flight_per_user: usize,
+        /// Most watches one identity may have open; past it, 429.
+        #[arg(long, default_value_t = fleetdb_apiserver::http::server::MAX_WATCHES_PER_USER)]
+        max_watches_per_user: usize,
+        /// Seconds an HTTP/1.1 connection may take to send a request's headers.
+        #[arg(long, default_value_t = fleetdb_apiserver::http::server::HEADER_READ_TIMEOUT.as_secs())]
+        header_read_timeout_seconds: u64,
+        /// Seconds a connection without a client certificate may stay open.
+        #[arg(long, default_value_t = fleetdb_apiserver::http::server::ANONYMOUS_CONNECTION_LIFETIME.as_secs())]
+        anonymous_connection_seconds: u64,
     },
     /// Print a kubeconfig for a new identity, with a client certificate signed by this
     /// server's CA (for fetchers and other tools that run elsewhere).
@@ -170,7 +188,18 @@ fn main() -> anyhow::Result<()> {
             etcd_endpoints,
             etcd_prefix,
             history_days,
+            max_connections,
+            max_anonymous_connections,
+            max_requests_in_flight_per_user,
+            max_watches_per_user,
+            header_read_timeout_seconds,
+            anonymous_connection_seconds,
         } => runtime.block_on(async move {
+            // Everything the server writes (keys, data) is its owner's alone.
+            // SAFETY: umask only sets the process's file-creation mask; it cannot fail.
+            unsafe {
+                libc::umask(0o077);
+            }
             let settings = ServerSettings {
                 data_dir,
                 listen,
@@ -183,6 +212,16 @@ fn main() -> anyhow::Result<()> {
                     },
                 },
                 history_days,
+                limits: fleetdb_apiserver::Limits {
+                    max_connections,
+                    max_anonymous_connections,
+                    max_requests_in_flight_per_user,
+                    max_watches_per_user,
+                    header_read_timeout: std::time::Duration::from_secs(header_read_timeout_seconds),
+                    anonymous_connection_lifetime: std::time::Duration::from_secs(
+                        anonymous_connection_seconds,
+                    ),
+                },
             };
             let store = fleetdb::open_store(&settings).await?;
             fleetdb::serve(store, &settings, shutdown_signal()).await
@@ -219,24 +258,22 @@ fn main() -> anyhow::Result<()> {
                 ),
                 None => None,
             };
-            let cache = ttl.map(|ttl| (inventory_cache_path(&kubeconfig, &config, &settings), ttl));
-            let cached = cache.as_ref().and_then(|(path, ttl)| {
-                let age = std::fs::metadata(path).ok()?.modified().ok()?.elapsed().ok()?;
-                (age < *ttl).then(|| std::fs::read_to_string(path).ok()).flatten()
+            let cache = ttl.map(|ttl| {
+                let identity = format!(
+                    "{kubeconfig:?}|{config:?}|{:?}|{}|{}",
+                    std::env::var_os("KUBECONFIG"),
+                    settings.include_maintenance,
+                    settings.include_terminated
+                );
+                fleetdb_export::inventory::InventoryCache::new(&identity, ttl)
             });
-            let document: serde_json::Value = match cached.and_then(|text| serde_json::from_str(&text).ok()) {
+            let document = match cache.as_ref().and_then(|c| c.read()) {
                 Some(document) => document,
                 None => {
                     let hosts = fleetdb_export::list_hosts(client(kubeconfig).await?).await?;
                     let document = fleetdb_export::inventory::build(&hosts, &settings, time::OffsetDateTime::now_utc())?;
-                    if let Some((path, _)) = &cache {
-                        if let Some(dir) = path.parent() {
-                            let _ = std::fs::create_dir_all(dir);
-                        }
-                        let temporary = path.with_extension("tmp");
-                        if std::fs::write(&temporary, document.to_string()).is_ok() {
-                            let _ = std::fs::rename(&temporary, path);
-                        }
+                    if let Some(cache) = &cache {
+                        cache.write(&document);
                     }
                     document
                 }
@@ -307,32 +344,6 @@ fn print_line(text: &str) -> anyhow::Result<()> {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(()),
     }
-}
-
-/// Where a cached inventory lives: one file per kubeconfig/configuration combination.
-fn inventory_cache_path(
-    kubeconfig: &Option<PathBuf>,
-    config: &Option<PathBuf>,
-    settings: &fleetdb_export::inventory::InventoryConfig,
-) -> PathBuf {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    let identity = format!(
-        "{:?}|{:?}|{:?}|{}",
-        kubeconfig,
-        config,
-        std::env::var_os("KUBECONFIG"),
-        (settings.include_maintenance as u8) * 2 + settings.include_terminated as u8
-    );
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in identity.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    base.join("fleetdb")
-        .join(format!("inventory-{hash:016x}.json"))
 }
 
 /// Completes on SIGTERM or Ctrl-C.

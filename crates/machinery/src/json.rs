@@ -84,6 +84,27 @@ fn write_canonical(value: &Value, out: &mut String) {
     }
 }
 
+/// How deeply containers nest in `value` (a scalar is 0, `{}` and `[]` are 1, `{"a": []}`
+/// is 2), counted without recursion, and stopping early once past `limit`: `None` then.
+pub fn depth_within(value: &Value, limit: usize) -> Option<usize> {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 0usize)];
+    while let Some((value, above)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match value {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(map) => Box::new(map.values()),
+            _ => continue,
+        };
+        let level = above + 1;
+        if level > limit {
+            return None;
+        }
+        deepest = deepest.max(level);
+        stack.extend(children.map(|child| (child, level)));
+    }
+    Some(deepest)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +118,26 @@ mod tests {
         assert!(!equal(&json!(1), &json!("1")));
         assert!(equal(&json!(u64::MAX), &json!(u64::MAX)));
         assert!(!equal(&json!(i64::MAX), &json!(i64::MAX - 1)));
+    }
+
+    #[test]
+    fn depth_counts_nested_containers_without_recursion() {
+        assert_eq!(depth_within(&json!(1), 10), Some(0));
+        assert_eq!(depth_within(&json!({}), 10), Some(1));
+        assert_eq!(depth_within(&json!({"a": [1, {"b": []}]}), 10), Some(4));
+        assert_eq!(depth_within(&json!({"a": [1, {"b": []}]}), 3), None);
+        // Far deeper than any recursion could go.
+        let mut deep = json!(0);
+        for _ in 0..200_000 {
+            deep = Value::Array(vec![deep]);
+        }
+        assert_eq!(depth_within(&deep, 100), None);
+        assert_eq!(depth_within(&deep, usize::MAX), Some(200_000));
+        // Dropping it must not recurse either (serde_json's Drop does; take it apart).
+        let mut current = deep;
+        while let Value::Array(mut items) = current {
+            current = items.pop().unwrap_or(Value::Null);
+        }
     }
 
     #[test]

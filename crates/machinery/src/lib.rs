@@ -11,6 +11,7 @@
 //!   defaulting, validation and server-side apply all walk; `pattern`s on a linear-time
 //!   regular expression engine.
 //! * [`apply`]: server-side apply (field ownership in `metadata.managedFields`).
+//! * [`patch`]: JSON patches applied within bounds (operations, depth, growth).
 //!
 //! Architecture invariant: no I/O, no clock, no async; nothing here panics on input.
 
@@ -20,6 +21,7 @@ pub mod gofmt;
 pub mod json;
 pub mod jsonpath;
 pub mod meta;
+pub mod patch;
 pub mod schema;
 pub mod selectors;
 #[cfg(test)]

@@ -102,7 +102,11 @@ pub fn same_spec(a: &Value, b: &Value) -> bool {
     }
 }
 
-/// Problems with `metadata.labels` and `metadata.annotations` (keys, values, types).
+/// Largest total size of an object's annotations, keys and values (kube-apiserver's limit).
+pub const MAX_ANNOTATIONS_BYTES: usize = 256 * 1024;
+
+/// Problems with `metadata.labels` and `metadata.annotations` (keys, values, types, and the
+/// annotations' total size).
 pub fn label_and_annotation_errors(object: &Value) -> Vec<FieldError> {
     let mut errors = Vec::new();
     let metadata = &object["metadata"];
@@ -139,6 +143,16 @@ pub fn label_and_annotation_errors(object: &Value) -> Vec<FieldError> {
     }
     match &metadata["annotations"] {
         Value::Object(annotations) => {
+            let total: usize = annotations
+                .iter()
+                .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+                .sum();
+            if total > MAX_ANNOTATIONS_BYTES {
+                errors.push(FieldError::too_long(
+                    "metadata.annotations",
+                    MAX_ANNOTATIONS_BYTES as u64,
+                ));
+            }
             for (key, value) in annotations {
                 for problem in validation::annotation_key(key) {
                     errors.push(FieldError::invalid(

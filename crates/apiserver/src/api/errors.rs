@@ -187,9 +187,31 @@ impl ApiError {
         )
     }
 
+    /// An object too large to store.
+    pub fn object_too_large(size: usize, limit: usize) -> Self {
+        Self::new(
+            code::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            format!("the object would take {size} bytes in storage; the limit is {limit} bytes"),
+        )
+    }
+
     /// An expired resourceVersion or continue token.
     pub fn expired(message: impl Into<String>) -> Self {
         Self::new(code::GONE, "Expired", message)
+    }
+
+    /// `429`: the client has too much in flight; retry after a second.
+    pub fn too_many_requests(message: impl Into<String>) -> Self {
+        Self::new(code::TOO_MANY_REQUESTS, "TooManyRequests", message)
+            .with_details(json!({"retryAfterSeconds": 1}))
+    }
+
+    /// Seconds after which the client should retry, when the error says so.
+    pub fn retry_after(&self) -> Option<u64> {
+        self.details
+            .as_ref()
+            .and_then(|d| d["retryAfterSeconds"].as_u64())
     }
 
     pub fn unauthorized() -> Self {

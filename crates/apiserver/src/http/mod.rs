@@ -8,6 +8,7 @@
 
 pub mod discovery;
 pub mod extensions;
+mod fairness;
 pub mod negotiate;
 pub mod openapi;
 pub mod protobuf;
@@ -23,4 +24,4 @@ mod watch;
 pub use extensions::{Extension, ExtensionResponse};
 pub use resources::{LIST_STREAM_CHUNKS, MAX_BODY_BYTES};
 pub use router::dispatch;
-pub use server::{ApiServer, ServeConfig, install_definitions, serve};
+pub use server::{ApiServer, Limits, ServeConfig, install_definitions, serve};

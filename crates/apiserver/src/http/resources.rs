@@ -9,17 +9,19 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use bytes::Bytes;
 use fleetdb_machinery::apply;
+use fleetdb_machinery::field::FieldError;
 use serde_json::{Value, json};
 
 use super::negotiate::{self, Representation};
+use super::protobuf;
 use super::query::Query;
 use super::responses::{json, raw_json, with_warnings};
 use super::server::ApiServer;
-use super::{protobuf, table};
+use super::table::{self, TableWriter};
 use crate::api::{ApiError, Identity, Resource};
 use crate::registry::{
     DeleteOptions, Deleted, FieldValidation, LIST_CHUNK_BYTES, LIST_STREAM_PAGE, ListOptions,
-    Patch, Registry, Subresource, Target, WriteOptions, Written, selectors,
+    Patch, Registry, Subresource, Target, WriteOptions, Written, parse_resource_version, selectors,
 };
 use crate::storage::codec;
 use crate::storage::select::Cursor;
@@ -29,6 +31,9 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
 /// Encoded chunks of a streamed list waiting for the connection; its reader waits beyond.
 pub const LIST_STREAM_CHUNKS: usize = 2;
+
+/// Longest field manager name (kube-apiserver's limit).
+const MAX_FIELD_MANAGER_BYTES: usize = 128;
 
 /// Media types PATCH accepts for custom resources.
 const PATCH_TYPES: &str =
@@ -86,7 +91,35 @@ impl Request<'_> {
         }
     }
 
-    fn write_options(&self, field_manager: String) -> Result<WriteOptions<'_>, ApiError> {
+    /// The options of a write; `options_kind` names them in errors (`CreateOptions`...).
+    fn write_options(
+        &self,
+        options_kind: &str,
+        field_manager: String,
+    ) -> Result<WriteOptions<'_>, ApiError> {
+        let mut problems = Vec::new();
+        if field_manager.len() > MAX_FIELD_MANAGER_BYTES {
+            problems.push(FieldError::too_long(
+                "fieldManager",
+                MAX_FIELD_MANAGER_BYTES as u64,
+            ));
+        }
+        if field_manager.chars().any(char::is_control) {
+            problems.push(FieldError::invalid_value(
+                "fieldManager",
+                &Value::String(field_manager.clone()),
+                "must only contain printable characters",
+            ));
+        }
+        if !problems.is_empty() {
+            return Err(ApiError::invalid(
+                &format!("{options_kind}.meta.k8s.io"),
+                "meta.k8s.io",
+                options_kind,
+                "",
+                problems,
+            ));
+        }
         Ok(WriteOptions {
             user: self.identity,
             dry_run: self.dry_run()?,
@@ -97,11 +130,41 @@ impl Request<'_> {
     }
 }
 
-/// Reads a request body up to [`MAX_BODY_BYTES`].
+/// How much of an oversized body is read and thrown away before the 413 is sent, so that
+/// a client still sending gets to read the answer instead of a reset connection.
+const MAX_DISCARDED_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+/// How long the rest of an oversized body may take to arrive before the 413 is sent anyway.
+const DISCARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads a request body up to [`MAX_BODY_BYTES`]. A longer one is answered `413` after the
+/// rest of it is read and discarded (up to [`MAX_DISCARDED_BODY_BYTES`]), so the client can
+/// read the `Status`.
 pub async fn read_body(body: Body) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| ApiError::too_large(MAX_BODY_BYTES))
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut collected = bytes::BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::bad_request(format!("the request body could not be read: {e}"))
+        })?;
+        if collected.len() + chunk.len() <= MAX_BODY_BYTES {
+            collected.extend_from_slice(&chunk);
+            continue;
+        }
+        let mut discarded = collected.len() + chunk.len();
+        let _ = tokio::time::timeout(DISCARD_TIMEOUT, async {
+            while discarded <= MAX_DISCARDED_BODY_BYTES {
+                match stream.next().await {
+                    Some(Ok(chunk)) => discarded += chunk.len(),
+                    _ => break,
+                }
+            }
+        })
+        .await;
+        return Err(ApiError::too_large(MAX_BODY_BYTES));
+    }
+    Ok(collected.freeze())
 }
 
 /// Parses a YAML document (also how apply patches arrive) into a JSON object.
@@ -197,6 +260,9 @@ fn written_response(
 
 pub async fn get(request: &Request<'_>) -> Result<Response, ApiError> {
     let representation = request.representation()?;
+    if let Some(raw) = request.query.get("resourceVersion") {
+        parse_resource_version(raw)?;
+    }
     let object = request.registry().get(request.target).await?;
     if request.target.subresource == Some(Subresource::Scale) {
         return Ok(json(StatusCode::OK, &object));
@@ -212,7 +278,7 @@ pub async fn get(request: &Request<'_>) -> Result<Response, ApiError> {
 pub async fn create(request: &Request<'_>, body: Body) -> Result<Response, ApiError> {
     let representation = request.representation()?;
     let object = read_object(request, body).await?;
-    let options = request.write_options(request.field_manager())?;
+    let options = request.write_options("CreateOptions", request.field_manager())?;
     let written = request
         .registry()
         .create(request.target, object, &options)
@@ -228,7 +294,7 @@ pub async fn create(request: &Request<'_>, body: Body) -> Result<Response, ApiEr
 pub async fn update(request: &Request<'_>, body: Body) -> Result<Response, ApiError> {
     let representation = request.representation()?;
     let object = read_object(request, body).await?;
-    let options = request.write_options(request.field_manager())?;
+    let options = request.write_options("UpdateOptions", request.field_manager())?;
     let written = request
         .registry()
         .update(request.target, object, &options)
@@ -250,7 +316,7 @@ pub async fn patch(request: &Request<'_>, body: Body) -> Result<Response, ApiErr
         let force = request.query.flag("force")?;
         let config = parse_yaml(&body)?;
         let manager = request.query.get("fieldManager").unwrap_or("").to_owned();
-        let options = request.write_options(manager)?;
+        let options = request.write_options("PatchOptions", manager)?;
         let written = request
             .registry()
             .apply(request.target, config, force, &options)
@@ -265,7 +331,7 @@ pub async fn patch(request: &Request<'_>, body: Body) -> Result<Response, ApiErr
     if request.query.flag("force")? {
         return Err(request.target.invalid(
             request.target.name(),
-            vec![fleetdb_machinery::field::FieldError::forbidden(
+            vec![FieldError::forbidden(
                 "force",
                 "may not be specified for non-apply patch",
             )],
@@ -291,7 +357,7 @@ pub async fn patch(request: &Request<'_>, body: Body) -> Result<Response, ApiErr
         ),
         other => return Err(ApiError::unsupported_media_type(other, PATCH_TYPES)),
     };
-    let options = request.write_options(request.field_manager())?;
+    let options = request.write_options("PatchOptions", request.field_manager())?;
     let written = request
         .registry()
         .patch(request.target, &patch, &options)
@@ -399,8 +465,8 @@ pub async fn delete_collection(request: &Request<'_>, body: Body) -> Result<Resp
 }
 
 /// Lists what a request selects at one revision, as a `<Kind>List` or a Table. A paged
-/// list is one body; an unpaged plain-JSON list that did not fit in its first read is
-/// streamed ([`streamed_list`]); unpaged Tables are built whole.
+/// list is one body; an unpaged one that did not fit in its first read is streamed
+/// ([`streamed_list`]).
 pub async fn list(request: &Request<'_>) -> Result<Response, ApiError> {
     let representation = request.representation()?;
     let query = request.query;
@@ -411,12 +477,19 @@ pub async fn list(request: &Request<'_>) -> Result<Response, ApiError> {
         continue_token: query.get("continue").map(str::to_owned),
         resource_version: query.get("resourceVersion").map(str::to_owned),
         resource_version_match: query.get("resourceVersionMatch").map(str::to_owned),
-        streamable: representation == Representation::Json,
+        streamable: matches!(
+            representation,
+            Representation::Json | Representation::Table(_)
+        ),
     };
     let page = request.registry().list(request.target, &options).await?;
     let resource = page.resource.clone();
     if let Some(rest) = page.rest {
-        return streamed_list(&resource, page.kvs, page.revision, rest);
+        let encoding = match representation {
+            Representation::Table(version) => Encoding::Table(TableWriter::new(&resource, version)),
+            _ => Encoding::List,
+        };
+        return streamed_list(&resource, encoding, page.kvs, page.revision, rest);
     }
     let mut metadata = json!({"resourceVersion": page.revision.to_string()});
     if let Some(token) = &page.continue_token {
@@ -459,27 +532,63 @@ fn list_head(resource: &Resource, metadata: Value) -> Vec<u8> {
 /// What a streamed list's producer sends: a piece of the body, or the failure that cuts it.
 type ListChunk = Result<Bytes, std::io::Error>;
 
-/// An unpaged plain-JSON list that did not fit in its first read, as a streamed body: the
-/// envelope (`resourceVersion` only: no continue token without `limit`) and the first read's
-/// items at once, then each further chunk ([`LIST_STREAM_PAGE`] objects or
+/// How a streamed list is written: a `<Kind>List` of the objects, or a Table of their rows.
+enum Encoding {
+    List,
+    Table(TableWriter),
+}
+
+impl Encoding {
+    /// Everything up to the first item or row.
+    fn head(&self, resource: &Resource, metadata: Value) -> Vec<u8> {
+        match self {
+            Encoding::List => list_head(resource, metadata),
+            Encoding::Table(writer) => writer.head(metadata),
+        }
+    }
+
+    /// Appends items or rows for `kvs`; `first`: nothing precedes them.
+    fn write(
+        &self,
+        out: &mut Vec<u8>,
+        resource: &Resource,
+        kvs: Vec<fleetdb_store::KeyValue>,
+        first: bool,
+    ) -> Result<(), ApiError> {
+        match self {
+            Encoding::List => {
+                codec::write_items(out, &resource.api_version(), &resource.kind, kvs, first)
+            }
+            Encoding::Table(writer) => {
+                let objects = Registry::decode_items(resource, &kvs)?;
+                writer.write_rows(out, &objects, first);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// An unpaged list (plain JSON or a Table) that did not fit in its first read, as a streamed
+/// body: the envelope (`resourceVersion` only: no continue token without `limit`) and the
+/// first read's items at once, then each further chunk ([`LIST_STREAM_PAGE`] objects or
 /// [`LIST_CHUNK_BYTES`]) read at the list's revision by a task, then `]}`. The task keeps at
 /// most [`LIST_STREAM_CHUNKS`] encoded chunks waiting for the connection and stops when the
 /// client goes away. A failure after the 200 header ends the body with an error — the client
 /// sees a truncated response — and is logged, as kube-apiserver does.
 fn streamed_list(
     resource: &Arc<Resource>,
+    encoding: Encoding,
     first: Vec<fleetdb_store::KeyValue>,
     revision: fleetdb_store::Revision,
     rest: Cursor,
 ) -> Result<Response, ApiError> {
-    let api_version = resource.api_version();
-    let mut head = list_head(resource, json!({"resourceVersion": revision.to_string()}));
+    let mut head = encoding.head(resource, json!({"resourceVersion": revision.to_string()}));
     head.reserve(codec::items_size(&first));
-    codec::write_items(&mut head, &api_version, &resource.kind, first, true)?;
+    encoding.write(&mut head, resource, first, true)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<ListChunk>(LIST_STREAM_CHUNKS);
     tx.try_send(Ok(head.into()))
         .expect("a new channel has room for one chunk");
-    tokio::spawn(produce_chunks(resource.clone(), rest, tx));
+    tokio::spawn(produce_chunks(resource.clone(), encoding, rest, tx));
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|chunk| (chunk, rx))
     });
@@ -494,10 +603,10 @@ fn streamed_list(
 /// failure.
 async fn produce_chunks(
     resource: Arc<Resource>,
+    encoding: Encoding,
     mut cursor: Cursor,
     tx: tokio::sync::mpsc::Sender<ListChunk>,
 ) {
-    let api_version = resource.api_version();
     loop {
         let read = tokio::select! {
             biased;
@@ -507,7 +616,8 @@ async fn produce_chunks(
         let chunk = match read {
             Ok(Some(kvs)) => {
                 let mut chunk = Vec::with_capacity(codec::items_size(&kvs));
-                codec::write_items(&mut chunk, &api_version, &resource.kind, kvs, false)
+                encoding
+                    .write(&mut chunk, &resource, kvs, false)
                     .map(|()| chunk)
             }
             Ok(None) => {

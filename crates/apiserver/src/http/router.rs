@@ -146,6 +146,17 @@ async fn route(
     if identity.is_anonymous() {
         return Err(ApiError::unauthorized());
     }
+    // Watches are long-running and counted apart (`watch.rs`); everything else holds one of
+    // its user's request slots while it is answered.
+    let _slot = if *method == Method::GET && query.flag("watch").unwrap_or(false) {
+        None
+    } else {
+        Some(
+            server
+                .requests
+                .acquire(&identity.user, "requests in flight")?,
+        )
+    };
     let get_only = || -> Result<(), ApiError> {
         if *method == Method::GET {
             Ok(())

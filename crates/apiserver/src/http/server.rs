@@ -10,11 +10,11 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use fleetdb_store::Store;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use serde_json::Value;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use super::extensions::Extension;
 use super::router::dispatch;
@@ -31,11 +31,64 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Concurrent HTTP/2 streams per connection (client-go multiplexes watches on one).
 const MAX_CONCURRENT_STREAMS: u32 = 1000;
+/// Default of [`Limits::header_read_timeout`]: an HTTP/1.1 connection must send a request's
+/// headers within this time — the first request's, and each next one's on a kept-alive
+/// connection — or it is closed.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// HTTP/2 connections are pinged this often when quiet...
+pub const HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// ...and closed when a ping is not answered within this time.
+pub const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the server lets clients hold, each a named default and a `fleetdb serve` flag.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Open connections, all clients together; beyond it new connections are closed at once.
+    pub max_connections: usize,
+    /// Open connections without a client certificate (they reach only health and version).
+    pub max_anonymous_connections: usize,
+    /// How long a connection without a client certificate may stay open.
+    pub anonymous_connection_lifetime: Duration,
+    /// Requests one identity may have in flight (watches excepted); beyond it `429`.
+    pub max_requests_in_flight_per_user: usize,
+    /// Watches one identity may have open; beyond it `429`.
+    pub max_watches_per_user: usize,
+    /// How long an HTTP/1.1 connection may take to send a request's headers.
+    pub header_read_timeout: Duration,
+}
+
+/// Default of [`Limits::max_connections`].
+pub const MAX_CONNECTIONS: usize = 20_000;
+/// Default of [`Limits::max_anonymous_connections`].
+pub const MAX_ANONYMOUS_CONNECTIONS: usize = 512;
+/// Default of [`Limits::anonymous_connection_lifetime`].
+pub const ANONYMOUS_CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
+/// Default of [`Limits::max_requests_in_flight_per_user`].
+pub const MAX_REQUESTS_IN_FLIGHT_PER_USER: usize = 256;
+/// Default of [`Limits::max_watches_per_user`]: room for a controller or a fleet's worth of
+/// watches from one identity, not for a client opening them in a loop.
+pub const MAX_WATCHES_PER_USER: usize = 20_000;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: MAX_CONNECTIONS,
+            max_anonymous_connections: MAX_ANONYMOUS_CONNECTIONS,
+            anonymous_connection_lifetime: ANONYMOUS_CONNECTION_LIFETIME,
+            max_requests_in_flight_per_user: MAX_REQUESTS_IN_FLIGHT_PER_USER,
+            max_watches_per_user: MAX_WATCHES_PER_USER,
+            header_read_timeout: HEADER_READ_TIMEOUT,
+        }
+    }
+}
 
 /// Everything a request may need, assembled once.
 pub struct ApiServer {
     registry: Arc<Registry>,
     pipeline: Pipeline,
+    /// Requests in flight and watches open, per identity.
+    pub(crate) requests: super::fairness::PerUser,
+    pub(crate) watches: super::fairness::PerUser,
     extensions: RwLock<Vec<Arc<dyn Extension>>>,
     server_address: String,
     ready: AtomicBool,
@@ -46,14 +99,21 @@ impl ApiServer {
     /// Builds the layers over `store`, loads the CRDs, creates the initial namespaces and
     /// starts the server's controllers (which resume pending namespace clean-ups).
     pub async fn new(store: Arc<dyn Store>, server_address: String) -> Result<Arc<Self>, ApiError> {
-        Self::with_pipeline(store, server_address, Pipeline::default()).await
+        Self::with(
+            store,
+            server_address,
+            Pipeline::default(),
+            &Limits::default(),
+        )
+        .await
     }
 
-    /// [`ApiServer::new`] with the given authorization and admission.
-    pub async fn with_pipeline(
+    /// [`ApiServer::new`] with the given authorization and admission, and limits.
+    pub async fn with(
         store: Arc<dyn Store>,
         server_address: String,
         pipeline: Pipeline,
+        limits: &Limits,
     ) -> Result<Arc<Self>, ApiError> {
         let (shutdown, signal) = watch::channel(false);
         let storage = Arc::new(Storage::new(store, signal));
@@ -66,6 +126,8 @@ impl ApiServer {
         Ok(Arc::new(ApiServer {
             registry,
             pipeline,
+            requests: super::fairness::PerUser::new(limits.max_requests_in_flight_per_user),
+            watches: super::fairness::PerUser::new(limits.max_watches_per_user),
             extensions: RwLock::new(Vec::new()),
             server_address,
             ready: AtomicBool::new(true),
@@ -201,6 +263,8 @@ pub struct ServeConfig {
     pub definitions: Vec<Value>,
     /// Extra endpoints of the embedding program.
     pub extensions: Vec<Arc<dyn Extension>>,
+    /// What clients may hold.
+    pub limits: Limits,
 }
 
 /// A server listening and serving until `shutdown` completes.
@@ -231,9 +295,15 @@ pub async fn serve(
     let tls =
         super::tls::server_config(&pki.ca_cert_pem, &pki.server_cert_pem, &pki.server_key_pem)?;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-    let server = ApiServer::new(store, format!("{url_host}:{}", local.port()))
-        .await
-        .map_err(|e| format!("cannot initialise the API: {e}"))?;
+    let limits = config.limits.clone();
+    let server = ApiServer::with(
+        store,
+        format!("{url_host}:{}", local.port()),
+        Pipeline::default(),
+        &limits,
+    )
+    .await
+    .map_err(|e| format!("cannot initialise the API: {e}"))?;
     server.set_ready(false);
     server.add_extensions(config.extensions);
     install_definitions(&server, &config.definitions).await?;
@@ -247,8 +317,17 @@ pub async fn serve(
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    builder
         .http2()
-        .max_concurrent_streams(MAX_CONCURRENT_STREAMS);
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .keep_alive_interval(HTTP2_KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(HTTP2_KEEPALIVE_TIMEOUT);
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let anonymous = Arc::new(Semaphore::new(limits.max_anonymous_connections));
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -262,11 +341,18 @@ pub async fn serve(
                 }
             },
         };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, "connection refused: too many open connections");
+            continue;
+        };
         let acceptor = acceptor.clone();
         let server = server.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
+        let anonymous = anonymous.clone();
+        let anonymous_lifetime = limits.anonymous_connection_lifetime;
         tokio::spawn(async move {
+            let _permit = permit;
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(error)) => {
@@ -282,6 +368,17 @@ pub async fn serve(
                 .and_then(|chain| chain.first())
                 .and_then(authn::from_certificate)
                 .unwrap_or_else(Identity::anonymous);
+            let anonymous_permit = if identity.is_anonymous() {
+                match anonymous.try_acquire_owned() {
+                    Ok(permit) => Some(permit),
+                    Err(_) => {
+                        tracing::debug!(%peer, "connection refused: too many without a certificate");
+                        return;
+                    }
+                }
+            } else {
+                None
+            };
             let service =
                 hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
                     let server = server.clone();
@@ -293,7 +390,16 @@ pub async fn serve(
                 });
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
             let connection = watcher.watch(connection.into_owned());
-            if let Err(error) = connection.await {
+            let ended = match anonymous_permit {
+                // Without a certificate a connection may ask for health and version only:
+                // it gets a short life.
+                Some(_permit) => match tokio::time::timeout(anonymous_lifetime, connection).await {
+                    Ok(ended) => ended,
+                    Err(_) => Ok(()),
+                },
+                None => connection.await,
+            };
+            if let Err(error) = ended {
                 tracing::debug!(%peer, %error, "connection ended with an error");
             }
         });

@@ -116,15 +116,8 @@ fn row(object: &Value, columns: &[PrinterColumn]) -> Value {
     })
 }
 
-/// A Table of `objects`; `list_metadata` is the list's metadata (resourceVersion, continue).
-pub fn table(
-    resource: &Resource,
-    version: &str,
-    objects: &[Value],
-    list_metadata: Value,
-    with_columns: bool,
-) -> Value {
-    let columns = columns(resource);
+/// The column definitions of a resource's Tables: `Name` and its printer columns.
+fn definitions(columns: &[PrinterColumn]) -> Vec<Value> {
     let mut definitions = vec![json!({
         "name": "Name",
         "type": "string",
@@ -141,19 +134,90 @@ pub fn table(
             "priority": c.priority,
         })
     }));
+    definitions
+}
+
+/// A Table of `objects`; `list_metadata` is the list's metadata (resourceVersion, continue).
+pub fn table(
+    resource: &Resource,
+    version: &str,
+    objects: &[Value],
+    list_metadata: Value,
+    with_columns: bool,
+) -> Value {
+    let columns = columns(resource);
     let rows: Vec<Value> = objects.iter().map(|o| row(o, &columns)).collect();
     json!({
         "kind": "Table",
         "apiVersion": format!("meta.k8s.io/{version}"),
         "metadata": list_metadata,
-        "columnDefinitions": if with_columns { Value::Array(definitions) } else { Value::Array(vec![]) },
+        "columnDefinitions": if with_columns { Value::Array(definitions(&columns)) } else { Value::Array(vec![]) },
         "rows": rows,
     })
+}
+
+/// A Table written piece by piece, for lists too long to hold whole: [`TableWriter::head`]
+/// (everything up to the opening bracket of `rows`), rows as they are read, then `]}`.
+pub struct TableWriter {
+    columns: Vec<PrinterColumn>,
+    version: &'static str,
+}
+
+impl TableWriter {
+    pub fn new(resource: &Resource, version: &'static str) -> Self {
+        Self {
+            columns: columns(resource),
+            version,
+        }
+    }
+
+    /// The Table's JSON up to the opening bracket of its rows.
+    pub fn head(&self, list_metadata: Value) -> Vec<u8> {
+        let envelope = json!({
+            "kind": "Table",
+            "apiVersion": format!("meta.k8s.io/{}", self.version),
+            "metadata": list_metadata,
+            "columnDefinitions": definitions(&self.columns),
+        });
+        let mut head = serde_json::to_vec(&envelope).expect("JSON values serialize");
+        head.pop();
+        head.extend_from_slice(b",\"rows\":[");
+        head
+    }
+
+    /// Appends the rows of `objects` (as served); `first`: no row precedes them.
+    pub fn write_rows(&self, out: &mut Vec<u8>, objects: &[Value], mut first: bool) {
+        for object in objects {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            serde_json::to_writer(&mut *out, &row(object, &self.columns))
+                .expect("JSON values serialize");
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_table_written_in_pieces_is_the_table() {
+        use crate::api::catalog::namespaces;
+        let resource = namespaces();
+        let objects: Vec<Value> = (0..3)
+            .map(|i| json!({"metadata": {"name": format!("n{i}"), "creationTimestamp": "2026-01-01T00:00:00Z"}, "status": {"phase": "Active"}}))
+            .collect();
+        let metadata = json!({"resourceVersion": "7"});
+        let writer = TableWriter::new(&resource, "v1");
+        let mut pieces = writer.head(metadata.clone());
+        writer.write_rows(&mut pieces, &objects[..1], true);
+        writer.write_rows(&mut pieces, &objects[1..], false);
+        pieces.extend_from_slice(b"]}");
+        let pieces: Value = serde_json::from_slice(&pieces).unwrap();
+        assert_eq!(pieces, table(&resource, "v1", &objects, metadata, true));
+    }
 
     #[test]
     fn durations_print_like_kubectl() {

@@ -36,15 +36,20 @@ pub async fn watch(request: &Request<'_>) -> Result<Response, ApiError> {
         allow_bookmarks: query.flag("allowWatchBookmarks")?,
         timeout: query.number("timeoutSeconds")?.map(Duration::from_secs),
     };
+    let slot = request
+        .server
+        .watches
+        .acquire(&request.identity.user, "watches")?;
     let rx = request
         .server
         .registry()
         .watch(request.target, &options, format)
         .await?;
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
+    // The user's watch slot is held for as long as the stream is.
+    let stream = futures::stream::unfold((rx, slot), |(mut rx, slot)| async move {
         rx.recv()
             .await
-            .map(|chunk| (Ok::<_, Infallible>(chunk), rx))
+            .map(|chunk| (Ok::<_, Infallible>(chunk), (rx, slot)))
     });
     Ok(Response::builder()
         .status(StatusCode::OK)

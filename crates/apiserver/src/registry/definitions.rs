@@ -25,4 +25,21 @@ pub async fn reload(storage: &Storage, catalog: &Catalog) {
         }
     }
     catalog.rebuild(&crds);
+    // Feeds of resources that went with their CRD are closed, so they hold no memory.
+    let snapshot = catalog.snapshot();
+    let mut served = std::collections::HashSet::new();
+    for (group, versions) in snapshot.groups() {
+        for version in versions {
+            for resource in snapshot.resources(group, version) {
+                served.insert(resource.key_prefix(None));
+            }
+        }
+    }
+    let closed = storage.release_unserved_feeds(&served);
+    if closed > 0 {
+        tracing::info!(
+            closed,
+            "closed the watch feeds of resources no longer served"
+        );
+    }
 }

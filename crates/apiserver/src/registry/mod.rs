@@ -32,7 +32,8 @@ use crate::storage::Storage;
 
 pub use kinds::{INITIAL_NAMESPACES, PROTECTED_NAMESPACES};
 pub use read::{
-    LIST_CHUNK_BYTES, LIST_STREAM_PAGE, ListOptions, ListPage, MAX_LIST_LIMIT, selectors,
+    LIST_CHUNK_BYTES, LIST_STREAM_PAGE, ListOptions, ListPage, MAX_LIST_LIMIT,
+    parse_resource_version, selectors,
 };
 pub use watch::{WatchFormat, WatchOptions};
 
@@ -42,6 +43,15 @@ pub const WRITE_RETRIES: usize = 8;
 
 /// Most objects one deletecollection removes; clients repeat it for more.
 pub const MAX_DELETE_COLLECTION: usize = 10_000;
+
+/// Deepest nesting of values a stored object may have. JSON decoding stops at 128 levels, so
+/// an object nested deeper could be stored but never read back (nor updated, nor deleted
+/// through its kind's rules); every write is checked against this lower bound first.
+pub const MAX_OBJECT_DEPTH: usize = 100;
+
+/// Most bytes of JSON one patch may add to an object (`add`, `replace` and `copy` values
+/// together): no more than one request body could carry.
+pub const MAX_PATCH_ADDED_BYTES: usize = 3 * 1024 * 1024;
 
 /// The registry shared by every request.
 pub struct Registry {

@@ -37,8 +37,8 @@ pub struct ListOptions {
     pub continue_token: Option<String>,
     pub resource_version: Option<String>,
     pub resource_version_match: Option<String>,
-    /// Whether an unpaged answer may come in chunks (plain JSON, which the http layer
-    /// streams); otherwise one read gathers it all.
+    /// Whether an unpaged answer may come in chunks (JSON lists and Tables, which the http
+    /// layer streams); otherwise one read gathers it all.
     pub streamable: bool,
 }
 
@@ -79,6 +79,20 @@ pub fn selectors(
         }
     }
     Ok(Selectors { labels, fields })
+}
+
+/// Parses a `resourceVersion` parameter: a non-negative integer (400 otherwise, in
+/// kube-apiserver's words).
+pub fn parse_resource_version(raw: &str) -> Result<Revision, ApiError> {
+    raw.parse::<Revision>()
+        .ok()
+        .filter(|revision| *revision >= 0)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "resourceVersion: Invalid value: {}: must be a non-negative integer",
+                fleetdb_machinery::gofmt::quote(raw)
+            ))
+        })
 }
 
 /// A continue token: the revision of the list's snapshot and the key to resume at.
@@ -132,6 +146,34 @@ impl Registry {
                 "unsupported resourceVersionMatch {mode:?}: use Exact or NotOlderThan"
             )));
         }
+        let requested = match options.resource_version.as_deref() {
+            Some(raw) => Some(parse_resource_version(raw)?),
+            None => None,
+        };
+        if match_mode.is_some() && options.continue_token.is_some() {
+            return Err(ApiError::invalid(
+                "ListOptions.meta.k8s.io",
+                "meta.k8s.io",
+                "ListOptions",
+                "",
+                vec![fleetdb_machinery::field::FieldError::forbidden(
+                    "resourceVersionMatch",
+                    "resourceVersionMatch is forbidden when continue is provided",
+                )],
+            ));
+        }
+        if match_mode.is_some() && requested.is_none() {
+            return Err(ApiError::invalid(
+                "ListOptions.meta.k8s.io",
+                "meta.k8s.io",
+                "ListOptions",
+                "",
+                vec![fleetdb_machinery::field::FieldError::forbidden(
+                    "resourceVersionMatch",
+                    "resourceVersionMatch is forbidden unless resourceVersion is provided",
+                )],
+            ));
+        }
         let prefix = resource.key_prefix(target.namespace.as_deref());
         let (revision, from_key) = match options.continue_token.as_deref() {
             Some(token) => {
@@ -144,10 +186,8 @@ impl Registry {
                 (Some(rv), Some(start))
             }
             None => {
-                let exact = match (match_mode, options.resource_version.as_deref()) {
-                    (Some("Exact"), Some(rv)) => Some(rv.parse::<Revision>().map_err(|_| {
-                        ApiError::bad_request(format!("invalid resourceVersion {rv:?}"))
-                    })?),
+                let exact = match match_mode {
+                    Some("Exact") => requested,
                     _ => None,
                 };
                 (exact, None)

@@ -165,9 +165,7 @@ impl Registry {
             initial = Some(first);
             revision
         } else {
-            let raw = requested.unwrap_or("0");
-            raw.parse::<Revision>()
-                .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {raw:?}")))?
+            super::read::parse_resource_version(requested.unwrap_or("0"))?
         };
 
         let (tx, rx) = mpsc::channel::<Bytes>(WATCH_BUFFER_EVENTS);

@@ -2,16 +2,18 @@
 //! compare-and-swap on the stored revision, retried when it loses a race it did not ask to
 //! lose (no explicit precondition), answered `409 Conflict` when it did.
 
+use bytes::Bytes;
 use fleetdb_machinery::field::FieldError;
-use fleetdb_machinery::{apply, meta, validation};
-use fleetdb_store::{Condition, KeyValue, Revision};
+use fleetdb_machinery::{apply, json as json_rules, meta, patch as json_patches, validation};
+use fleetdb_store::{Condition, KeyValue, MAX_VALUE_BYTES, Revision};
 use serde_json::{Value, json};
 
 use super::scale;
 use super::strategy::{self, StrategyContext};
 use super::{
-    AdmissionRequest, DeleteOptions, Deleted, FieldValidation, MAX_DELETE_COLLECTION, Operation,
-    Patch, Registry, Subresource, Target, WRITE_RETRIES, WriteOptions, Written,
+    AdmissionRequest, DeleteOptions, Deleted, FieldValidation, MAX_DELETE_COLLECTION,
+    MAX_OBJECT_DEPTH, MAX_PATCH_ADDED_BYTES, Operation, Patch, Registry, Subresource, Target,
+    WRITE_RETRIES, WriteOptions, Written,
 };
 use crate::api::{ApiError, Resource};
 use crate::storage::{SelectRequest, Selectors, codec, select};
@@ -41,8 +43,8 @@ enum Ownership {
 
 /// The outcome of merging a requested change into the stored object.
 enum Prepared {
-    /// Write this object.
-    Write(Value),
+    /// Write this object (these bytes).
+    Write(Value, Bytes),
     /// The change changes nothing; answer with the stored object.
     Unchanged,
     /// The last finalizer of an object being deleted is gone: remove it.
@@ -146,6 +148,25 @@ fn conform(
     }
     schema.apply_defaults(object);
     Ok((warnings, schema.validate(object)))
+}
+
+/// The bytes to store for an object, once it is known they can be read back: nested no
+/// deeper than [`MAX_OBJECT_DEPTH`] (422) and within the store's value limit (413).
+fn storable(target: &Target, object: &Value) -> Result<Bytes, ApiError> {
+    if json_rules::depth_within(object, MAX_OBJECT_DEPTH).is_none() {
+        return Err(target.invalid(
+            target.name(),
+            vec![FieldError::forbidden(
+                "",
+                &format!("the object nests values more than {MAX_OBJECT_DEPTH} levels deep"),
+            )],
+        ));
+    }
+    let bytes = codec::encode(object);
+    if bytes.len() > MAX_VALUE_BYTES {
+        return Err(ApiError::object_too_large(bytes.len(), MAX_VALUE_BYTES));
+    }
+    Ok(bytes)
 }
 
 /// The answer for a written object: the object, or its Scale for `/scale`.
@@ -333,6 +354,7 @@ impl Registry {
                 None,
             );
         }
+        let bytes = storable(&target, &object)?;
         if options.dry_run {
             return Ok(Written {
                 object,
@@ -342,7 +364,7 @@ impl Registry {
         }
         match self
             .storage
-            .put(&target.key(), codec::encode(&object), Condition::Absent)
+            .put(&target.key(), bytes, Condition::Absent)
             .await?
         {
             Ok(kv) => {
@@ -495,7 +517,8 @@ impl Registry {
         if merged == *old {
             return Ok((Prepared::Unchanged, warnings));
         }
-        Ok((Prepared::Write(merged), warnings))
+        let bytes = storable(target, &merged)?;
+        Ok((Prepared::Write(merged, bytes), warnings))
     }
 
     /// Writes a prepared update guarded by the stored revision; `None` when it lost the race.
@@ -510,15 +533,11 @@ impl Registry {
         let strategy = strategy::for_resource(&target.resource);
         match prepared {
             Prepared::Unchanged => Ok(Some(old)),
-            Prepared::Write(object) | Prepared::Remove(object) if dry_run => Ok(Some(object)),
-            Prepared::Write(mut object) => {
+            Prepared::Write(object, _) | Prepared::Remove(object) if dry_run => Ok(Some(object)),
+            Prepared::Write(mut object, bytes) => {
                 let written = self
                     .storage
-                    .put(
-                        &target.key(),
-                        codec::encode(&object),
-                        Condition::ModRevision(revision),
-                    )
+                    .put(&target.key(), bytes, Condition::ModRevision(revision))
                     .await?;
                 let Ok(kv) = written else { return Ok(None) };
                 codec::set_resource_version(&mut object, kv.mod_revision);
@@ -644,14 +663,14 @@ impl Registry {
             match patch {
                 Patch::Merge(document) => json_patch::merge(&mut patched, document),
                 Patch::Json(operations) => {
-                    json_patch::patch(&mut patched, operations).map_err(|e| {
-                        target.invalid(
-                            target.name(),
-                            vec![FieldError::invalid(
-                                "",
-                                format!("the JSON patch cannot be applied: {e}"),
-                            )],
-                        )
+                    json_patches::apply_json_patch(
+                        &mut patched,
+                        operations,
+                        MAX_OBJECT_DEPTH,
+                        MAX_PATCH_ADDED_BYTES,
+                    )
+                    .map_err(|refused| {
+                        target.invalid(target.name(), vec![FieldError::invalid("", refused.0)])
                     })?;
                 }
             }
@@ -818,7 +837,14 @@ impl Registry {
     ) -> Result<Deleted, ApiError> {
         let strategy = strategy::for_resource(&target.resource);
         for _ in 0..WRITE_RETRIES {
-            let (mut object, kv) = self.read_current(target).await?;
+            let kv = self
+                .storage
+                .get(&target.key())
+                .await?
+                .ok_or_else(|| target.not_found())?;
+            let Ok(mut object) = codec::decode(&kv) else {
+                return self.delete_damaged(target, &kv, options).await;
+            };
             if let Some(uid) = &options.uid
                 && Some(uid.as_str()) != meta::uid(&object)
             {
@@ -889,6 +915,37 @@ impl Registry {
             });
         }
         Err(target.modified())
+    }
+
+    /// Removes an object that cannot be read back (stored by an older version, or damaged):
+    /// no rule of its kind can apply to it, so it goes at once, with a warning in the log.
+    async fn delete_damaged(
+        &self,
+        target: &Target,
+        kv: &KeyValue,
+        options: &DeleteOptions,
+    ) -> Result<Deleted, ApiError> {
+        if let Some(rv) = &options.resource_version
+            && *rv != kv.mod_revision.to_string()
+        {
+            return Err(target.modified());
+        }
+        let object = json!({"metadata": {"name": target.name(), "namespace": target.namespace}});
+        if !options.dry_run {
+            if self
+                .storage
+                .delete(&target.key(), Condition::ModRevision(kv.mod_revision))
+                .await?
+                .is_err()
+            {
+                return Err(target.modified());
+            }
+            tracing::warn!(key = %kv.key, "deleted an object that could not be read");
+        }
+        Ok(Deleted::Removed {
+            object,
+            answer_with_status: true,
+        })
     }
 
     /// Deletes every object of a collection the selectors match (at most

@@ -70,6 +70,17 @@ impl Storage {
             .map_err(ApiError::from_store)
     }
 
+    /// Closes the watch-cache feeds of resources no longer served (`served`: the store
+    /// prefixes of those that are).
+    pub fn release_unserved_feeds(&self, served: &std::collections::HashSet<String>) -> usize {
+        self.watch_cache.release_unserved(served)
+    }
+
+    /// The store prefixes that have a watch-cache feed.
+    pub fn fed_prefixes(&self) -> Vec<String> {
+        self.watch_cache.prefixes()
+    }
+
     /// The current revision.
     pub async fn current_revision(&self) -> Result<Revision, ApiError> {
         self.store

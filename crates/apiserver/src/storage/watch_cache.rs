@@ -147,6 +147,8 @@ pub struct Feed {
     /// Revision of the last event sent on the channels.
     published: AtomicI64,
     index: label_index::Slot,
+    /// Tells the feed's task to stop (its resource is no longer served).
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Feed {
@@ -229,6 +231,10 @@ impl Feed {
     }
 
     fn publish(&self, event: Arc<CachedEvent>) {
+        debug_assert!(
+            event.revision > self.published_revision(),
+            "a feed publishes in revision order"
+        );
         {
             let mut history = self.history.write().unwrap_or_else(|e| e.into_inner());
             history.events.push_back(event.clone());
@@ -256,6 +262,12 @@ impl Feed {
             .unwrap_or_else(|e| e.into_inner())
             .send(event);
         self.published.store(revision, Ordering::Release);
+    }
+
+    /// Stops the feed for good: its task ends, its watchers are closed, its memory goes.
+    fn close(&self) {
+        let _ = self.stop.send(true);
+        self.reset(self.published_revision());
     }
 
     /// Forgets the history, closes every subscriber and drops the label index: after a gap,
@@ -310,6 +322,7 @@ impl WatchCache {
             return Ok(feed.clone());
         }
         let (tx, _) = broadcast::channel(WATCH_CACHE_EVENTS);
+        let (stop, stopped) = tokio::sync::watch::channel(false);
         let feed = Arc::new(Feed {
             prefix: prefix.to_owned(),
             tx: RwLock::new(tx),
@@ -323,6 +336,7 @@ impl WatchCache {
             }),
             published: AtomicI64::new(start),
             index: label_index::Slot::new(prefix),
+            stop,
         });
         feeds.insert(prefix.to_owned(), feed.clone());
         tokio::spawn(run_feed(
@@ -331,8 +345,37 @@ impl WatchCache {
             changes,
             start,
             shutdown,
+            stopped,
         ));
         Ok(feed)
+    }
+
+    /// Closes the feeds of the prefixes `served` does not name (resources whose CRD went):
+    /// their tasks stop, their watchers are told to re-watch, their history and label index
+    /// are freed. Returns how many were closed.
+    pub fn release_unserved(&self, served: &std::collections::HashSet<String>) -> usize {
+        let mut feeds = self.feeds.lock().unwrap_or_else(|e| e.into_inner());
+        let gone: Vec<String> = feeds
+            .keys()
+            .filter(|prefix| !served.contains(*prefix))
+            .cloned()
+            .collect();
+        for prefix in &gone {
+            if let Some(feed) = feeds.remove(prefix) {
+                feed.close();
+            }
+        }
+        gone.len()
+    }
+
+    /// Prefixes with a feed.
+    pub fn prefixes(&self) -> Vec<String> {
+        self.feeds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect()
     }
 }
 
@@ -343,11 +386,13 @@ async fn run_feed(
     mut changes: fleetdb_store::WatchStream,
     start: Revision,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut last = start;
     loop {
         let change = tokio::select! {
             _ = shutdown.changed() => return,
+            _ = stopped.changed() => return,
             change = changes.next() => change,
         };
         match change {
@@ -364,7 +409,7 @@ async fn run_feed(
             None => tracing::debug!(prefix = %feed.prefix, "watch cache feed ended; re-watching"),
         }
         loop {
-            if *shutdown.borrow() {
+            if *shutdown.borrow() || *stopped.borrow() {
                 return;
             }
             tokio::time::sleep(FEED_RETRY).await;
@@ -493,7 +538,17 @@ mod tests {
         assert!(only_a.try_recv().is_err(), "nothing else for a");
         // b's only watcher left: its channel went when b changed.
         assert_eq!(feed.key_channels(), 1);
-        assert_eq!(feed.published_revision(), written.last().unwrap().1);
+        // The feed records what it published just after sending it.
+        let last_written = written.last().unwrap().1;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while feed.published_revision() < last_written {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the feed never published"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert_eq!(feed.published_revision(), last_written);
         // The history of one key, for a watcher resuming it.
         let replay = feed
             .key_events_after(a_revisions[0] - 1, &key("a"))

@@ -149,6 +149,28 @@ impl TestServer {
         Self::serving(Arc::new(store), dir, None).await
     }
 
+    /// A server on the embedded store with the given limits.
+    pub async fn embedded_with_limits(limits: &fleetdb_apiserver::Limits) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Faulty::new(Arc::new(
+            EmbeddedStore::open(dir.path()).unwrap(),
+        )));
+        let server = ApiServer::with(
+            store.clone(),
+            "127.0.0.1:6443".into(),
+            fleetdb_apiserver::pipeline::Pipeline::default(),
+            limits,
+        )
+        .await
+        .unwrap();
+        Self {
+            server,
+            store,
+            dir,
+            _etcd: None,
+        }
+    }
+
     /// A server on a real etcd.
     pub async fn on_etcd() -> Self {
         let etcd = EtcdServer::start();
@@ -172,6 +194,16 @@ impl TestServer {
             store,
             dir,
             _etcd: etcd,
+        }
+    }
+
+    /// Another server over the same store (a restart), sharing this one's directory.
+    pub fn over(server: Arc<ApiServer>, store: Arc<Faulty>) -> Self {
+        Self {
+            server,
+            store,
+            dir: tempfile::tempdir().unwrap(),
+            _etcd: None,
         }
     }
 
@@ -245,6 +277,19 @@ impl TestServer {
     pub fn ranges(&self) -> usize {
         self.store.ranges.load(Ordering::SeqCst)
     }
+}
+
+/// The next page of a list: `uri` with the continue token, and without the
+/// `resourceVersion` and `resourceVersionMatch` that Kubernetes forbids beside one.
+pub fn continued(uri: &str, token: &str) -> String {
+    let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
+    let mut params: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("resourceVersion"))
+        .collect();
+    let continue_param = format!("continue={token}");
+    params.push(&continue_param);
+    format!("{path}?{}", params.join("&"))
 }
 
 /// A response body as JSON.

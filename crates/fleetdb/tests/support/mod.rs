@@ -26,10 +26,17 @@ pub struct Fleetdb {
     pub port: u16,
     etcd: Option<EtcdServer>,
     kubectl: PathBuf,
+    /// More `fleetdb serve` arguments.
+    extra: Vec<String>,
 }
 
 impl Fleetdb {
     pub fn start(backend: Backend) -> Self {
+        Self::start_with(backend, &[])
+    }
+
+    /// [`Fleetdb::start`] with more `fleetdb serve` arguments.
+    pub fn start_with(backend: Backend, extra: &[&str]) -> Self {
         let kubectl = find_executable("FLEETDB_KUBECTL", &["kubectl"], &["/usr/bin", "/usr/local/bin"])
             .expect("kubectl is not installed: install it (the CI machine image has it) or set FLEETDB_KUBECTL");
         let etcd = (backend == Backend::Etcd).then(EtcdServer::start);
@@ -39,6 +46,7 @@ impl Fleetdb {
             port: free_port(),
             etcd,
             kubectl,
+            extra: extra.iter().map(|a| a.to_string()).collect(),
         };
         std::fs::create_dir_all(server.dir.path().join("home")).unwrap();
         server.launch();
@@ -58,6 +66,7 @@ impl Fleetdb {
             .arg(self.dir.path().join("data"))
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
+            .args(&self.extra)
             .env("FLEETDB_LOG", "info,fleetdb_apiserver=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

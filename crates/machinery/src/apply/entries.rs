@@ -145,6 +145,52 @@ pub(super) fn parse_entry(v: &Value) -> Option<Entry> {
     })
 }
 
+/// Most `Update` entries an object keeps (kube-apiserver's `maxUpdateManagers`): a new
+/// field manager on every write cannot grow `managedFields` without bound.
+pub const MAX_UPDATE_MANAGERS: usize = 10;
+
+/// The manager the oldest `Update` entries are merged into past [`MAX_UPDATE_MANAGERS`].
+pub const ANCIENT_CHANGES_MANAGER: &str = "ancient-changes";
+
+/// Merges the oldest `Update` entries into one `ancient-changes` entry per apiVersion until
+/// at most [`MAX_UPDATE_MANAGERS`] remain, as kube-apiserver does.
+pub(super) fn cap_update_entries(entries: &mut Vec<Entry>) {
+    let mut updates: Vec<usize> = (0..entries.len()).filter(|&i| !entries[i].apply).collect();
+    if updates.len() <= MAX_UPDATE_MANAGERS {
+        return;
+    }
+    updates.sort_by(|&a, &b| entries[a].time.cmp(&entries[b].time));
+    let mut remaining = updates.len();
+    // apiVersion → the first (oldest) entry of that version, which becomes its bucket.
+    let mut buckets: Vec<(String, usize)> = Vec::new();
+    let mut merged_away = Vec::new();
+    for index in updates {
+        if remaining <= MAX_UPDATE_MANAGERS {
+            break;
+        }
+        let version = entries[index].api_version.clone();
+        match buckets.iter().find(|(v, _)| *v == version) {
+            Some(&(_, bucket)) => {
+                let set = entries[index].set.clone();
+                let time = entries[index].time.clone();
+                let target = &mut entries[bucket];
+                target.manager = ANCIENT_CHANGES_MANAGER.to_owned();
+                target.subresource = String::new();
+                target.set.union_with(&set);
+                // The merged entry is newer: its time is the bucket's now.
+                target.time = time;
+                merged_away.push(index);
+                remaining -= 1;
+            }
+            None => buckets.push((version, index)),
+        }
+    }
+    merged_away.sort_unstable();
+    for index in merged_away.into_iter().rev() {
+        entries.remove(index);
+    }
+}
+
 /// Stores `entries` in `metadata.managedFields`, sorted as Kubernetes does
 /// (operation, time, manager, apiVersion, subresource); removes the field
 /// when there are none.

@@ -54,9 +54,10 @@ use serde_json::{Map, Value};
 use crate::gofmt;
 use crate::meta::metadata_mut;
 use crate::schema::Schema;
+pub use entries::{ANCIENT_CHANGES_MANAGER, MAX_UPDATE_MANAGERS};
 use entries::{
-    Entry, OwnerKey, parse_entries, print_owner, read_entries, same_entries_ignoring_time,
-    same_ignoring_managed_fields, write_entries,
+    Entry, OwnerKey, cap_update_entries, parse_entries, print_owner, read_entries,
+    same_entries_ignoring_time, same_ignoring_managed_fields, write_entries,
 };
 use fields::{FieldSet, format_path};
 use merge::{Ctx, Diff, collect_owned, compare, merge_value, prune};
@@ -184,6 +185,7 @@ pub fn apply(
         set: new_set,
     });
     entries.retain(|e| !e.set.is_empty());
+    cap_update_entries(&mut entries);
 
     if live.is_some()
         && same_ignoring_managed_fields(base, &merged)
@@ -287,6 +289,7 @@ pub fn record_update(
         }
     }
     entries.retain(|e| !e.set.is_empty());
+    cap_update_entries(&mut entries);
     write_entries(&mut out, &entries);
     out
 }

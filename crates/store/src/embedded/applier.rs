@@ -206,20 +206,26 @@ impl Applier {
         true
     }
 
-    /// Makes everything applied so far durable in SQLite, then retires the journal segments
-    /// that hold only such writes.
+    /// Copies the WAL into the database file as far as readers allow, then retires the
+    /// journal segments that hold only applied writes. Those writes are durable in SQLite
+    /// already: every applier transaction commits with `synchronous=FULL`, which syncs the
+    /// WAL; the checkpoint only keeps the WAL from growing.
     fn checkpoint(&mut self) {
         let applied = self.applied;
-        // Under synchronous=NORMAL the WAL is fsynced before any checkpoint work, so every
-        // committed transaction is durable once this returns, even if readers keep it from
-        // copying every page into the database file.
         let result = self
             .conn
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-                row.get::<_, i64>(0)
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, i64>(2)?,
+                ))
             });
         match result {
-            Ok(_) => {
+            Ok((busy, frames, copied)) => {
+                if busy != 0 || copied < frames {
+                    tracing::debug!(frames, copied, "SQLite checkpoint held back by readers");
+                }
                 self.since_checkpoint = 0;
                 self.last_checkpoint = std::time::Instant::now();
                 if let Err(error) = recycle_applied_segments(&self.journal_dir, applied) {

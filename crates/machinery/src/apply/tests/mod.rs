@@ -1401,3 +1401,70 @@ fn field_set_operations() {
         vec![p(&["f:spec"]), p(&["f:spec", "f:a"]), p(&["f:spec", "f:b"])]
     );
 }
+
+#[test]
+fn update_entries_are_capped_by_merging_the_oldest() {
+    let s = schema();
+    let mut live = apply(
+        None,
+        &widget(json!({"size": 1})),
+        "applier",
+        false,
+        Some(&s),
+        V,
+        T0,
+        None,
+    )
+    .unwrap()
+    .object;
+    for i in 0..15 {
+        let mut next = live.clone();
+        next["metadata"]["labels"] = json!({format!("l{i}"): "x"});
+        let labels = next["metadata"]["labels"].clone();
+        let mut merged = live.clone();
+        let mut all = merged["metadata"]["labels"].clone();
+        if !all.is_object() {
+            all = json!({});
+        }
+        all[format!("l{i}")] = json!("x");
+        merged["metadata"]["labels"] = all;
+        let _ = labels;
+        let now = format!("2024-01-01T00:01:{i:02}Z");
+        live = record_update(
+            Some(&live),
+            &merged,
+            &format!("editor-{i}"),
+            Some(&s),
+            V,
+            &now,
+            None,
+        );
+    }
+    let entries = live["metadata"]["managedFields"].as_array().unwrap();
+    let updates: Vec<&str> = entries
+        .iter()
+        .filter(|e| e["operation"] == "Update")
+        .map(|e| e["manager"].as_str().unwrap())
+        .collect();
+    assert_eq!(updates.len(), MAX_UPDATE_MANAGERS, "{updates:?}");
+    assert!(updates.contains(&ANCIENT_CHANGES_MANAGER), "{updates:?}");
+    assert!(
+        updates.contains(&"editor-14") && !updates.contains(&"editor-0"),
+        "{updates:?}"
+    );
+    // Nothing is forgotten: the merged entry owns what the oldest editors set.
+    let ancient = entries
+        .iter()
+        .find(|e| e["manager"] == ANCIENT_CHANGES_MANAGER)
+        .unwrap();
+    assert!(
+        ancient["fieldsV1"]["f:metadata"]["f:labels"]["f:l0"].is_object(),
+        "{ancient}"
+    );
+    // The applier's own entry is never merged.
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["manager"] == "applier" && e["operation"] == "Apply")
+    );
+}

@@ -1,0 +1,334 @@
+//! Hostile requests change nothing and break nothing: patches that would nest objects past
+//! what can be read back or double them in size, objects too large to store, objects the
+//! store holds but nobody can read (the server still starts, and they can be deleted),
+//! malformed options, and clients that hold too much at once.
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use bytes::Bytes;
+use fleetdb_apiserver::{ApiServer, Identity, Limits, dispatch};
+use fleetdb_store::{Condition, Store};
+
+use serde_json::{Value, json};
+
+mod support;
+
+use support::{TestServer, admin};
+
+/// A value nested `levels` objects deep.
+fn nested(levels: usize) -> Value {
+    let mut value = json!("bottom");
+    for _ in 0..levels {
+        value = json!({"x": value});
+    }
+    value
+}
+
+async fn namespace_default(f: &TestServer) -> Value {
+    let (status, body) = f
+        .call(Method::GET, "/api/v1/namespaces/default", Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+async fn json_patch(f: &TestServer, uri: &str, patch: Value) -> (StatusCode, Value) {
+    let (status, _, body) = f
+        .call_with(
+            admin(),
+            Method::PATCH,
+            uri,
+            &[("content-type", "application/json-patch+json")],
+            patch,
+        )
+        .await;
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patches_that_would_nest_too_deep_are_refused_and_change_nothing() {
+    let f = TestServer::embedded().await;
+    let before = namespace_default(&f).await;
+    // Two operations, each within the decoder's depth, together far past it.
+    let deep_path: String = "/spec/deep".to_owned() + &"/x".repeat(90);
+    let (status, body) = json_patch(
+        &f,
+        "/api/v1/namespaces/default",
+        json!([
+            {"op": "add", "path": "/spec/deep", "value": nested(90)},
+            {"op": "add", "path": deep_path, "value": nested(90)},
+        ]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("levels deep"),
+        "{body}"
+    );
+    // A merge patch as deep as a body may be (the decoder's limit) is refused as well.
+    let (status, body) = f
+        .call(
+            Method::PATCH,
+            "/api/v1/namespaces/default",
+            json!({"spec": {"deep": nested(120)}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(namespace_default(&f).await, before, "nothing changed");
+    // And the server starts again over this store, as before.
+    ApiServer::new(f.store.clone(), "127.0.0.1:6443".into())
+        .await
+        .expect("a restart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_bomb_is_refused() {
+    let f = TestServer::embedded().await;
+    let (status, _) = f
+        .call(
+            Method::PATCH,
+            "/api/v1/namespaces/default",
+            json!({"metadata": {"annotations": {"pad": "x".repeat(100_000)}}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let before = namespace_default(&f).await;
+    // Each copy doubles the object: 40 of them would need terabytes.
+    let bomb: Vec<Value> = (0..40)
+        .map(|i| json!({"op": "copy", "from": "/metadata", "path": format!("/spec/c{i}")}))
+        .collect();
+    let (status, body) = json_patch(&f, "/api/v1/namespaces/default", Value::Array(bomb)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("adds more than"),
+        "{body}"
+    );
+    let too_many: Vec<Value> = (0..10_001)
+        .map(|_| json!({"op": "test", "path": "/kind", "value": "Namespace"}))
+        .collect();
+    let (status, body) = json_patch(&f, "/api/v1/namespaces/default", Value::Array(too_many)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(namespace_default(&f).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_too_large_to_store_is_a_413_naming_the_limit() {
+    let f = TestServer::embedded().await;
+    f.install_widgets().await;
+    let (status, body) = f
+        .call(
+            Method::POST,
+            "/apis/example.com/v1/namespaces/default/widgets",
+            json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "big"},
+                "spec": {"pad": "x".repeat(2 << 20)}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("bytes in storage; the limit is 1572864 bytes"),
+        "{body}"
+    );
+    let (status, _) = f
+        .call(Method::GET, "/api/v1/namespaces/big", Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_objects_do_not_stop_the_server_and_can_be_deleted() {
+    let f = TestServer::embedded().await;
+    f.install_widgets().await;
+    let garbage = Bytes::from_static(b"{\"metadata\": not json");
+    let too_deep = Bytes::from(
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "deep"}, "spec": nested(200)})
+            .to_string(),
+    );
+    for (key, value) in [
+        ("/registry/core/namespaces/broken", garbage.clone()),
+        ("/registry/core/namespaces/deep", too_deep),
+        ("/registry/example.com/widgets/default/broken", garbage),
+    ] {
+        f.store.put(key, value, Condition::Always).await.unwrap();
+    }
+    // A namespace that is being deleted and cannot be read must not stop the controller
+    // from starting either: a new server over the same store starts and serves.
+    let server = ApiServer::new(f.store.clone(), "127.0.0.1:6443".into())
+        .await
+        .expect("the server starts over damaged objects");
+    let restarted = TestServer::over(server, f.store.clone());
+    let (status, body) = restarted
+        .call(Method::GET, "/api/v1/namespaces/broken", Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("cannot be read"),
+        "{body}"
+    );
+    for uri in [
+        "/api/v1/namespaces/broken",
+        "/api/v1/namespaces/deep",
+        "/apis/example.com/v1/namespaces/default/widgets/broken",
+    ] {
+        let (status, body) = restarted.call(Method::DELETE, uri, Value::Null).await;
+        assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+        assert_eq!(body["status"], "Success", "{uri}: {body}");
+        let (status, _) = restarted.call(Method::GET, uri, Value::Null).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{uri}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_options_are_refused_with_kubernetes_words() {
+    let f = TestServer::embedded().await;
+    for uri in [
+        "/api/v1/namespaces?resourceVersion=abc",
+        "/api/v1/namespaces/default?resourceVersion=abc",
+        "/api/v1/namespaces?watch=true&resourceVersion=abc",
+        "/api/v1/namespaces?resourceVersion=-1",
+    ] {
+        let (status, body) = f.call(Method::GET, uri, Value::Null).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("resourceVersion: Invalid value:"),
+            "{uri}: {body}"
+        );
+    }
+    let (status, body) = f
+        .call(
+            Method::GET,
+            "/api/v1/namespaces?resourceVersionMatch=NotOlderThan",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("resourceVersionMatch is forbidden unless resourceVersion is provided"),
+        "{body}"
+    );
+    let manager = "m".repeat(129);
+    let (status, body) = f
+        .call(
+            Method::POST,
+            &format!("/api/v1/namespaces?fieldManager={manager}"),
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(
+        body["message"],
+        "CreateOptions.meta.k8s.io \"\" is invalid: fieldManager: Too long: may not be more than 128 bytes"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managed_fields_stay_bounded_whoever_writes() {
+    let f = TestServer::embedded().await;
+    for i in 0..30 {
+        let (status, body) = f
+            .call(
+                Method::PATCH,
+                &format!("/api/v1/namespaces/default?fieldManager=writer-{i}"),
+                json!({"metadata": {"labels": {format!("l{i}"): "x"}}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let namespace = namespace_default(&f).await;
+    let updates = namespace["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["operation"] == "Update")
+        .count();
+    assert!(
+        updates <= fleetdb_machinery::apply::MAX_UPDATE_MANAGERS,
+        "{namespace}"
+    );
+}
+
+/// A server whose users may hold one request and two watches at a time.
+async fn strict_server() -> TestServer {
+    TestServer::embedded_with_limits(&Limits {
+        max_requests_in_flight_per_user: 1,
+        max_watches_per_user: 2,
+        ..Limits::default()
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_identity_cannot_hold_more_than_its_share() {
+    let f = strict_server().await;
+    // A create whose body never finishes holds the user's only request slot.
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+    let slow = Request::builder()
+        .method(Method::POST)
+        .uri("/api/v1/namespaces")
+        .body(Body::from_stream(tokio_stream_of(receiver)))
+        .unwrap();
+    let server = f.server.clone();
+    let held = tokio::spawn(async move { dispatch(server, admin(), slow).await });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let (status, headers, body) = f
+        .call_with(admin(), Method::GET, "/api/v1/namespaces", &[], Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["reason"], "TooManyRequests");
+    assert_eq!(headers["retry-after"], "1");
+    // Others are not affected.
+    let other = Identity {
+        user: "someone-else".into(),
+        groups: vec!["system:authenticated".into()],
+    };
+    let (status, _, _) = f
+        .call_with(other, Method::GET, "/api/v1/namespaces", &[], Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    drop(sender);
+    let _ = held.await;
+    let (status, _) = f.call(Method::GET, "/api/v1/namespaces", Value::Null).await;
+    assert_eq!(status, StatusCode::OK, "the slot came back");
+
+    // Two watches, not three.
+    let watch = || {
+        let server = f.server.clone();
+        async move {
+            let request = Request::builder()
+                .uri("/api/v1/namespaces?watch=true")
+                .body(Body::empty())
+                .unwrap();
+            dispatch(server, admin(), request).await
+        }
+    };
+    let first = watch().await;
+    let second = watch().await;
+    assert_eq!(
+        (first.status(), second.status()),
+        (StatusCode::OK, StatusCode::OK)
+    );
+    assert_eq!(watch().await.status(), StatusCode::TOO_MANY_REQUESTS);
+    drop(first);
+    assert_eq!(
+        watch().await.status(),
+        StatusCode::OK,
+        "a closed watch frees its slot"
+    );
+}
+
+/// A body stream fed by a channel.
+fn tokio_stream_of(
+    receiver: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
+    futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|item| (item, receiver))
+    })
+}
