@@ -268,7 +268,11 @@ async fn strict_server() -> TestServer {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_identity_cannot_hold_more_than_its_share() {
     let f = strict_server().await;
-    // A create whose body never finishes holds the user's only request slot.
+    let bob = Identity {
+        user: "bob".into(),
+        groups: vec!["system:authenticated".into()],
+    };
+    // A create whose body never finishes holds bob's only request slot.
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
     let slow = Request::builder()
         .method(Method::POST)
@@ -276,15 +280,22 @@ async fn one_identity_cannot_hold_more_than_its_share() {
         .body(Body::from_stream(tokio_stream_of(receiver)))
         .unwrap();
     let server = f.server.clone();
-    let held = tokio::spawn(async move { dispatch(server, admin(), slow).await });
+    let held_by = bob.clone();
+    let held = tokio::spawn(async move { dispatch(server, held_by, slow).await });
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let (status, headers, body) = f
-        .call_with(admin(), Method::GET, "/api/v1/namespaces", &[], Value::Null)
+        .call_with(
+            bob.clone(),
+            Method::GET,
+            "/api/v1/namespaces",
+            &[],
+            Value::Null,
+        )
         .await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
     assert_eq!(body["reason"], "TooManyRequests");
     assert_eq!(headers["retry-after"], "1");
-    // Others are not affected.
+    // Others are not affected, and system:masters is exempt, as in kube-apiserver.
     let other = Identity {
         user: "someone-else".into(),
         groups: vec!["system:authenticated".into()],
@@ -295,30 +306,46 @@ async fn one_identity_cannot_hold_more_than_its_share() {
     assert_eq!(status, StatusCode::OK);
     drop(sender);
     let _ = held.await;
-    let (status, _) = f.call(Method::GET, "/api/v1/namespaces", Value::Null).await;
+    let (status, _, _) = f
+        .call_with(
+            bob.clone(),
+            Method::GET,
+            "/api/v1/namespaces",
+            &[],
+            Value::Null,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "the slot came back");
 
     // Two watches, not three.
-    let watch = || {
+    let watch = |who: Identity| {
         let server = f.server.clone();
         async move {
             let request = Request::builder()
                 .uri("/api/v1/namespaces?watch=true")
                 .body(Body::empty())
                 .unwrap();
-            dispatch(server, admin(), request).await
+            dispatch(server, who, request).await
         }
     };
-    let first = watch().await;
-    let second = watch().await;
+    let first = watch(bob.clone()).await;
+    let second = watch(bob.clone()).await;
     assert_eq!(
         (first.status(), second.status()),
         (StatusCode::OK, StatusCode::OK)
     );
-    assert_eq!(watch().await.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        watch(bob.clone()).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        watch(admin()).await.status(),
+        StatusCode::OK,
+        "masters are exempt"
+    );
     drop(first);
     assert_eq!(
-        watch().await.status(),
+        watch(bob).await.status(),
         StatusCode::OK,
         "a closed watch frees its slot"
     );

@@ -19,7 +19,11 @@
 //!   cold start time;
 //! * `hostile`: a CRD whose `pattern` nests bounded repetitions, and creates carrying a 1 MiB
 //!   string against it: how long each create takes to be refused, and how host reads by
-//!   other clients fare meanwhile against the same reads on an idle server.
+//!   other clients fare meanwhile against the same reads on an idle server;
+//! * `clients`: hostile clients — thousands of idle TLS connections without certificates, a
+//!   client sending its headers one byte a second, one identity opening watches in a loop —
+//!   beside an administrator's 64-client create load: its throughput and p99 undisturbed and
+//!   during.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -63,6 +67,7 @@ pub enum Scenario {
     Scale,
     Footprint,
     Hostile,
+    Clients,
 }
 
 #[derive(clap::Args, Clone)]
@@ -217,6 +222,7 @@ pub async fn run(args: ApiBenchArgs) -> anyhow::Result<()> {
             Scenario::Scale,
             Scenario::Footprint,
             Scenario::Hostile,
+            Scenario::Clients,
         ]
     } else {
         args.scenario.clone()
@@ -262,6 +268,208 @@ pub async fn run(args: ApiBenchArgs) -> anyhow::Result<()> {
     if scenarios.contains(&Scenario::Hostile) {
         hostile(&workspace, if args.quick { 3 } else { 20 }).await?;
     }
+    if scenarios.contains(&Scenario::Clients) {
+        let (idle, creates) = if args.quick {
+            (200, 2_000)
+        } else {
+            (5_000, 20_000)
+        };
+        hostile_clients(&workspace, idle, creates).await?;
+    }
+    Ok(())
+}
+
+/// How hostile clients fared against the server's limits.
+#[derive(Default)]
+struct Hostility {
+    idle_opened: AtomicUsize,
+    idle_still_open: AtomicUsize,
+    idle_refused: AtomicUsize,
+    watches_opened: AtomicUsize,
+    watches_refused: AtomicUsize,
+    slow_header_closed_after_ms: AtomicUsize,
+}
+
+/// Opens `count` TLS connections without a certificate and holds them, sending nothing.
+async fn hold_idle_connections(
+    server: &FleetdbProcess,
+    count: usize,
+    hostility: &Hostility,
+    stop: &std::sync::atomic::AtomicBool,
+    opened: &tokio::sync::Notify,
+) {
+    let mut held = Vec::new();
+    for _ in 0..count {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        match crate::h2client::Credentials::connect_anonymous(&server.data_dir, server.address())
+            .await
+        {
+            Ok(connection) => {
+                hostility.idle_opened.fetch_add(1, Ordering::Relaxed);
+                held.push(connection);
+            }
+            Err(_) => {
+                hostility.idle_refused.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    opened.notify_one();
+    while !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Which of them the server still keeps open.
+    use tokio::io::AsyncReadExt;
+    let mut open = 0;
+    for mut connection in held {
+        let mut probe = [0u8; 1];
+        if tokio::time::timeout(Duration::from_millis(1), connection.read(&mut probe))
+            .await
+            .is_err()
+        {
+            open += 1;
+        }
+    }
+    hostility.idle_still_open.store(open, Ordering::Relaxed);
+}
+
+/// Sends a request's headers one byte a second until the server closes the connection.
+async fn slow_headers(
+    server: &FleetdbProcess,
+    hostility: &Hostility,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut connection) =
+        crate::h2client::Credentials::connect_anonymous(&server.data_dir, server.address()).await
+    else {
+        return;
+    };
+    let started = Instant::now();
+    let headers = b"GET /healthz HTTP/1.1\r\nHost: fleetdb\r\nX-Slow: ".repeat(4);
+    for byte in headers {
+        if stop.load(Ordering::Relaxed) || connection.write_all(&[byte]).await.is_err() {
+            break;
+        }
+        let mut probe = [0u8; 1];
+        match tokio::time::timeout(Duration::from_secs(1), connection.read(&mut probe)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            _ => {}
+        }
+    }
+    hostility
+        .slow_header_closed_after_ms
+        .store(started.elapsed().as_millis() as usize, Ordering::Relaxed);
+}
+
+/// One identity opening watches in a loop, each kept open.
+async fn watch_loop(
+    server: &FleetdbProcess,
+    hostility: &Hostility,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    let Ok(credentials) =
+        crate::h2client::Credentials::for_user(&server.data_dir, server.address(), "watch-looper")
+    else {
+        return;
+    };
+    let mut connection = None;
+    let mut held = Vec::new();
+    let mut on_connection = 0;
+    while !stop.load(Ordering::Relaxed) {
+        if connection.is_none() || on_connection >= WATCHES_PER_CONNECTION {
+            connection = credentials.connect().await.ok();
+            on_connection = 0;
+        }
+        let Some(client) = &connection else { break };
+        match client
+            .start(
+                Method::GET,
+                &format!("{HOSTS}?watch=true"),
+                None,
+                Bytes::new(),
+            )
+            .await
+        {
+            Ok(response) if response.status() == StatusCode::OK => {
+                hostility.watches_opened.fetch_add(1, Ordering::Relaxed);
+                held.push(response);
+                on_connection += 1;
+            }
+            Ok(_) => {
+                hostility.watches_refused.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(_) => {
+                connection = None;
+            }
+        }
+    }
+}
+
+async fn hostile_clients(workspace: &Workspace, idle: usize, creates: usize) -> anyhow::Result<()> {
+    println!(
+        "\n## clients: {LOAD_CLIENTS} administrator clients creating {creates} hosts, alone and beside {idle} idle TLS connections without certificates, a slow-header client and one identity opening watches in a loop"
+    );
+    let server =
+        FleetdbProcess::start(&workspace.server_dir("clients")?, Backend::Embedded).await?;
+    let cpu_before = server.cpu_seconds().unwrap_or(0.0);
+    let mut undisturbed = create_hosts(&server, "calm-", 0..creates, LOAD_CLIENTS).await?;
+    let calm_cpu = server.cpu_seconds().unwrap_or(0.0) - cpu_before;
+    let hostility = Hostility::default();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let opened = tokio::sync::Notify::new();
+    let attack = async {
+        tokio::join!(
+            hold_idle_connections(&server, idle, &hostility, &stop, &opened),
+            slow_headers(&server, &hostility, &stop),
+            watch_loop(&server, &hostility, &stop),
+        );
+    };
+    let load = async {
+        // The idle connections are opened first (the server keeps some, closes the rest),
+        // and held while the administrator's load runs beside the other two.
+        let _ = tokio::time::timeout(Duration::from_secs(120), opened.notified()).await;
+        let cpu_before = server.cpu_seconds().unwrap_or(0.0);
+        let measured = create_hosts(&server, "busy-", 0..creates, LOAD_CLIENTS).await;
+        let cpu = server.cpu_seconds().unwrap_or(0.0) - cpu_before;
+        stop.store(true, Ordering::Relaxed);
+        measured.map(|m| (m, cpu))
+    };
+    let ((), during) = tokio::join!(attack, load);
+    let (mut during, busy_cpu) = during?;
+    println!();
+    println!(
+        "| administrator's creates | creates/s | p50 ms | p99 ms | server CPU µs per create |"
+    );
+    println!("|---|---|---|---|---|");
+    for (label, m, cpu) in [
+        ("undisturbed", &mut undisturbed, calm_cpu),
+        ("beside the hostile clients", &mut during, busy_cpu),
+    ] {
+        println!(
+            "| {label} | {:.0} | {:.2} | {:.2} | {:.0} |",
+            m.per_second,
+            m.p50_ms,
+            m.p99_ms,
+            cpu * 1e6 / creates as f64
+        );
+    }
+    println!();
+    println!(
+        "Throughput kept: {:.0} %. Idle connections without a certificate: {} handshakes completed ({} failed), {} still open at the end. Slow-header client closed after {:.1} s. Watch loop: {} watches open, {} refused (429).",
+        during.per_second / undisturbed.per_second * 100.0,
+        hostility.idle_opened.load(Ordering::Relaxed),
+        hostility.idle_refused.load(Ordering::Relaxed),
+        hostility.idle_still_open.load(Ordering::Relaxed),
+        hostility
+            .slow_header_closed_after_ms
+            .load(Ordering::Relaxed) as f64
+            / 1000.0,
+        hostility.watches_opened.load(Ordering::Relaxed),
+        hostility.watches_refused.load(Ordering::Relaxed),
+    );
     Ok(())
 }
 

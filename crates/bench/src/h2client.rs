@@ -47,6 +47,66 @@ impl Credentials {
         })
     }
 
+    /// The same server as another user: a client certificate issued by the server's CA for
+    /// `user` (read from the data directory, as `fleetdb kubeconfig` issues them).
+    pub fn for_user(
+        data_dir: &Path,
+        address: std::net::SocketAddr,
+        user: &str,
+    ) -> anyhow::Result<Self> {
+        let kubeconfig =
+            fleetdb_apiserver::pki::user_kubeconfig(data_dir, "https://127.0.0.1", user, None)?;
+        let field = |name: &str| -> anyhow::Result<Vec<u8>> {
+            let line = kubeconfig
+                .lines()
+                .find_map(|l| l.trim().strip_prefix(name))
+                .context("a field of the kubeconfig")?;
+            Ok(base64::Engine::decode(
+                &base64::engine::general_purpose::STANDARD,
+                line.trim(),
+            )?)
+        };
+        let chain = CertificateDer::pem_slice_iter(&field("client-certificate-data:")?)
+            .collect::<Result<Vec<_>, _>>()?;
+        let key = PrivateKeyDer::from_pem_slice(&field("client-key-data:")?)?;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(data_dir.join("pki").join("ca.crt"))? {
+            roots.add(cert?)?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)?;
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(Self {
+            config: Arc::new(config),
+            address,
+        })
+    }
+
+    /// Opens a TLS connection without a client certificate and leaves it as it is (HTTP/1.1,
+    /// nothing sent): what an idle or hostile client holds.
+    pub async fn connect_anonymous(
+        data_dir: &Path,
+        address: std::net::SocketAddr,
+    ) -> anyhow::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(data_dir.join("pki").join("ca.crt"))? {
+            roots.add(cert?)?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let tcp = tokio::net::TcpStream::connect(address).await?;
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        Ok(connector
+            .connect(ServerName::IpAddress(address.ip().into()), tcp)
+            .await?)
+    }
+
     /// Opens one HTTP/2 connection (TLS handshake with the client certificate).
     pub async fn connect(&self) -> anyhow::Result<H2> {
         let tcp = tokio::net::TcpStream::connect(self.address).await?;

@@ -67,6 +67,9 @@ enum Command {
         /// Most watches one identity may have open; past it, 429.
         #[arg(long, default_value_t = fleetdb_apiserver::http::server::MAX_WATCHES_PER_USER)]
         max_watches_per_user: usize,
+        /// Watches one identity may start per second (after a burst of 5); past it, 429.
+        #[arg(long, default_value_t = fleetdb_apiserver::http::server::WATCH_STARTS_PER_SECOND_PER_USER)]
+        watch_starts_per_second_per_user: f64,
         /// Seconds an HTTP/1.1 connection may take to send a request's headers.
         #[arg(long, default_value_t = fleetdb_apiserver::http::server::HEADER_READ_TIMEOUT.as_secs())]
         header_read_timeout_seconds: u64,
@@ -192,6 +195,7 @@ fn main() -> anyhow::Result<()> {
             max_anonymous_connections,
             max_requests_in_flight_per_user,
             max_watches_per_user,
+            watch_starts_per_second_per_user,
             header_read_timeout_seconds,
             anonymous_connection_seconds,
         } => runtime.block_on(async move {
@@ -217,6 +221,7 @@ fn main() -> anyhow::Result<()> {
                     max_anonymous_connections,
                     max_requests_in_flight_per_user,
                     max_watches_per_user,
+                    watch_starts_per_second_per_user,
                     header_read_timeout: std::time::Duration::from_secs(header_read_timeout_seconds),
                     anonymous_connection_lifetime: std::time::Duration::from_secs(
                         anonymous_connection_seconds,

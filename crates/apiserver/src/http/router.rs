@@ -151,11 +151,7 @@ async fn route(
     let _slot = if *method == Method::GET && query.flag("watch").unwrap_or(false) {
         None
     } else {
-        Some(
-            server
-                .requests
-                .acquire(&identity.user, "requests in flight")?,
-        )
+        server.requests.acquire(identity, "requests in flight")?
     };
     let get_only = || -> Result<(), ApiError> {
         if *method == Method::GET {

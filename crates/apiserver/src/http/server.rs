@@ -50,9 +50,15 @@ pub struct Limits {
     /// How long a connection without a client certificate may stay open.
     pub anonymous_connection_lifetime: Duration,
     /// Requests one identity may have in flight (watches excepted); beyond it `429`.
+    /// Members of `system:masters` are exempt from this and the next limit.
     pub max_requests_in_flight_per_user: usize,
     /// Watches one identity may have open; beyond it `429`.
     pub max_watches_per_user: usize,
+    /// Watches one identity may start per second (with a burst of
+    /// [`WATCH_START_BURST`]); beyond it `429`. Each start sends the resource's current
+    /// objects, so a client starting watches in a loop would otherwise cost as much as
+    /// listing everything in a loop.
+    pub watch_starts_per_second_per_user: f64,
     /// How long an HTTP/1.1 connection may take to send a request's headers.
     pub header_read_timeout: Duration,
 }
@@ -65,9 +71,13 @@ pub const MAX_ANONYMOUS_CONNECTIONS: usize = 512;
 pub const ANONYMOUS_CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
 /// Default of [`Limits::max_requests_in_flight_per_user`].
 pub const MAX_REQUESTS_IN_FLIGHT_PER_USER: usize = 256;
-/// Default of [`Limits::max_watches_per_user`]: room for a controller or a fleet's worth of
-/// watches from one identity, not for a client opening them in a loop.
-pub const MAX_WATCHES_PER_USER: usize = 20_000;
+/// Default of [`Limits::max_watches_per_user`]: room for a controller's watches, not for a
+/// client opening them in a loop (each watch of a whole resource costs work on every change).
+pub const MAX_WATCHES_PER_USER: usize = 200;
+/// Default of [`Limits::watch_starts_per_second_per_user`].
+pub const WATCH_STARTS_PER_SECOND_PER_USER: f64 = 1.0;
+/// Watches one identity may start at once before the per-second rate applies.
+pub const WATCH_START_BURST: usize = 5;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -77,6 +87,7 @@ impl Default for Limits {
             anonymous_connection_lifetime: ANONYMOUS_CONNECTION_LIFETIME,
             max_requests_in_flight_per_user: MAX_REQUESTS_IN_FLIGHT_PER_USER,
             max_watches_per_user: MAX_WATCHES_PER_USER,
+            watch_starts_per_second_per_user: WATCH_STARTS_PER_SECOND_PER_USER,
             header_read_timeout: HEADER_READ_TIMEOUT,
         }
     }
@@ -89,6 +100,7 @@ pub struct ApiServer {
     /// Requests in flight and watches open, per identity.
     pub(crate) requests: super::fairness::PerUser,
     pub(crate) watches: super::fairness::PerUser,
+    pub(crate) watch_starts: super::fairness::RatePerUser,
     extensions: RwLock<Vec<Arc<dyn Extension>>>,
     server_address: String,
     ready: AtomicBool,
@@ -128,6 +140,10 @@ impl ApiServer {
             pipeline,
             requests: super::fairness::PerUser::new(limits.max_requests_in_flight_per_user),
             watches: super::fairness::PerUser::new(limits.max_watches_per_user),
+            watch_starts: super::fairness::RatePerUser::new(
+                limits.watch_starts_per_second_per_user,
+                WATCH_START_BURST,
+            ),
             extensions: RwLock::new(Vec::new()),
             server_address,
             ready: AtomicBool::new(true),

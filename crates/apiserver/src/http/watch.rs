@@ -39,7 +39,11 @@ pub async fn watch(request: &Request<'_>) -> Result<Response, ApiError> {
     let slot = request
         .server
         .watches
-        .acquire(&request.identity.user, "watches")?;
+        .acquire(request.identity, "watches")?;
+    request
+        .server
+        .watch_starts
+        .take(request.identity, "watches")?;
     let rx = request
         .server
         .registry()

@@ -1,0 +1,163 @@
+//! Fuzz targets on stable Rust (nightly, which `cargo fuzz` needs, cannot be had here):
+//! proptest drives selectors, JSON and merge patches, schema validation and server-side
+//! apply with arbitrary input, and every target first replays the corpus in `corpus/` —
+//! the hostile cases found so far. None may panic; bounded operations must stay bounded.
+//! CI runs them with the suite (proptest's default 256 cases each, plus the corpus).
+
+use fleetdb_machinery::apply;
+use fleetdb_machinery::json::depth_within;
+use fleetdb_machinery::patch::apply_json_patch;
+use fleetdb_machinery::schema::Schema;
+use fleetdb_machinery::selectors::{FieldSelector, LabelSelector};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+/// The depth and growth limits the server applies to patches.
+const MAX_DEPTH: usize = 100;
+const MAX_ADDED: usize = 3 * 1024 * 1024;
+
+fn corpus(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/tests/corpus/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+/// Arbitrary JSON, small and nested a few levels.
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        (-1e6f64..1e6).prop_map(|f| json!(f)),
+        "[a-z/~0-9 é]{0,8}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 32, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map("[a-z~/]{0,3}", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// JSON pointers into small documents, including odd ones.
+fn pointer() -> impl Strategy<Value = String> {
+    prop::collection::vec(
+        prop_oneof![
+            "[a-c]",
+            "[0-3]",
+            Just("-".to_owned()),
+            Just("~1".to_owned()),
+            Just("~0".to_owned())
+        ],
+        0..4,
+    )
+    .prop_map(|tokens| tokens.iter().map(|t| format!("/{t}")).collect())
+}
+
+fn operation() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        (pointer(), json_value()).prop_map(|(p, v)| json!({"op": "add", "path": p, "value": v})),
+        pointer().prop_map(|p| json!({"op": "remove", "path": p})),
+        (pointer(), json_value())
+            .prop_map(|(p, v)| json!({"op": "replace", "path": p, "value": v})),
+        (pointer(), pointer()).prop_map(|(f, p)| json!({"op": "move", "from": f, "path": p})),
+        (pointer(), pointer()).prop_map(|(f, p)| json!({"op": "copy", "from": f, "path": p})),
+        (pointer(), json_value()).prop_map(|(p, v)| json!({"op": "test", "path": p, "value": v})),
+    ]
+}
+
+fn patch_stays_bounded(mut doc: Value, patch: Value) {
+    let Ok(operations) = serde_json::from_value::<Vec<json_patch::PatchOperation>>(patch) else {
+        return;
+    };
+    if apply_json_patch(&mut doc, &operations, MAX_DEPTH, MAX_ADDED).is_ok() {
+        assert!(
+            depth_within(&doc, MAX_DEPTH + 8).is_some(),
+            "a patch nested too deep"
+        );
+    }
+    assert!(
+        serde_json::to_vec(&doc).unwrap().len() < 8 * MAX_ADDED,
+        "a patch grew without bound"
+    );
+}
+
+#[test]
+fn patch_corpus() {
+    let cases: Vec<Value> = serde_json::from_str(&corpus("patches.json")).unwrap();
+    for case in cases {
+        patch_stays_bounded(case["doc"].clone(), case["patch"].clone());
+        let mut merged = case["doc"].clone();
+        json_patch::merge(&mut merged, &case["patch"]);
+    }
+}
+
+#[test]
+fn selector_corpus() {
+    for line in corpus("selectors.txt").lines() {
+        if let Ok(selector) = LabelSelector::parse(line) {
+            let again = LabelSelector::parse(&selector.to_string());
+            assert!(
+                again.is_ok(),
+                "{line:?} prints as {selector}, which does not parse"
+            );
+        }
+        if let Ok(selector) = FieldSelector::parse(line) {
+            let _ = selector.matches(|_| Some("x".into()));
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn label_selectors_never_panic_and_print_back(input in "[a-z0-9.=!,()/ <>-]{0,40}", key in "[a-z]{1,3}", value in "[a-z0-9]{0,3}") {
+        if let Ok(selector) = LabelSelector::parse(&input) {
+            let labels = [(key, value)].into_iter().collect();
+            let matched = selector.matches(&labels);
+            let printed = LabelSelector::parse(&selector.to_string());
+            prop_assert!(printed.is_ok(), "{input:?} printed as {selector}");
+            prop_assert_eq!(printed.unwrap().matches(&labels), matched);
+        }
+    }
+
+    #[test]
+    fn field_selectors_never_panic(input in "[a-z.=!,\\\\ ]{0,40}") {
+        if let Ok(selector) = FieldSelector::parse(&input) {
+            let _ = selector.matches(|field| Some(field.to_owned()));
+            let _ = selector.exact("metadata.name");
+        }
+    }
+
+    #[test]
+    fn json_patches_stay_bounded(doc in json_value(), ops in prop::collection::vec(operation(), 0..12)) {
+        patch_stays_bounded(doc, Value::Array(ops));
+    }
+
+    #[test]
+    fn merge_patches_never_panic(mut doc in json_value(), patch in json_value()) {
+        json_patch::merge(&mut doc, &patch);
+    }
+
+    #[test]
+    fn schemas_never_panic_on_any_document(schema in json_value(), doc in json_value()) {
+        let compiled = Schema::compile(&schema);
+        let mut pruned = doc.clone();
+        compiled.prune(&mut pruned);
+        compiled.apply_defaults(&mut pruned);
+        let _ = compiled.validate(&pruned);
+        let _ = fleetdb_machinery::schema::check_structural(&schema, "s");
+    }
+
+    #[test]
+    fn apply_never_panics(live in json_value(), config in json_value(), schema in json_value(), force in any::<bool>()) {
+        let compiled = Schema::compile(&schema);
+        let result = apply::apply(Some(&live), &config, "m", force, Some(&compiled), "v1", "2026-01-01T00:00:00Z", None);
+        if let Err(conflicts) = result {
+            let _ = apply::conflict_message(&conflicts, &live);
+        }
+        let _ = apply::record_update(Some(&live), &config, "m", Some(&compiled), "v1", "2026-01-01T00:00:00Z", Some("status"));
+    }
+}
