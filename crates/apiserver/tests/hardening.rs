@@ -351,6 +351,40 @@ async fn one_identity_cannot_hold_more_than_its_share() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watch_feed_of_a_deleted_definition_is_released() {
+    let f = TestServer::embedded().await;
+    f.install_widgets().await;
+    let request = Request::builder()
+        .uri("/apis/example.com/v1/widgets?watch=true")
+        .body(Body::empty())
+        .unwrap();
+    let watch = dispatch(f.server.clone(), admin(), request).await;
+    assert_eq!(watch.status(), StatusCode::OK);
+    let storage = f.server.registry().storage();
+    assert!(storage.fed_prefixes().contains(&support::PREFIX.to_owned()));
+    let (status, body) = f
+        .call(
+            Method::DELETE,
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        !storage.fed_prefixes().contains(&support::PREFIX.to_owned()),
+        "the feed went with its CRD"
+    );
+    // Its watcher was told to go (the stream ends).
+    use futures::StreamExt;
+    let mut body = watch.into_body().into_data_stream();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while body.next().await.is_some() {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the watch of a deleted kind ends");
+}
+
 /// A body stream fed by a channel.
 fn tokio_stream_of(
     receiver: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,

@@ -93,6 +93,35 @@ fn an_oversized_body_gets_a_413_the_client_reads() {
 }
 
 #[test]
+fn the_data_directory_is_its_owners_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = Fleetdb::start(Backend::Embedded);
+    server.ok(&["create", "namespace", "written"]);
+    let data = server.dir.path().join("data");
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "the data directory");
+    let mut stack = vec![data];
+    let mut checked = 0;
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            assert_eq!(
+                mode(&path) & 0o077,
+                0,
+                "{} is open to others",
+                path.display()
+            );
+            checked += 1;
+            if path.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    assert!(checked > 5, "keys, kubeconfig and the store were checked");
+}
+
+#[test]
 fn idle_slow_and_surplus_connections_are_closed_and_others_served() {
     let server = Fleetdb::start_with(
         Backend::Embedded,
