@@ -100,10 +100,13 @@ pub async fn run(args: FetchBenchArgs) -> anyhow::Result<()> {
         args.hosts
     );
     let started = Instant::now();
-    let first = fleetdb_fetch::sync_once(client.clone(), "bench").await?;
+    let policy = fleetdb_fetch::FetcherPolicy {
+        allowed_dirs: vec![dir.path().to_owned()],
+    };
+    let first = fleetdb_fetch::sync_once(client.clone(), "bench", &policy).await?;
     let first_time = started.elapsed();
     let started = Instant::now();
-    let second = fleetdb_fetch::sync_once(client.clone(), "bench").await?;
+    let second = fleetdb_fetch::sync_once(client.clone(), "bench", &policy).await?;
     let second_time = started.elapsed();
     anyhow::ensure!(
         first.created as usize == args.hosts,

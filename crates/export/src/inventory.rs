@@ -46,6 +46,38 @@ pub struct InventoryConfig {
     pub hostvars_annotations: Vec<String>,
     /// Address types tried in order for `ansible_host`.
     pub address_preference: Vec<String>,
+    /// `ansible_*` variables a Host record may set in `spec.ansible` besides
+    /// [`SAFE_HOST_VARIABLES`]. Every other one is dropped (and reported): they change how
+    /// Ansible connects or what it runs on the controller, and a record is written by others.
+    pub allowed_host_variables: Vec<String>,
+}
+
+/// `ansible_*` variables a record may always set: where to log in, not how.
+pub const SAFE_HOST_VARIABLES: [&str; 2] = ["ansible_port", "ansible_user"];
+
+/// A variable left out of a host's variables, and why it matters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DroppedVariable {
+    pub host: String,
+    pub variable: String,
+}
+
+/// The `--list` document, and the variables records asked for that were left out of it.
+pub struct Inventory {
+    pub document: Value,
+    pub dropped: Vec<DroppedVariable>,
+}
+
+/// Whether a Host record may hand `name` to Ansible under `config`: variables of Ansible's
+/// own (`ansible_*`: connection, interpreter, become, shell, plugins' options) only when
+/// safe or allowed by name in the local configuration.
+pub fn may_pass(name: &str, config: &InventoryConfig) -> bool {
+    !name.to_ascii_lowercase().starts_with("ansible_")
+        || SAFE_HOST_VARIABLES.contains(&name)
+        || config
+            .allowed_host_variables
+            .iter()
+            .any(|allowed| allowed == name)
 }
 
 impl Default for InventoryConfig {
@@ -69,6 +101,7 @@ impl Default for InventoryConfig {
             stale_after: Some("24h".into()),
             hostvars_annotations: Vec::new(),
             address_preference: ADDRESS_PREFERENCE.into_iter().map(str::to_owned).collect(),
+            allowed_host_variables: Vec::new(),
         }
     }
 }
@@ -115,8 +148,13 @@ fn included(
     true
 }
 
-/// The variables Ansible gets for one host.
-pub fn hostvars(host: &Host, config: &InventoryConfig) -> Value {
+/// The variables Ansible gets for one host; the record's variables it may not pass are left
+/// out and added to `dropped`.
+pub fn hostvars(
+    host: &Host,
+    config: &InventoryConfig,
+    dropped: &mut Vec<DroppedVariable>,
+) -> Value {
     let mut vars = Map::new();
     if let Some(address) = host.preferred_address(&config.address_preference) {
         vars.insert("ansible_host".into(), json!(address.address));
@@ -141,11 +179,57 @@ pub fn hostvars(host: &Host, config: &InventoryConfig) -> Value {
             vars.insert(sanitize(key), json!(value));
         }
     }
-    // The host's own Ansible variables come last, so a person's values win.
+    // The host's own Ansible variables come last, so a person's values win — those it may
+    // pass.
     for (name, value) in host.spec.ansible.clone().unwrap_or_default() {
-        vars.insert(name, value);
+        if may_pass(&name, config) {
+            vars.insert(name, value);
+        } else {
+            dropped.push(DroppedVariable {
+                host: host.name_any(),
+                variable: name,
+            });
+        }
     }
-    Value::Object(vars)
+    let mut vars = Value::Object(vars);
+    mark_unsafe(&mut vars, &host.name_any(), "", dropped);
+    vars
+}
+
+/// The key Ansible's JSON decoder reads as "this string is data, never a template".
+pub const UNSAFE_KEY: &str = "__ansible_unsafe";
+
+/// Marks every string of a record's variables as unsafe, so that Ansible never renders a
+/// template a record carries (`{{ lookup('pipe', ...) }}` would run on the controller: Ansible
+/// templates inventory variables when it uses them). Keys Ansible's decoder gives a meaning
+/// (`__ansible_unsafe`, `__ansible_vault`) are not the record's to use; they are dropped.
+fn mark_unsafe(value: &mut Value, host: &str, path: &str, dropped: &mut Vec<DroppedVariable>) {
+    match value {
+        Value::String(text) => {
+            *value = json!({UNSAFE_KEY: std::mem::take(text)});
+        }
+        Value::Array(items) => {
+            for item in items {
+                mark_unsafe(item, host, path, dropped);
+            }
+        }
+        Value::Object(fields) => {
+            fields.retain(|key, _| {
+                let reserved = key.starts_with("__ansible");
+                if reserved {
+                    dropped.push(DroppedVariable {
+                        host: host.to_owned(),
+                        variable: format!("{path}{key}"),
+                    });
+                }
+                !reserved
+            });
+            for (key, field) in fields.iter_mut() {
+                mark_unsafe(field, host, &format!("{path}{key}."), dropped);
+            }
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
 }
 
 /// Builds the `--list` document.
@@ -153,7 +237,8 @@ pub fn build(
     hosts: &[Host],
     config: &InventoryConfig,
     now: OffsetDateTime,
-) -> Result<Value, ExportError> {
+) -> Result<Inventory, ExportError> {
+    let mut dropped = Vec::new();
     let stale_after = match config.stale_after.as_deref().filter(|s| !s.is_empty()) {
         Some(text) => Some(fleetdb_fleet::parse_interval(text).ok_or_else(|| {
             ExportError::Local(format!(
@@ -199,7 +284,7 @@ pub fn build(
         for group in member_of {
             groups.entry(group).or_default().insert(name.clone());
         }
-        hostvars_map.insert(name, hostvars(host, config));
+        hostvars_map.insert(name, hostvars(host, config, &mut dropped));
     }
     let mut document = Map::new();
     let mut children: Vec<String> = groups.keys().cloned().collect();
@@ -210,7 +295,10 @@ pub fn build(
     }
     document.insert("ungrouped".into(), json!({"hosts": ungrouped}));
     document.insert("_meta".into(), json!({"hostvars": hostvars_map}));
-    Ok(Value::Object(document))
+    Ok(Inventory {
+        document: Value::Object(document),
+        dropped,
+    })
 }
 
 /// A cached `--list` document, so that Ansible runs in quick succession ask the API once:
@@ -278,5 +366,114 @@ impl InventoryCache {
         if written.is_ok() {
             let _ = std::fs::rename(&temporary, &self.path);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleetdb_fleet::HostSpec;
+
+    #[test]
+    fn variables_that_change_how_ansible_connects_or_runs_are_dropped() {
+        let mut ansible = BTreeMap::new();
+        for name in [
+            "ansible_connection",
+            "ansible_ssh_common_args",
+            "ansible_ssh_extra_args",
+            "ansible_python_interpreter",
+            "ansible_become_exe",
+            "ansible_shell_executable",
+            "ANSIBLE_SSH_ARGS",
+            "ansible_psrp_proxy",
+            "ansible_port",
+            "ansible_user",
+            "ntp_server",
+        ] {
+            ansible.insert(name.to_owned(), json!("x"));
+        }
+        let host = Host::new(
+            "web-1",
+            HostSpec {
+                ansible: Some(ansible),
+                ..HostSpec::default()
+            },
+        );
+        let mut config = InventoryConfig {
+            stale_after: None,
+            ..InventoryConfig::default()
+        };
+        let built = build(
+            std::slice::from_ref(&host),
+            &config,
+            OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+        let vars = &built.document["_meta"]["hostvars"]["web-1"];
+        for kept in ["ansible_port", "ansible_user", "ntp_server"] {
+            assert_eq!(vars[kept][UNSAFE_KEY], "x", "{kept}");
+        }
+        let dropped: Vec<&str> = built.dropped.iter().map(|d| d.variable.as_str()).collect();
+        assert_eq!(dropped.len(), 8, "{dropped:?}");
+        for name in &dropped {
+            assert!(vars.get(*name).is_none(), "{name} reached Ansible");
+        }
+        // The local configuration may allow one by name.
+        config.allowed_host_variables = vec!["ansible_python_interpreter".into()];
+        let built = build(&[host], &config, OffsetDateTime::now_utc()).unwrap();
+        assert_eq!(
+            built.document["_meta"]["hostvars"]["web-1"]["ansible_python_interpreter"][UNSAFE_KEY],
+            "x"
+        );
+        assert_eq!(built.dropped.len(), 7);
+    }
+
+    #[test]
+    fn every_string_from_a_record_is_marked_unsafe() {
+        let host: Host = serde_json::from_value(json!({
+            "apiVersion": "fleetdb.io/v1alpha1",
+            "kind": "Host",
+            "metadata": {
+                "name": "web-1",
+                "labels": {"fleetdb.io/role": "web"},
+                "annotations": {"owner": "{{ lookup('pipe', 'id') }}"},
+            },
+            "spec": {"ansible": {
+                "packages": ["{{ a }}", 3],
+                "tuning": {"x": "{% b %}", "__ansible_vault": "$ANSIBLE_VAULT;1.1", "n": 2},
+                "flag": true,
+            }},
+            "status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.1"}]},
+        }))
+        .unwrap();
+        let config = InventoryConfig {
+            stale_after: None,
+            hostvars_annotations: vec!["owner".into()],
+            ..InventoryConfig::default()
+        };
+        let built = build(&[host], &config, OffsetDateTime::now_utc()).unwrap();
+        let vars = &built.document["_meta"]["hostvars"]["web-1"];
+        assert_eq!(vars["ansible_host"], json!({UNSAFE_KEY: "10.0.0.1"}));
+        assert_eq!(
+            vars["owner"],
+            json!({UNSAFE_KEY: "{{ lookup('pipe', 'id') }}"})
+        );
+        assert_eq!(vars["packages"], json!([{UNSAFE_KEY: "{{ a }}"}, 3]));
+        assert_eq!(
+            vars["tuning"],
+            json!({"x": {UNSAFE_KEY: "{% b %}"}, "n": 2})
+        );
+        assert_eq!(vars["flag"], true);
+        assert_eq!(
+            vars["fleetdb_labels"]["fleetdb.io/role"],
+            json!({UNSAFE_KEY: "web"})
+        );
+        assert_eq!(
+            built.dropped,
+            [DroppedVariable {
+                host: "web-1".into(),
+                variable: "tuning.__ansible_vault".into()
+            }]
+        );
     }
 }

@@ -284,8 +284,32 @@ fn parse_page(
     Ok(response.next_token.filter(|t| !t.is_empty()))
 }
 
+/// Whether `region` is an AWS region name (`us-east-1`, `eu-central-2`, `us-gov-west-1`,
+/// `us-isob-east-1`, `ap-southeast-5`): two letters, one or two words, a number. A record's
+/// region becomes part of the endpoint's host name, so nothing else may pass.
+pub fn is_region(region: &str) -> bool {
+    let parts: Vec<&str> = region.split('-').collect();
+    let word =
+        |p: &str| !p.is_empty() && p.len() <= 16 && p.bytes().all(|b| b.is_ascii_lowercase());
+    parts.len() >= 3
+        && parts.len() <= 4
+        && parts[0].len() == 2
+        && word(parts[0])
+        && parts[1..parts.len() - 1].iter().all(|p| word(p))
+        && parts[parts.len() - 1].len() <= 2
+        && !parts[parts.len() - 1].is_empty()
+        && parts[parts.len() - 1].bytes().all(|b| b.is_ascii_digit())
+}
+
 /// Enumerates the instances of an AWS source.
 pub async fn observe(settings: &AwsSource, source: &str) -> Result<Observation, FetchError> {
+    if let Some(region) = &settings.region
+        && !is_region(region)
+    {
+        return Err(FetchError::Source(format!(
+            "spec.aws.region {region:?} is not an AWS region name (like us-east-1)"
+        )));
+    }
     let tls = aws_smithy_http_client::tls::Provider::Rustls(
         aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
     );
@@ -303,6 +327,12 @@ pub async fn observe(settings: &AwsSource, source: &str) -> Result<Observation, 
         .ok_or_else(|| {
             FetchError::Source("no AWS region: set spec.aws.region or AWS_REGION".into())
         })?;
+    if !is_region(&region) {
+        return Err(FetchError::Source(format!(
+            "the AWS region {region:?} is not a region name (like us-east-1)"
+        )));
+    }
+    // The endpoint comes from this machine's AWS configuration only, never from a record.
     let endpoint = std::env::var("AWS_ENDPOINT_URL_EC2")
         .ok()
         .or_else(|| config.endpoint_url().map(str::to_owned))
@@ -408,6 +438,33 @@ pub async fn observe(settings: &AwsSource, source: &str) -> Result<Observation, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_region_names_pass() {
+        for region in [
+            "us-east-1",
+            "eu-central-2",
+            "us-gov-west-1",
+            "us-isob-east-1",
+            "ap-southeast-5",
+            "cn-north-1",
+        ] {
+            assert!(is_region(region), "{region}");
+        }
+        for bad in [
+            "x@elsewhere/",
+            "us-east-1.evil.com",
+            "us-east",
+            "US-EAST-1",
+            "us-east-1/",
+            "",
+            "a-b-1",
+            "us--1",
+            "us-east-123",
+        ] {
+            assert!(!is_region(bad), "{bad}");
+        }
+    }
 
     const PAGE: &str = r#"<DescribeInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">
   <requestId>r1</requestId>

@@ -16,15 +16,65 @@ use crate::{FetchError, Observation, ObservedHost, RowProblem, label_value};
 /// Annotation prefix for columns the model has no field for.
 pub const EXTRA_COLUMN_PREFIX: &str = "dcim.fleetdb.io/";
 
-/// Reads and parses an export. `format` is `csv` or `yaml`; `None` picks by extension.
+/// Largest export a file source may be.
+pub const MAX_EXPORT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Reads an export the fetcher is allowed to: a regular file (no device, FIFO or socket) of
+/// at most [`MAX_EXPORT_BYTES`], under one of `allowed` once symbolic links are resolved.
+fn read_allowed(path: &str, allowed: &[std::path::PathBuf]) -> Result<String, FetchError> {
+    use std::io::Read;
+    if allowed.is_empty() {
+        return Err(FetchError::Source(format!(
+            "this fetcher may not read files: start it with --allow-dir DIR to let it read {path}"
+        )));
+    }
+    let resolved = std::fs::canonicalize(path)
+        .map_err(|e| FetchError::Source(format!("cannot read {path}: {e}")))?;
+    let inside = allowed
+        .iter()
+        .any(|dir| std::fs::canonicalize(dir).is_ok_and(|dir| resolved.starts_with(dir)));
+    if !inside {
+        let dirs: Vec<String> = allowed.iter().map(|d| d.display().to_string()).collect();
+        return Err(FetchError::Source(format!(
+            "{path} is not under a directory this fetcher may read (--allow-dir {})",
+            dirs.join(", ")
+        )));
+    }
+    let metadata = std::fs::metadata(&resolved)
+        .map_err(|e| FetchError::Source(format!("cannot read {path}: {e}")))?;
+    if !metadata.is_file() {
+        return Err(FetchError::Source(format!(
+            "{path} is not a regular file (devices, FIFOs and directories are refused)"
+        )));
+    }
+    if metadata.len() > MAX_EXPORT_BYTES {
+        return Err(FetchError::Source(format!(
+            "{path} is {} bytes, more than the limit of {MAX_EXPORT_BYTES}",
+            metadata.len()
+        )));
+    }
+    let mut text = String::new();
+    std::fs::File::open(&resolved)
+        .and_then(|file| file.take(MAX_EXPORT_BYTES + 1).read_to_string(&mut text))
+        .map_err(|e| FetchError::Source(format!("cannot read {path}: {e}")))?;
+    if text.len() as u64 > MAX_EXPORT_BYTES {
+        return Err(FetchError::Source(format!(
+            "{path} grew past the limit of {MAX_EXPORT_BYTES} bytes while it was read"
+        )));
+    }
+    Ok(text)
+}
+
+/// Reads and parses an export, if the fetcher may read it (see [`read_allowed`]). `format`
+/// is `csv` or `yaml`; `None` picks by extension.
 pub fn read(
     path: &str,
+    allowed: &[std::path::PathBuf],
     format: Option<&str>,
     datacenter: Option<&str>,
     source: &str,
 ) -> Result<Observation, FetchError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| FetchError::Source(format!("cannot read {path}: {e}")))?;
+    let text = read_allowed(path, allowed)?;
     let format = match format {
         Some(format) => format.to_ascii_lowercase(),
         None if path.ends_with(".yaml") || path.ends_with(".yml") => "yaml".into(),
@@ -348,6 +398,44 @@ mod tests {
         (dir, path.to_str().unwrap().to_owned())
     }
 
+    /// The directory of a test file, as a fetcher's `--allow-dir`.
+    fn allow(dir: &tempfile::TempDir) -> Vec<std::path::PathBuf> {
+        vec![dir.path().to_owned()]
+    }
+
+    #[test]
+    fn only_regular_files_under_allowed_directories_are_read() {
+        let (dir, path) = write("hostname\na-1\n", "ok.csv");
+        let elsewhere = tempfile::tempdir().unwrap();
+        let refused = |path: &str, allowed: &[std::path::PathBuf]| {
+            read(path, allowed, None, None, "s")
+                .err()
+                .unwrap()
+                .to_string()
+        };
+        assert!(refused(&path, &[]).contains("--allow-dir"));
+        assert!(refused(&path, &[elsewhere.path().to_owned()]).contains("not under a directory"));
+        assert!(refused("/etc/shadow", &allow(&dir)).contains("shadow"));
+        // A symbolic link inside an allowed directory to a file outside it is refused.
+        let secret = elsewhere.path().join("secret.csv");
+        std::fs::write(&secret, "hostname\nx\n").unwrap();
+        let link = dir.path().join("link.csv");
+        std::os::unix::fs::symlink(&secret, &link).unwrap();
+        assert!(refused(link.to_str().unwrap(), &allow(&dir)).contains("not under a directory"));
+        // Devices and FIFOs are refused even where allowed.
+        assert!(
+            refused("/dev/zero", &[std::path::PathBuf::from("/dev")])
+                .contains("not a regular file")
+        );
+        assert_eq!(
+            read(&path, &allow(&dir), None, None, "s")
+                .unwrap()
+                .hosts
+                .len(),
+            1
+        );
+    }
+
     #[test]
     fn csv_rows_become_hosts_and_bad_rows_are_reported_by_line() {
         let csv = "hostname,serial,rack,datacenter,role,team,ips,cpus,memory,disks,os,owner\n\
@@ -358,7 +446,7 @@ mod tests {
                    ,SN5,r1,pdx,web,infra,10.0.0.5,8,32Gi,,debian-12,dan\n\
                    db-02,SN6,r2,pdx,db,data,10.0.0.6,32,128Gi,,rocky-9,erin\n";
         let (_dir, path) = write(csv, "pdx.csv");
-        let observed = read(&path, None, None, "pdx-dc").unwrap();
+        let observed = read(&path, &allow(&_dir), None, None, "pdx-dc").unwrap();
         let names: Vec<&str> = observed.hosts.iter().map(|h| h.name.as_str()).collect();
         assert_eq!(names, ["web-01", "db-02"]);
         let lines: Vec<usize> = observed.problems.iter().map(|p| p.line).collect();
@@ -384,7 +472,7 @@ mod tests {
     fn yaml_exports_work_too() {
         let yaml = "hosts:\n- hostname: web-01\n  datacenter: ams\n  ips: [10.0.0.1]\n  cpus: 8\n- hostname: Bad Name\n";
         let (_dir, path) = write(yaml, "ams.yaml");
-        let observed = read(&path, None, None, "ams").unwrap();
+        let observed = read(&path, &allow(&_dir), None, None, "ams").unwrap();
         assert_eq!(observed.hosts.len(), 1);
         assert_eq!(
             observed.hosts[0].status.hardware.as_ref().unwrap().cpus,
@@ -397,7 +485,7 @@ mod tests {
     #[test]
     fn duplicates_keep_the_first_row() {
         let (_dir, path) = write("hostname,rack\na-1,r1\na-1,r2\n", "dup.csv");
-        let observed = read(&path, None, Some("lab"), "lab").unwrap();
+        let observed = read(&path, &allow(&_dir), None, Some("lab"), "lab").unwrap();
         assert_eq!(observed.hosts.len(), 1);
         assert_eq!(observed.hosts[0].status.rack.as_deref(), Some("r1"));
         assert_eq!(observed.hosts[0].status.datacenter.as_deref(), Some("lab"));

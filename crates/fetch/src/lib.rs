@@ -83,13 +83,26 @@ pub(crate) fn label_value(text: &str) -> Option<String> {
     (!value.is_empty() && value.len() <= 63).then_some(value)
 }
 
+/// What a fetcher's own command line allows it, whatever a Source record asks: records are
+/// written through the API by others, so a path or an endpoint in one is never trusted as is.
+#[derive(Clone, Debug, Default)]
+pub struct FetcherPolicy {
+    /// Directories whose files a file source may name (after symbolic links are resolved);
+    /// none: file sources are refused.
+    pub allowed_dirs: Vec<std::path::PathBuf>,
+}
+
 /// How often a source is synced when its spec gives no interval.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
 /// How often a file source's modification time is checked between syncs.
 const FILE_POLL: Duration = Duration::from_secs(2);
 
 /// Enumerates the provider of `source` (read from the API).
-async fn observe(source: &fleetdb_fleet::Source, name: &str) -> Result<Observation, FetchError> {
+async fn observe(
+    source: &fleetdb_fleet::Source,
+    name: &str,
+    policy: &FetcherPolicy,
+) -> Result<Observation, FetchError> {
     use fleetdb_fleet::SourceType;
     match source.spec.type_ {
         SourceType::File => {
@@ -107,9 +120,11 @@ async fn observe(source: &fleetdb_fleet::Source, name: &str) -> Result<Observati
                 file.datacenter.clone(),
             );
             let source_name = name.to_owned();
+            let allowed = policy.allowed_dirs.clone();
             tokio::task::spawn_blocking(move || {
                 file::read(
                     &path,
+                    &allowed,
                     format.as_deref(),
                     datacenter.as_deref(),
                     &source_name,
@@ -126,7 +141,11 @@ async fn observe(source: &fleetdb_fleet::Source, name: &str) -> Result<Observati
 }
 
 /// One sync of a source: observe, write, record the result in the Source status.
-pub async fn sync_once(client: kube::Client, name: &str) -> Result<sync::SyncReport, FetchError> {
+pub async fn sync_once(
+    client: kube::Client,
+    name: &str,
+    policy: &FetcherPolicy,
+) -> Result<sync::SyncReport, FetchError> {
     let syncer = sync::Syncer::new(client, name);
     let source = syncer.sources().get(name).await.map_err(|e| match e {
         kube::Error::Api(status) if status.code == 404 => FetchError::Config {
@@ -136,7 +155,7 @@ pub async fn sync_once(client: kube::Client, name: &str) -> Result<sync::SyncRep
         other => FetchError::Api(other),
     })?;
     let now = time::OffsetDateTime::now_utc();
-    let outcome = match observe(&source, name).await {
+    let outcome = match observe(&source, name, policy).await {
         Ok(observation) => syncer.sync(observation, now).await,
         Err(error) => Err(error),
     };
@@ -160,6 +179,7 @@ pub async fn sync_once(client: kube::Client, name: &str) -> Result<sync::SyncRep
 pub async fn run(
     client: kube::Client,
     name: &str,
+    policy: &FetcherPolicy,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -167,7 +187,7 @@ pub async fn run(
     loop {
         let mut interval = DEFAULT_INTERVAL;
         let mut watched_file = None;
-        match sync_once(client.clone(), name).await {
+        match sync_once(client.clone(), name, policy).await {
             Ok(_) => backoff = Duration::from_secs(1),
             Err(error) => {
                 tracing::warn!(source = name, %error, "sync failed; retrying with backoff");

@@ -92,6 +92,10 @@ enum Command {
         /// The URL the tool reaches the server at.
         #[arg(long, default_value = "https://127.0.0.1:6443")]
         server: String,
+        /// Write the kubeconfig (which holds a private key) to this file, readable by its
+        /// owner only, instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Ansible dynamic inventory: `--list` prints every group and host (with `_meta.hostvars`),
     /// `--host NAME` one host's variables. Use as `ansible -i <script>` with a one-line
@@ -148,6 +152,10 @@ enum Command {
         /// Sync once and exit (non-zero when the sync failed) instead of at the Source's interval.
         #[arg(long)]
         once: bool,
+        /// A directory whose files a file Source may name (repeatable). Sources are records
+        /// others write: without this, file sources are refused.
+        #[arg(long = "allow-dir", value_name = "DIR")]
+        allow_dirs: Vec<PathBuf>,
     },
 }
 
@@ -236,9 +244,14 @@ fn main() -> anyhow::Result<()> {
             user,
             group,
             server,
+            out,
         } => {
             let kubeconfig = fleetdb_apiserver::pki::user_kubeconfig(&data_dir, &server, &user, group.as_deref())?;
-            print!("{kubeconfig}");
+            match out {
+                Some(path) => write_private(&path, &kubeconfig)
+                    .with_context(|| format!("cannot write {}", path.display()))?,
+                None => print!("{kubeconfig}"),
+            }
             Ok(())
         }
         Command::AnsibleInventory {
@@ -276,7 +289,14 @@ fn main() -> anyhow::Result<()> {
                 Some(document) => document,
                 None => {
                     let hosts = fleetdb_export::list_hosts(client(kubeconfig).await?).await?;
-                    let document = fleetdb_export::inventory::build(&hosts, &settings, time::OffsetDateTime::now_utc())?;
+                    let built = fleetdb_export::inventory::build(&hosts, &settings, time::OffsetDateTime::now_utc())?;
+                    for dropped in &built.dropped {
+                        eprintln!(
+                            "fleetdb ansible-inventory: host {}: left out the variable {}: a record may not set it (docs/ansible.md, allowed_host_variables)",
+                            dropped.host, dropped.variable
+                        );
+                    }
+                    let document = built.document;
                     if let Some(cache) = &cache {
                         cache.write(&document);
                     }
@@ -318,10 +338,14 @@ fn main() -> anyhow::Result<()> {
             source,
             kubeconfig,
             once,
+            allow_dirs,
         } => runtime.block_on(async move {
             let client = client(kubeconfig).await?;
+            let policy = fleetdb_fetch::FetcherPolicy {
+                allowed_dirs: allow_dirs,
+            };
             if once {
-                let report = fleetdb_fetch::sync_once(client, &source).await?;
+                let report = fleetdb_fetch::sync_once(client, &source, &policy).await?;
                 println!(
                     "source {source}: {} hosts seen, {} created, {} updated, {} unchanged, {} gone, {} bad rows",
                     report.seen, report.created, report.updated, report.unchanged, report.gone, report.problems.len()
@@ -334,11 +358,26 @@ fn main() -> anyhow::Result<()> {
                 }
                 Ok(())
             } else {
-                fleetdb_fetch::run(client, &source, shutdown_signal()).await;
+                fleetdb_fetch::run(client, &source, &policy, shutdown_signal()).await;
                 Ok(())
             }
         }),
     }
+}
+
+/// Writes a secret to a new file (or replaces one) readable and writable by its owner only.
+fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    // An existing file keeps its mode on open: tighten it.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(contents.as_bytes())
 }
 
 /// Prints a line; a reader that went away (`| head`) is not an error.

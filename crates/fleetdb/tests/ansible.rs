@@ -125,11 +125,13 @@ fn ansible_reads_the_fleet() {
         ["web-1", "web-2"],
         "groups from a label selector"
     );
+    // Every string from a record reaches Ansible marked unsafe: data, never a template.
     let vars = &inventory["_meta"]["hostvars"]["web-1"];
-    assert_eq!(vars["ansible_host"], "10.0.0.1");
+    let unsafe_text = |text: &str| serde_json::json!({"__ansible_unsafe": text});
+    assert_eq!(vars["ansible_host"], unsafe_text("10.0.0.1"));
     assert_eq!(vars["nginx_workers"], 8);
-    assert_eq!(vars["fleetdb_region"], "pdx");
-    assert_eq!(vars["dcim_fleetdb_io_owner"], "alice");
+    assert_eq!(vars["fleetdb_region"], unsafe_text("pdx"));
+    assert_eq!(vars["dcim_fleetdb_io_owner"], unsafe_text("alice"));
     assert!(inventory["_meta"]["hostvars"]["db-2"].is_null());
 
     let graph = ansible(&server, "ansible-inventory", &["-i", script, "--graph"]);
@@ -188,5 +190,149 @@ fn ansible_reads_the_fleet() {
     assert!(
         inventory(false)["_meta"]["hostvars"]["web-2"].is_null(),
         "fresh without the cache"
+    );
+}
+
+/// Runs `ansible` and returns (succeeded, stdout + stderr), for runs that are meant to fail.
+fn ansible_outcome(server: &Fleetdb, args: &[&str]) -> (bool, String) {
+    let output = Command::new(venv_bin("ansible"))
+        .args(args)
+        .env("HOME", server.path().join("home"))
+        .env("ANSIBLE_LOCAL_TEMP", server.path().join("ansible-tmp"))
+        .env("ANSIBLE_HOST_KEY_CHECKING", "false")
+        .env("ANSIBLE_INVENTORY_ENABLED", "script")
+        .env("ANSIBLE_TIMEOUT", "3")
+        .current_dir(server.path())
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
+}
+
+#[test]
+fn a_record_cannot_make_ansible_run_commands() {
+    let server = Fleetdb::start(Backend::Embedded);
+    let templated = server.path().join("templated");
+    let csv = server.write(
+        "lab.csv",
+        &format!(
+            "hostname,datacenter,role,team,ips,os,owner\n\
+             web-1,pdx,web,infra,127.0.0.1,debian-12,\"{{{{ lookup('pipe', 'touch {}') }}}}\"\n",
+            templated.display()
+        ),
+    );
+    server.ok_input(
+        &["apply", "-f", "-"],
+        &format!("apiVersion: fleetdb.io/v1alpha1\nkind: Source\nmetadata: {{name: lab}}\nspec:\n  type: file\n  file: {{path: {}}}\n", csv.display()),
+    );
+    fetch(&server);
+    // Whoever can write the Host asks Ansible to run their program on the controller: a local
+    // connection with their own "interpreter", or an ssh ProxyCommand.
+    let ran = server.path().join("ran");
+    let evil = server.write(
+        "evil.sh",
+        &format!("#!/bin/sh\ntouch {}\nexit 1\n", ran.display()),
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&evil, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let patch = serde_json::json!({"spec": {"ansible": {
+        "ansible_connection": "local",
+        "ansible_python_interpreter": evil.to_str().unwrap(),
+        "ansible_ssh_common_args": format!("-o ProxyCommand={}", evil.display()),
+        "ansible_become_exe": evil.to_str().unwrap(),
+        "ansible_port": 1,
+    }}});
+    server.ok(&[
+        "patch",
+        "host",
+        "web-1",
+        "--type",
+        "merge",
+        "-p",
+        &patch.to_string(),
+    ]);
+
+    let inventory_script = |config: &str| -> String {
+        let config = server.write("inventory.yaml", config);
+        let script = server.write(
+            "fleetdb-inventory",
+            &format!(
+                "#!/bin/sh\nFLEETDB_KUBECONFIG={} FLEETDB_INVENTORY_CONFIG={} exec {} ansible-inventory \"$@\"\n",
+                server.kubeconfig().display(),
+                config.display(),
+                env!("CARGO_BIN_EXE_fleetdb")
+            ),
+        );
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        script.to_str().unwrap().to_owned()
+    };
+
+    // The inventory leaves the variables out and says so on stderr.
+    let script = inventory_script("hostvars_annotations: [dcim.fleetdb.io/owner]\n");
+    let output = Command::new(&script).arg("--list").output().unwrap();
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for name in [
+        "ansible_connection",
+        "ansible_python_interpreter",
+        "ansible_ssh_common_args",
+        "ansible_become_exe",
+    ] {
+        assert!(
+            stderr.contains(&format!("host web-1: left out the variable {name}")),
+            "{name}: {stderr}"
+        );
+    }
+    let document: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let vars = &document["_meta"]["hostvars"]["web-1"];
+    assert!(vars.get("ansible_connection").is_none(), "{vars}");
+    assert_eq!(
+        vars["ansible_port"], 1,
+        "where to log in is the record's to say"
+    );
+    assert!(
+        vars["dcim_fleetdb_io_owner"]["__ansible_unsafe"]
+            .as_str()
+            .is_some_and(|owner| owner.contains("lookup('pipe'")),
+        "{vars}"
+    );
+
+    // Ansible, run by the operator, connects the ordinary way (and fails: nothing listens on
+    // port 1); nothing the record named ran. The annotation's template is shown, not run.
+    let (ok, output) = ansible_outcome(&server, &["-i", &script, "all", "-m", "ping"]);
+    assert!(!ok, "{output}");
+    assert!(!ran.exists(), "the record's program ran:\n{output}");
+    let (ok, output) = ansible_outcome(
+        &server,
+        &[
+            "-i",
+            &script,
+            "all",
+            "-m",
+            "debug",
+            "-a",
+            "var=dcim_fleetdb_io_owner",
+        ],
+    );
+    assert!(ok, "{output}");
+    assert!(output.contains("lookup('pipe'"), "{output}");
+    assert!(!templated.exists(), "the record's template ran:\n{output}");
+
+    // The operator's own configuration may allow a variable by name — and then the record's
+    // value is used, which is what the default protects against.
+    let script = inventory_script(
+        "allowed_host_variables: [ansible_connection, ansible_python_interpreter]\n",
+    );
+    let (ok, output) = ansible_outcome(&server, &["-i", &script, "all", "-m", "ping"]);
+    assert!(!ok, "{output}");
+    assert!(
+        ran.exists(),
+        "allowed by name, the variables reach Ansible:\n{output}"
     );
 }

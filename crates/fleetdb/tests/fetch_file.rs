@@ -238,3 +238,39 @@ fn fetchers_of_different_sources_do_not_clobber_each_other() {
         ]
     );
 }
+
+/// A Source is a record others write: it cannot make the fetcher read outside the directories
+/// its own command line allows, and the refusal is in the Source's status.
+#[test]
+fn a_source_cannot_point_the_fetcher_outside_its_directories() {
+    let server = Fleetdb::start(Backend::Embedded);
+    server.ok_input(
+        &["apply", "-f", "-"],
+        "apiVersion: fleetdb.io/v1alpha1\nkind: Source\nmetadata: {name: pdx-dc}\nspec:\n  type: file\n  file: {path: /etc/passwd}\n",
+    );
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_fleetdb"))
+        .args(["fetch", "--source", "pdx-dc", "--once", "--kubeconfig"])
+        .arg(server.kubeconfig())
+        .arg("--allow-dir")
+        .arg(server.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "the fetch must fail");
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        error.contains("not under a directory this fetcher may read"),
+        "{error}"
+    );
+    let status = source_status(&server);
+    assert!(
+        status["lastError"]
+            .as_str()
+            .is_some_and(|e| e.contains("/etc/passwd is not under a directory")),
+        "{status}"
+    );
+    assert_eq!(
+        server.ok(&["get", "hosts", "-o", "name"]),
+        "",
+        "nothing was read"
+    );
+}

@@ -119,6 +119,23 @@ fn the_data_directory_is_its_owners_alone() {
         }
     }
     assert!(checked > 5, "keys, kubeconfig and the store were checked");
+
+    // A kubeconfig written with --out holds a private key: its owner's alone, also when it
+    // replaces a file that was open to others.
+    let out = server.path().join("person.kubeconfig");
+    std::fs::write(&out, "old").unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_fleetdb"))
+        .args(["kubeconfig", "--user", "person", "--out"])
+        .arg(&out)
+        .arg("--data-dir")
+        .arg(server.dir.path().join("data"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(mode(&out), 0o600);
+    let written = std::fs::read_to_string(&out).unwrap();
+    assert!(written.contains("client-key-data"), "{written}");
 }
 
 #[test]

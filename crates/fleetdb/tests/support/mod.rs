@@ -338,6 +338,8 @@ pub fn fetch_once_with(server: &Fleetdb, source: &str, env: &[(&str, &std::ffi::
     let output = Command::new(env!("CARGO_BIN_EXE_fleetdb"))
         .args(["fetch", "--source", source, "--once", "--kubeconfig"])
         .arg(server.kubeconfig())
+        .arg("--allow-dir")
+        .arg(server.path())
         .envs(env.iter().copied())
         .output()
         .unwrap();
