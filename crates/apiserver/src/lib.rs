@@ -31,7 +31,7 @@ pub mod registry;
 pub mod storage;
 
 pub use api::{ApiError, Identity};
-pub use http::{ApiServer, Limits, ServeConfig, dispatch, serve};
+pub use http::{ApiServer, Limits, Security, ServeConfig, dispatch, serve};
 
 /// The Kubernetes version this server reports (it serves the v1.33 API, matching the
 /// `k8s-openapi` types fleetdb's tools use).

@@ -23,7 +23,17 @@ pub const ADMIN_USER: &str = "fleetdb-admin";
 pub const ADMIN_GROUP: &str = "system:masters";
 
 const CA_VALIDITY: Duration = Duration::days(3650);
-const LEAF_VALIDITY: Duration = Duration::days(730);
+/// Lifetime of the server's and the administrator's certificates (renewed at start-up
+/// within [`RENEW_BEFORE`] of the end).
+const LEAF_VALIDITY: Duration = Duration::days(365);
+/// Default lifetime of a certificate `fleetdb kubeconfig` issues for a person or a tool.
+pub const CLIENT_CERTIFICATE_DAYS: u32 = 365;
+/// Longest lifetime `fleetdb kubeconfig` issues a certificate for.
+pub const MAX_CLIENT_CERTIFICATE_DAYS: u32 = 366;
+/// Every certificate is valid from this long before it is issued, so that a client whose
+/// clock is a little ahead can use it at once. Revocation reads the time of issue back as
+/// `notBefore + ISSUE_BACKDATE_SECONDS`.
+pub const ISSUE_BACKDATE_SECONDS: i64 = 300;
 /// Leaf certificates closer than this to expiry are re-issued at start.
 const RENEW_BEFORE: Duration = Duration::days(30);
 
@@ -84,17 +94,24 @@ fn write(path: &Path, contents: &str, secret: bool) -> Result<(), PkiError> {
     std::fs::rename(&temporary, path).map_err(io)
 }
 
-fn leaf_params(common_name: &str, organization: Option<&str>) -> CertificateParams {
+fn leaf_params(common_name: &str, organizations: &[&str], lifetime: Duration) -> CertificateParams {
     let mut params = CertificateParams::default();
     let mut name = DistinguishedName::new();
     name.push(DnType::CommonName, common_name);
-    if let Some(organization) = organization {
-        name.push(DnType::OrganizationName, organization);
+    for organization in organizations {
+        name.push(DnType::OrganizationName, *organization);
     }
     params.distinguished_name = name;
-    let now = OffsetDateTime::now_utc();
-    params.not_before = now - Duration::minutes(5);
-    params.not_after = now + LEAF_VALIDITY;
+    // Whole seconds: the time of issue is read back from notBefore.
+    let now = OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap_or_else(|_| OffsetDateTime::now_utc());
+    params.not_before = now - Duration::seconds(ISSUE_BACKDATE_SECONDS);
+    params.not_after = now + lifetime;
+    // A random serial, which `fleetdb revoke --serial` names.
+    let mut serial: [u8; 16] = rand::random();
+    serial[0] &= 0x7f;
+    params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params
 }
@@ -209,7 +226,7 @@ pub fn ensure(data_dir: &Path, listen_host: &str, server_url: &str) -> Result<Pk
             (Some(cert), Some(key)) if still_good(&cert, &names) => (cert, key),
             _ => {
                 let key = KeyPair::generate()?;
-                let mut params = leaf_params("fleetdb-apiserver", None);
+                let mut params = leaf_params("fleetdb-apiserver", &[], LEAF_VALIDITY);
                 params.key_usages.push(KeyUsagePurpose::KeyEncipherment);
                 params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
                 params.subject_alt_names = names
@@ -233,7 +250,8 @@ pub fn ensure(data_dir: &Path, listen_host: &str, server_url: &str) -> Result<Pk
     let (admin_cert_pem, admin_key_pem) = match (read(&admin_cert_path)?, read(&admin_key_path)?) {
         (Some(cert), Some(key)) if still_good(&cert, &[]) => (cert, key),
         _ => {
-            let (cert, key) = issue_client_certificate(&issuer, ADMIN_USER, Some(ADMIN_GROUP))?;
+            let (cert, key) =
+                issue_client_certificate(&issuer, ADMIN_USER, &[ADMIN_GROUP], LEAF_VALIDITY)?;
             write(&admin_key_path, &key, true)?;
             write(&admin_cert_path, &cert, false)?;
             (cert, key)
@@ -260,14 +278,25 @@ pub fn ensure(data_dir: &Path, listen_host: &str, server_url: &str) -> Result<Pk
     })
 }
 
+/// A kubeconfig issued for a new identity, and what to know of its certificate.
+pub struct Issued {
+    pub kubeconfig: String,
+    /// The certificate's serial number (lower-case hex), which `fleetdb revoke --serial`
+    /// takes.
+    pub serial: String,
+    /// When the certificate expires (RFC 3339).
+    pub expires: String,
+}
+
 /// Writes a kubeconfig for a new identity (`CN=user`, `O=group`) with a client certificate
 /// signed by the CA in `data_dir`, for tools that run elsewhere (fetchers at the edge).
 pub fn user_kubeconfig(
     data_dir: &Path,
     server_url: &str,
     user: &str,
-    group: Option<&str>,
-) -> Result<String, PkiError> {
+    groups: &[&str],
+    days: u32,
+) -> Result<Issued, PkiError> {
     let dir = data_dir.join("pki");
     let ca_cert_path = dir.join("ca.crt");
     let (Some(ca_cert_pem), Some(ca_key_pem)) = (read(&ca_cert_path)?, read(&dir.join("ca.key"))?)
@@ -285,18 +314,38 @@ pub fn user_kubeconfig(
             path: ca_cert_path.clone(),
             reason: "cannot be parsed as a CA certificate".into(),
         })?;
-    let (cert, key) = issue_client_certificate(&issuer, user, group)?;
-    Ok(kubeconfig(server_url, &ca_cert_pem, user, &cert, &key))
+    let days = days.clamp(1, MAX_CLIENT_CERTIFICATE_DAYS);
+    let (cert, key) =
+        issue_client_certificate(&issuer, user, groups, Duration::days(i64::from(days)))?;
+    let (serial, expires) = x509_parser::pem::parse_x509_pem(cert.as_bytes())
+        .ok()
+        .and_then(|(_, pem)| {
+            let parsed = pem.parse_x509().ok()?;
+            let expires =
+                OffsetDateTime::from_unix_timestamp(parsed.validity().not_after.timestamp())
+                    .ok()?
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .ok()?;
+            Some((serial_hex(parsed.raw_serial()), expires))
+        })
+        .unwrap_or_default();
+    Ok(Issued {
+        kubeconfig: kubeconfig(server_url, &ca_cert_pem, user, &cert, &key),
+        serial,
+        expires,
+    })
 }
 
-/// Issues a client certificate (`CN=user`, `O=group`) signed by the CA: (cert PEM, key PEM).
+/// Issues a client certificate (`CN=user`, one `O` per group) signed by the CA, valid for
+/// `lifetime`: (cert PEM, key PEM).
 pub fn issue_client_certificate(
     issuer: &Issuer<'_, &KeyPair>,
     user: &str,
-    group: Option<&str>,
+    groups: &[&str],
+    lifetime: Duration,
 ) -> Result<(String, String), PkiError> {
     let key = KeyPair::generate()?;
-    let mut params = leaf_params(user, group);
+    let mut params = leaf_params(user, groups, lifetime);
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     let cert = params.signed_by(&key, issuer)?;
     Ok((cert.pem(), key.serialize_pem()))
@@ -338,6 +387,41 @@ current-context: fleetdb
     )
 }
 
+/// A serial number as revocations name it: lower-case hex, no leading zero bytes.
+pub fn serial_hex(bytes: &[u8]) -> String {
+    let significant = bytes
+        .iter()
+        .position(|b| *b != 0)
+        .map_or(&bytes[bytes.len().saturating_sub(1)..], |start| {
+            &bytes[start..]
+        });
+    significant.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A serial number as a person may write it (`0A:1B`, `0x0a1b`, `0A1B`), in the form
+/// [`serial_hex`] gives; `None` if it is not hex.
+pub fn normalize_serial(text: &str) -> Option<String> {
+    let text = text.trim();
+    let text = text
+        .strip_prefix("0x")
+        .or_else(|| text.strip_prefix("0X"))
+        .unwrap_or(text);
+    let digits: String = text.chars().filter(|c| *c != ':').collect();
+    if digits.is_empty() || digits.len() > 80 || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let padded = if digits.len() % 2 == 1 {
+        format!("0{digits}")
+    } else {
+        digits
+    };
+    let bytes: Vec<u8> = (0..padded.len())
+        .step_by(2)
+        .filter_map(|i| u8::from_str_radix(&padded[i..i + 2], 16).ok())
+        .collect();
+    Some(serial_hex(&bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,5 +460,15 @@ mod tests {
             &moved.server_cert_pem,
             &server_names("fleet.example.com")
         ));
+    }
+
+    #[test]
+    fn serials_are_written_one_way() {
+        assert_eq!(serial_hex(&[0, 0x0a, 0x1b]), "0a1b");
+        assert_eq!(serial_hex(&[0]), "00");
+        assert_eq!(normalize_serial("0A:1B").as_deref(), Some("0a1b"));
+        assert_eq!(normalize_serial("0x00a1b").as_deref(), Some("0a1b"));
+        assert_eq!(normalize_serial("xyz"), None);
+        assert_eq!(normalize_serial(""), None);
     }
 }

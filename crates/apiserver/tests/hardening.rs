@@ -255,23 +255,32 @@ async fn managed_fields_stay_bounded_whoever_writes() {
     );
 }
 
-/// A server whose users may hold one request and two watches at a time.
+/// A server whose users may hold one request and two watches at a time, and may do
+/// anything RBAC governs (they are not in `system:masters`, so the limits apply).
 async fn strict_server() -> TestServer {
-    TestServer::embedded_with_limits(&Limits {
+    let f = TestServer::embedded_with_limits(&Limits {
         max_requests_in_flight_per_user: 1,
         max_watches_per_user: 2,
         ..Limits::default()
     })
-    .await
+    .await;
+    let (status, body) = f
+        .call(
+            Method::POST,
+            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+            json!({"metadata": {"name": "everyone-admin"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+                "subjects": [{"kind": "Group", "name": "system:authenticated"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    f
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_identity_cannot_hold_more_than_its_share() {
     let f = strict_server().await;
-    let bob = Identity {
-        user: "bob".into(),
-        groups: vec!["system:authenticated".into()],
-    };
+    let bob = Identity::new("bob", &["system:authenticated"]);
     // A create whose body never finishes holds bob's only request slot.
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
     let slow = Request::builder()
@@ -296,10 +305,7 @@ async fn one_identity_cannot_hold_more_than_its_share() {
     assert_eq!(body["reason"], "TooManyRequests");
     assert_eq!(headers["retry-after"], "1");
     // Others are not affected, and system:masters is exempt, as in kube-apiserver.
-    let other = Identity {
-        user: "someone-else".into(),
-        groups: vec!["system:authenticated".into()],
-    };
+    let other = Identity::new("someone-else", &["system:authenticated"]);
     let (status, _, _) = f
         .call_with(other, Method::GET, "/api/v1/namespaces", &[], Value::Null)
         .await;

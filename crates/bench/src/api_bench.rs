@@ -369,9 +369,13 @@ async fn watch_loop(
     hostility: &Hostility,
     stop: &std::sync::atomic::AtomicBool,
 ) {
-    let Ok(credentials) =
-        crate::h2client::Credentials::for_user(&server.data_dir, server.address(), "watch-looper")
-    else {
+    // An identity that may watch hosts (the inventory reader's group), and nothing more.
+    let Ok(credentials) = crate::h2client::Credentials::for_user(
+        &server.data_dir,
+        server.address(),
+        "watch-looper",
+        &[fleetdb::security::INVENTORY_GROUP],
+    ) else {
         return;
     };
     let mut connection = None;

@@ -48,14 +48,22 @@ impl Credentials {
     }
 
     /// The same server as another user: a client certificate issued by the server's CA for
-    /// `user` (read from the data directory, as `fleetdb kubeconfig` issues them).
+    /// `user` in `groups` (read from the data directory, as `fleetdb kubeconfig` issues
+    /// them).
     pub fn for_user(
         data_dir: &Path,
         address: std::net::SocketAddr,
         user: &str,
+        groups: &[&str],
     ) -> anyhow::Result<Self> {
-        let kubeconfig =
-            fleetdb_apiserver::pki::user_kubeconfig(data_dir, "https://127.0.0.1", user, None)?;
+        let kubeconfig = fleetdb_apiserver::pki::user_kubeconfig(
+            data_dir,
+            "https://127.0.0.1",
+            user,
+            groups,
+            fleetdb_apiserver::pki::CLIENT_CERTIFICATE_DAYS,
+        )?
+        .kubeconfig;
         let field = |name: &str| -> anyhow::Result<Vec<u8>> {
             let line = kubeconfig
                 .lines()

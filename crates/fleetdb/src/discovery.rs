@@ -76,10 +76,13 @@ impl PrometheusDiscovery {
     }
 }
 
+/// Where Prometheus HTTP service discovery is served.
+pub const PATH: &str = "/sd/prometheus";
+
 #[async_trait::async_trait]
 impl Extension for PrometheusDiscovery {
     fn path(&self) -> &'static str {
-        "/sd/prometheus"
+        PATH
     }
 
     async fn handle(

@@ -3,6 +3,7 @@
 //! discovery) — once, for `fleetdb serve`, the tests and the benchmarks alike.
 
 pub mod discovery;
+pub mod security;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -115,6 +116,10 @@ pub async fn serve(
         definitions: fleetdb_fleet::crd_documents(),
         extensions: vec![Arc::new(discovery::PrometheusDiscovery::default())],
         limits: settings.limits.clone(),
+        security: fleetdb_apiserver::Security {
+            admission: vec![Arc::new(security::FleetAdmission)],
+            bootstrap: security::default_policy(),
+        },
     };
     let result = fleetdb_apiserver::serve(store, config, shutdown).await;
     retention.abort();

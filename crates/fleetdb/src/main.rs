@@ -78,17 +78,27 @@ enum Command {
         anonymous_connection_seconds: u64,
     },
     /// Print a kubeconfig for a new identity, with a client certificate signed by this
-    /// server's CA (for fetchers and other tools that run elsewhere).
+    /// server's CA (for people, fetchers and other tools that run elsewhere). What the
+    /// identity may do is what RBAC grants its user and groups (docs/security.md).
     Kubeconfig {
         /// The data directory of the server (where its CA is).
         #[arg(long, default_value = "./fleetdb-data", env = "FLEETDB_DATA_DIR")]
         data_dir: PathBuf,
-        /// The user name (certificate CN), e.g. `fetcher-pdx`.
-        #[arg(long)]
-        user: String,
-        /// A group (certificate O), e.g. `fleetdb:fetchers`.
-        #[arg(long)]
-        group: Option<String>,
+        /// The user name (certificate CN), e.g. `alice`.
+        #[arg(long, required_unless_present = "fetcher", conflicts_with = "fetcher")]
+        user: Option<String>,
+        /// A group (certificate O), repeatable, e.g. `fleetdb:inventory` for Ansible or
+        /// `fleetdb:monitors` for Prometheus.
+        #[arg(long = "group", value_name = "GROUP")]
+        groups: Vec<String>,
+        /// An identity for the fetcher of one Source: user `fleetdb:fetcher:SOURCE` in group
+        /// `fleetdb:fetchers`, which may write that Source's hosts and status only.
+        #[arg(long, value_name = "SOURCE")]
+        fetcher: Option<String>,
+        /// How many days the certificate is valid (at most 366).
+        #[arg(long, default_value_t = fleetdb_apiserver::pki::CLIENT_CERTIFICATE_DAYS,
+              value_parser = clap::value_parser!(u32).range(1..=i64::from(fleetdb_apiserver::pki::MAX_CLIENT_CERTIFICATE_DAYS)))]
+        days: u32,
         /// The URL the tool reaches the server at.
         #[arg(long, default_value = "https://127.0.0.1:6443")]
         server: String,
@@ -96,6 +106,29 @@ enum Command {
         /// owner only, instead of printing it.
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Revoke certificates at once, on every server sharing the store: every certificate
+    /// issued to a user until now, or one by its serial number. Goes through the API as an
+    /// administrator (a CertificateRevocation; `kubectl get certificaterevocations` lists
+    /// them, deleting one lifts it).
+    Revoke {
+        /// Refuse every certificate issued to this user until now.
+        #[arg(long, required_unless_present = "serial", conflicts_with = "serial")]
+        user: Option<String>,
+        /// Refuse the certificate with this serial number (hex, as `openssl x509 -serial`
+        /// prints it).
+        #[arg(long)]
+        serial: Option<String>,
+        /// Why, for the record.
+        #[arg(long)]
+        reason: Option<String>,
+        /// An administrator's kubeconfig (default: the data directory's admin.kubeconfig,
+        /// then $KUBECONFIG).
+        #[arg(long, env = "FLEETDB_KUBECONFIG")]
+        kubeconfig: Option<PathBuf>,
+        /// The data directory whose admin.kubeconfig to use.
+        #[arg(long, default_value = "./fleetdb-data", env = "FLEETDB_DATA_DIR")]
+        data_dir: PathBuf,
     },
     /// Ansible dynamic inventory: `--list` prints every group and host (with `_meta.hostvars`),
     /// `--host NAME` one host's variables. Use as `ansible -i <script>` with a one-line
@@ -242,18 +275,52 @@ fn main() -> anyhow::Result<()> {
         Command::Kubeconfig {
             data_dir,
             user,
-            group,
+            mut groups,
+            fetcher,
+            days,
             server,
             out,
         } => {
-            let kubeconfig = fleetdb_apiserver::pki::user_kubeconfig(&data_dir, &server, &user, group.as_deref())?;
-            match out {
-                Some(path) => write_private(&path, &kubeconfig)
+            let user = match (&fetcher, user) {
+                (Some(source), _) => {
+                    groups.push(fleetdb::security::FETCHERS_GROUP.into());
+                    format!("{}{source}", fleetdb::security::FETCHER_PREFIX)
+                }
+                (None, Some(user)) => user,
+                (None, None) => anyhow::bail!("--user or --fetcher is required"),
+            };
+            let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
+            let issued = fleetdb_apiserver::pki::user_kubeconfig(&data_dir, &server, &user, &groups, days)?;
+            match &out {
+                Some(path) => write_private(path, &issued.kubeconfig)
                     .with_context(|| format!("cannot write {}", path.display()))?,
-                None => print!("{kubeconfig}"),
+                None => print!("{}", issued.kubeconfig),
             }
+            eprintln!(
+                "issued a certificate for {user} (groups: {}) with serial {}, valid until {}{}",
+                if groups.is_empty() { "none".to_owned() } else { groups.join(", ") },
+                issued.serial,
+                issued.expires,
+                out.map(|p| format!("; written to {}", p.display())).unwrap_or_default()
+            );
             Ok(())
         }
+        Command::Revoke {
+            user,
+            serial,
+            reason,
+            kubeconfig,
+            data_dir,
+        } => runtime.block_on(async move {
+            let kubeconfig = kubeconfig.or_else(|| {
+                let admin = data_dir.join("admin.kubeconfig");
+                admin.exists().then_some(admin)
+            });
+            let client = client(kubeconfig).await?;
+            let revoked = revoke(client, user, serial, reason).await?;
+            println!("{revoked}");
+            Ok(())
+        }),
         Command::AnsibleInventory {
             list,
             host,
@@ -363,6 +430,65 @@ fn main() -> anyhow::Result<()> {
             }
         }),
     }
+}
+
+/// Creates a CertificateRevocation; returns what to tell the person.
+async fn revoke(
+    client: kube::Client,
+    user: Option<String>,
+    serial: Option<String>,
+    reason: Option<String>,
+) -> anyhow::Result<String> {
+    use kube::api::{Api, DynamicObject, PostParams};
+    use kube::discovery::ApiResource;
+    let resource = ApiResource {
+        group: "security.fleetdb.io".into(),
+        version: "v1".into(),
+        api_version: "security.fleetdb.io/v1".into(),
+        kind: "CertificateRevocation".into(),
+        plural: "certificaterevocations".into(),
+    };
+    let api: Api<DynamicObject> = Api::all_with(client, &resource);
+    let prefix = match &user {
+        Some(user) => {
+            let mut readable = fleetdb_export::identifier(user).replace('_', "-");
+            readable.truncate(40);
+            format!("user-{}-", readable.trim_matches('-'))
+        }
+        None => "serial-".into(),
+    };
+    let mut spec = serde_json::Map::new();
+    if let Some(user) = &user {
+        spec.insert("user".into(), serde_json::json!(user));
+    }
+    if let Some(serial) = &serial {
+        spec.insert("serial".into(), serde_json::json!(serial));
+    }
+    if let Some(reason) = &reason {
+        spec.insert("reason".into(), serde_json::json!(reason));
+    }
+    let object: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "security.fleetdb.io/v1",
+        "kind": "CertificateRevocation",
+        "metadata": {"generateName": prefix},
+        "spec": spec,
+    }))?;
+    let created = api
+        .create(&PostParams::default(), &object)
+        .await
+        .context("cannot revoke")?;
+    let name = created.metadata.name.unwrap_or_default();
+    Ok(match (user, serial) {
+        (Some(user), _) => format!(
+            "certificaterevocation.security.fleetdb.io/{name} created: every certificate issued to {user} until {} is refused",
+            created.data["spec"]["revokedAt"].as_str().unwrap_or("now")
+        ),
+        (None, Some(_)) => format!(
+            "certificaterevocation.security.fleetdb.io/{name} created: the certificate with serial {} is refused",
+            created.data["spec"]["serial"].as_str().unwrap_or_default()
+        ),
+        (None, None) => format!("certificaterevocation.security.fleetdb.io/{name} created"),
+    })
 }
 
 /// Writes a secret to a new file (or replaces one) readable and writable by its owner only.

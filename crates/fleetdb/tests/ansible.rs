@@ -80,6 +80,11 @@ fn ansible_reads_the_fleet() {
     );
     fetch(&server);
 
+    // Ansible reads with the inventory's own identity.
+    let (identity, _) = server.identity(
+        "ansible.kubeconfig",
+        &["--user", "ansible", "--group", "fleetdb:inventory"],
+    );
     let config = server.write(
         "inventory.yaml",
         "groups:\n  web_infra: \"fleetdb.io/role=web,fleetdb.io/team=infra\"\nhostvars_annotations: [dcim.fleetdb.io/owner]\n",
@@ -88,7 +93,7 @@ fn ansible_reads_the_fleet() {
         "fleetdb-inventory",
         &format!(
             "#!/bin/sh\nFLEETDB_KUBECONFIG={} FLEETDB_INVENTORY_CONFIG={} exec {} ansible-inventory \"$@\"\n",
-            server.kubeconfig().display(),
+            identity.display(),
             config.display(),
             env!("CARGO_BIN_EXE_fleetdb")
         ),
@@ -163,7 +168,7 @@ fn ansible_reads_the_fleet() {
         let mut command = Command::new(env!("CARGO_BIN_EXE_fleetdb"));
         command
             .args(["ansible-inventory", "--list", "--kubeconfig"])
-            .arg(server.kubeconfig())
+            .arg(&identity)
             .env("XDG_CACHE_HOME", server.path().join("cache"));
         if cache {
             command.args(["--cache-ttl", "600s"]);
@@ -258,13 +263,17 @@ fn a_record_cannot_make_ansible_run_commands() {
         &patch.to_string(),
     ]);
 
+    let (identity, _) = server.identity(
+        "ansible.kubeconfig",
+        &["--user", "ansible", "--group", "fleetdb:inventory"],
+    );
     let inventory_script = |config: &str| -> String {
         let config = server.write("inventory.yaml", config);
         let script = server.write(
             "fleetdb-inventory",
             &format!(
                 "#!/bin/sh\nFLEETDB_KUBECONFIG={} FLEETDB_INVENTORY_CONFIG={} exec {} ansible-inventory \"$@\"\n",
-                server.kubeconfig().display(),
+                identity.display(),
                 config.display(),
                 env!("CARGO_BIN_EXE_fleetdb")
             ),

@@ -107,12 +107,16 @@ fn prometheus_follows_the_fleet() {
     );
     fetch(&server);
 
-    // fleetdb monitor keeps file_sd targets in a directory.
+    // fleetdb monitor keeps file_sd targets in a directory, with the monitors' identity.
     let out = server.path().join("prometheus-sd");
+    let (monitor_identity, _) = server.identity(
+        "monitor.kubeconfig",
+        &["--user", "fleetdb-monitor", "--group", "fleetdb:monitors"],
+    );
     let _monitor = Running(
         Command::new(env!("CARGO_BIN_EXE_fleetdb"))
             .args(["monitor", "--port", "9100", "--kubeconfig"])
-            .arg(server.kubeconfig())
+            .arg(&monitor_identity)
             .arg("--out")
             .arg(&out)
             .stdout(Stdio::null())
@@ -121,10 +125,18 @@ fn prometheus_follows_the_fleet() {
             .unwrap(),
     );
 
-    // Prometheus reaches fleetdb with a client certificate of its own.
+    // Prometheus reaches fleetdb with a client certificate of its own, in the monitors'
+    // group (which may read /sd/prometheus).
     let kubeconfig = String::from_utf8(
         Command::new(env!("CARGO_BIN_EXE_fleetdb"))
-            .args(["kubeconfig", "--user", "prometheus", "--data-dir"])
+            .args([
+                "kubeconfig",
+                "--user",
+                "prometheus",
+                "--group",
+                "fleetdb:monitors",
+                "--data-dir",
+            ])
             .arg(server.path().join("data"))
             .output()
             .unwrap()

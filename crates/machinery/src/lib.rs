@@ -22,6 +22,7 @@ pub mod json;
 pub mod jsonpath;
 pub mod meta;
 pub mod patch;
+pub mod rbac;
 pub mod schema;
 pub mod selectors;
 #[cfg(test)]

@@ -2,7 +2,10 @@
 //! other layers need to know of it (names, scope, subresources, printer columns, its
 //! schema compiled once per CRD version).
 //!
-//! Built-in kinds are `v1` Namespaces and `apiextensions.k8s.io/v1` CustomResourceDefinitions.
+//! Built-in kinds are `v1` Namespaces, `apiextensions.k8s.io/v1` CustomResourceDefinitions,
+//! the four `rbac.authorization.k8s.io/v1` kinds, the access and identity reviews of
+//! `authorization.k8s.io/v1` and `authentication.k8s.io/v1` (answered, never stored), and
+//! fleetdb's `security.fleetdb.io/v1` CertificateRevocations.
 //! Every established CRD adds one [`Resource`] per served version. The catalog is rebuilt
 //! from the stored CRDs whenever one changes (the registry does it after its own CRD writes,
 //! the definitions controller when another fleetdb process sharing the same etcd writes them).
@@ -18,6 +21,14 @@ use serde_json::Value;
 pub enum Kind {
     Namespace,
     CustomResourceDefinition,
+    Role,
+    ClusterRole,
+    RoleBinding,
+    ClusterRoleBinding,
+    /// A review (`SelfSubjectAccessReview` and friends): created to get an answer, never
+    /// stored.
+    Review,
+    CertificateRevocation,
     /// An object of a CRD-defined kind.
     Custom,
 }
@@ -113,6 +124,9 @@ impl Resource {
 
     /// Verbs for discovery.
     pub fn verbs(&self) -> Vec<&'static str> {
+        if self.kind_tag == Kind::Review {
+            return vec!["create"];
+        }
         vec![
             "create",
             "delete",
@@ -203,6 +217,175 @@ pub fn custom_resource_definitions() -> Resource {
         schema: None,
         kind_tag: Kind::CustomResourceDefinition,
     }
+}
+
+/// A column printing when an object was created.
+fn age_column() -> PrinterColumn {
+    PrinterColumn {
+        name: "Age".into(),
+        type_: "date".into(),
+        format: String::new(),
+        description: String::new(),
+        priority: 0,
+        json_path: ".metadata.creationTimestamp".into(),
+    }
+}
+
+fn column(name: &str, json_path: &str, priority: i64) -> PrinterColumn {
+    PrinterColumn {
+        name: name.into(),
+        type_: "string".into(),
+        format: String::new(),
+        description: String::new(),
+        priority,
+        json_path: json_path.into(),
+    }
+}
+
+/// A built-in resource of `group`/`v1` with no subresources.
+fn builtin(
+    group: &str,
+    plural: &str,
+    kind: &str,
+    namespaced: bool,
+    kind_tag: Kind,
+    printer_columns: Vec<PrinterColumn>,
+) -> Resource {
+    Resource {
+        group: group.into(),
+        version: "v1".into(),
+        served_versions: vec!["v1".into()],
+        plural: plural.into(),
+        singular: kind.to_lowercase(),
+        kind: kind.into(),
+        list_kind: format!("{kind}List"),
+        namespaced,
+        short_names: vec![],
+        categories: vec![],
+        status_subresource: false,
+        scale: None,
+        printer_columns,
+        schema_document: Some(builtin_schema()),
+        schema: None,
+        kind_tag,
+    }
+}
+
+/// The group of the RBAC kinds.
+pub const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
+/// The group of the access reviews.
+pub const AUTHORIZATION_GROUP: &str = "authorization.k8s.io";
+/// The group of the identity review.
+pub const AUTHENTICATION_GROUP: &str = "authentication.k8s.io";
+/// fleetdb's own group of security kinds.
+pub const SECURITY_GROUP: &str = "security.fleetdb.io";
+
+/// The built-in RBAC resources: roles, clusterroles, rolebindings, clusterrolebindings.
+pub fn rbac_resources() -> Vec<Resource> {
+    let binding_columns = || {
+        vec![
+            column("Role Kind", ".roleRef.kind", 0),
+            column("Role", ".roleRef.name", 0),
+            age_column(),
+        ]
+    };
+    vec![
+        builtin(
+            RBAC_GROUP,
+            "roles",
+            "Role",
+            true,
+            Kind::Role,
+            vec![age_column()],
+        ),
+        builtin(
+            RBAC_GROUP,
+            "clusterroles",
+            "ClusterRole",
+            false,
+            Kind::ClusterRole,
+            vec![age_column()],
+        ),
+        builtin(
+            RBAC_GROUP,
+            "rolebindings",
+            "RoleBinding",
+            true,
+            Kind::RoleBinding,
+            binding_columns(),
+        ),
+        builtin(
+            RBAC_GROUP,
+            "clusterrolebindings",
+            "ClusterRoleBinding",
+            false,
+            Kind::ClusterRoleBinding,
+            binding_columns(),
+        ),
+    ]
+}
+
+/// The reviews: answered at once, never stored.
+pub fn review_resources() -> Vec<Resource> {
+    vec![
+        builtin(
+            AUTHORIZATION_GROUP,
+            "selfsubjectaccessreviews",
+            "SelfSubjectAccessReview",
+            false,
+            Kind::Review,
+            vec![],
+        ),
+        builtin(
+            AUTHORIZATION_GROUP,
+            "selfsubjectrulesreviews",
+            "SelfSubjectRulesReview",
+            false,
+            Kind::Review,
+            vec![],
+        ),
+        builtin(
+            AUTHORIZATION_GROUP,
+            "subjectaccessreviews",
+            "SubjectAccessReview",
+            false,
+            Kind::Review,
+            vec![],
+        ),
+        builtin(
+            AUTHORIZATION_GROUP,
+            "localsubjectaccessreviews",
+            "LocalSubjectAccessReview",
+            true,
+            Kind::Review,
+            vec![],
+        ),
+        builtin(
+            AUTHENTICATION_GROUP,
+            "selfsubjectreviews",
+            "SelfSubjectReview",
+            false,
+            Kind::Review,
+            vec![],
+        ),
+    ]
+}
+
+/// fleetdb's CertificateRevocations: certificates the server refuses.
+pub fn certificate_revocations() -> Resource {
+    builtin(
+        SECURITY_GROUP,
+        "certificaterevocations",
+        "CertificateRevocation",
+        false,
+        Kind::CertificateRevocation,
+        vec![
+            column("User", ".spec.user", 0),
+            column("Serial", ".spec.serial", 0),
+            column("Revoked At", ".spec.revokedAt", 0),
+            age_column(),
+        ],
+    )
 }
 
 fn strings(value: &Value) -> Vec<String> {
@@ -376,6 +559,10 @@ impl Catalog {
         let mut snapshot = Snapshot::default();
         snapshot.add(namespaces());
         snapshot.add(custom_resource_definitions());
+        for resource in rbac_resources().into_iter().chain(review_resources()) {
+            snapshot.add(resource);
+        }
+        snapshot.add(certificate_revocations());
         for crd in crds {
             if crd["metadata"]["deletionTimestamp"].is_string() {
                 continue;

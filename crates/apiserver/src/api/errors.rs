@@ -222,6 +222,27 @@ impl ApiError {
         Self::new(code::FORBIDDEN, "Forbidden", message)
     }
 
+    /// `403` about one resource (`apierrors.NewForbidden`): `plural.group "name" is
+    /// forbidden: <why>` (without the name when it is empty), with the details kube-apiserver
+    /// gives.
+    pub fn forbidden_resource(group: &str, plural: &str, name: &str, why: &str) -> Self {
+        let qualified = if group.is_empty() {
+            plural.to_owned()
+        } else {
+            format!("{plural}.{group}")
+        };
+        let message = if name.is_empty() {
+            format!("{qualified} is forbidden: {why}")
+        } else {
+            format!("{qualified} \"{name}\" is forbidden: {why}")
+        };
+        let mut details = json!({"group": group, "kind": plural});
+        if !name.is_empty() {
+            details["name"] = json!(name);
+        }
+        Self::new(code::FORBIDDEN, "Forbidden", message).with_details(details)
+    }
+
     /// A failure on our side. The message says what failed without internal detail.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(code::INTERNAL_SERVER_ERROR, "InternalError", message)

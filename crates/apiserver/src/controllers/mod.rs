@@ -7,3 +7,4 @@
 
 pub mod definitions;
 pub mod namespaces;
+pub mod policy;

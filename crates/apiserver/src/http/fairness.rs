@@ -159,10 +159,7 @@ mod tests {
     #[test]
     fn starts_are_rate_limited_with_a_burst() {
         let rate = RatePerUser::new(1.0, 3);
-        let bob = Identity {
-            user: "bob".into(),
-            groups: vec![],
-        };
+        let bob = Identity::new("bob", &[]);
         for _ in 0..3 {
             rate.take(&bob, "watches").unwrap();
         }

@@ -24,4 +24,4 @@ mod watch;
 pub use extensions::{Extension, ExtensionResponse};
 pub use resources::{LIST_STREAM_CHUNKS, MAX_BODY_BYTES};
 pub use router::dispatch;
-pub use server::{ApiServer, Limits, ServeConfig, install_definitions, serve};
+pub use server::{ApiServer, Limits, Security, ServeConfig, install_definitions, serve};

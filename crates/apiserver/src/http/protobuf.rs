@@ -174,6 +174,189 @@ fn namespace(raw: &[u8]) -> Result<Value, ApiError> {
     Ok(object)
 }
 
+/// A message: each field's number, JSON name and shape.
+type Fields = &'static [(u64, &'static str, Shape)];
+
+/// How one field of a message is read.
+enum Shape {
+    Text,
+    Texts,
+    /// `map<string, string>`.
+    TextMap,
+    /// `map<string, ExtraValue>` where `ExtraValue { repeated string items = 1 }`.
+    TextsMap,
+    Message(Fields),
+    Messages(Fields),
+    Metadata,
+}
+
+/// `rbac/v1.PolicyRule`.
+const POLICY_RULE: Fields = &[
+    (1, "verbs", Shape::Texts),
+    (2, "apiGroups", Shape::Texts),
+    (3, "resources", Shape::Texts),
+    (4, "resourceNames", Shape::Texts),
+    (5, "nonResourceURLs", Shape::Texts),
+];
+/// `meta/v1.LabelSelectorRequirement`.
+const SELECTOR_REQUIREMENT: Fields = &[
+    (1, "key", Shape::Text),
+    (2, "operator", Shape::Text),
+    (3, "values", Shape::Texts),
+];
+/// `meta/v1.LabelSelector`.
+const LABEL_SELECTOR: Fields = &[
+    (1, "matchLabels", Shape::TextMap),
+    (2, "matchExpressions", Shape::Messages(SELECTOR_REQUIREMENT)),
+];
+const AGGREGATION_RULE: Fields = &[(1, "clusterRoleSelectors", Shape::Messages(LABEL_SELECTOR))];
+const ROLE: Fields = &[
+    (1, "metadata", Shape::Metadata),
+    (2, "rules", Shape::Messages(POLICY_RULE)),
+    (3, "aggregationRule", Shape::Message(AGGREGATION_RULE)),
+];
+const SUBJECT: Fields = &[
+    (1, "kind", Shape::Text),
+    (2, "apiGroup", Shape::Text),
+    (3, "name", Shape::Text),
+    (4, "namespace", Shape::Text),
+];
+const ROLE_REF: Fields = &[
+    (1, "apiGroup", Shape::Text),
+    (2, "kind", Shape::Text),
+    (3, "name", Shape::Text),
+];
+const BINDING: Fields = &[
+    (1, "metadata", Shape::Metadata),
+    (2, "subjects", Shape::Messages(SUBJECT)),
+    (3, "roleRef", Shape::Message(ROLE_REF)),
+];
+const RESOURCE_ATTRIBUTES: Fields = &[
+    (1, "namespace", Shape::Text),
+    (2, "verb", Shape::Text),
+    (3, "group", Shape::Text),
+    (4, "version", Shape::Text),
+    (5, "resource", Shape::Text),
+    (6, "subresource", Shape::Text),
+    (7, "name", Shape::Text),
+];
+const NON_RESOURCE_ATTRIBUTES: Fields = &[(1, "path", Shape::Text), (2, "verb", Shape::Text)];
+const SUBJECT_ACCESS_REVIEW_SPEC: Fields = &[
+    (1, "resourceAttributes", Shape::Message(RESOURCE_ATTRIBUTES)),
+    (
+        2,
+        "nonResourceAttributes",
+        Shape::Message(NON_RESOURCE_ATTRIBUTES),
+    ),
+    (3, "user", Shape::Text),
+    (4, "groups", Shape::Texts),
+    (5, "extra", Shape::TextsMap),
+    (6, "uid", Shape::Text),
+];
+const SUBJECT_ACCESS_REVIEW: Fields = &[
+    (1, "metadata", Shape::Metadata),
+    (2, "spec", Shape::Message(SUBJECT_ACCESS_REVIEW_SPEC)),
+];
+const SELF_SUBJECT_ACCESS_REVIEW: Fields = &[
+    (1, "metadata", Shape::Metadata),
+    (
+        2,
+        "spec",
+        Shape::Message(&[
+            (1, "resourceAttributes", Shape::Message(RESOURCE_ATTRIBUTES)),
+            (
+                2,
+                "nonResourceAttributes",
+                Shape::Message(NON_RESOURCE_ATTRIBUTES),
+            ),
+        ]),
+    ),
+];
+const SELF_SUBJECT_RULES_REVIEW: Fields = &[
+    (1, "metadata", Shape::Metadata),
+    (2, "spec", Shape::Message(&[(1, "namespace", Shape::Text)])),
+];
+const SELF_SUBJECT_REVIEW: Fields = &[(1, "metadata", Shape::Metadata)];
+
+/// Most nested messages read (the deepest message above is five levels down).
+const MAX_MESSAGE_DEPTH: usize = 8;
+
+/// Reads a message of the given shape into a JSON object.
+fn message(bytes: &[u8], shape: Fields, depth: usize) -> Result<Map<String, Value>, ApiError> {
+    if depth > MAX_MESSAGE_DEPTH {
+        return Err(malformed());
+    }
+    let mut object = Map::new();
+    let push = |object: &mut Map<String, Value>, name: &str, value: Value| {
+        let entry = object.entry(name).or_insert_with(|| json!([]));
+        if let Some(items) = entry.as_array_mut() {
+            items.push(value);
+        }
+    };
+    for (number, field) in fields(bytes)? {
+        let Field::Bytes(b) = field else { continue };
+        let Some((_, name, kind)) = shape.iter().find(|(n, _, _)| *n == number) else {
+            continue;
+        };
+        match kind {
+            Shape::Text => {
+                object.insert((*name).into(), json!(string(b)?));
+            }
+            Shape::Texts => push(&mut object, name, json!(string(b)?)),
+            Shape::TextMap => {
+                let (k, v) = map_entry(b)?;
+                let entry = object.entry(*name).or_insert_with(|| json!({}));
+                entry[k] = json!(v);
+            }
+            Shape::TextsMap => {
+                let (mut key, mut items) = (String::new(), Vec::new());
+                for (number, field) in fields(b)? {
+                    match (number, field) {
+                        (1, Field::Bytes(k)) => key = string(k)?,
+                        (2, Field::Bytes(v)) => {
+                            for (number, field) in fields(v)? {
+                                if let (1, Field::Bytes(item)) = (number, field) {
+                                    items.push(json!(string(item)?));
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                let entry = object.entry(*name).or_insert_with(|| json!({}));
+                entry[key] = Value::Array(items);
+            }
+            Shape::Message(inner) => {
+                object.insert((*name).into(), Value::Object(message(b, inner, depth + 1)?));
+            }
+            Shape::Messages(inner) => push(
+                &mut object,
+                name,
+                Value::Object(message(b, inner, depth + 1)?),
+            ),
+            Shape::Metadata => {
+                object.insert((*name).into(), object_meta(b)?);
+            }
+        }
+    }
+    Ok(object)
+}
+
+/// The message shape and apiVersion of a built-in kind sent as protobuf.
+fn shape_of(kind: &str) -> Option<(Fields, &'static str)> {
+    Some(match kind {
+        "Role" | "ClusterRole" => (ROLE, "rbac.authorization.k8s.io/v1"),
+        "RoleBinding" | "ClusterRoleBinding" => (BINDING, "rbac.authorization.k8s.io/v1"),
+        "SelfSubjectAccessReview" => (SELF_SUBJECT_ACCESS_REVIEW, "authorization.k8s.io/v1"),
+        "SubjectAccessReview" | "LocalSubjectAccessReview" => {
+            (SUBJECT_ACCESS_REVIEW, "authorization.k8s.io/v1")
+        }
+        "SelfSubjectRulesReview" => (SELF_SUBJECT_RULES_REVIEW, "authorization.k8s.io/v1"),
+        "SelfSubjectReview" => (SELF_SUBJECT_REVIEW, "authentication.k8s.io/v1"),
+        _ => return None,
+    })
+}
+
 /// Decodes a protobuf request body for `kind` (a built-in kind) into JSON bytes.
 pub fn decode(kind: &str, body: &[u8]) -> Result<Vec<u8>, ApiError> {
     let payload = body.strip_prefix(MAGIC).ok_or_else(|| {
@@ -201,8 +384,14 @@ pub fn decode(kind: &str, body: &[u8]) -> Result<Vec<u8>, ApiError> {
             "the protobuf body holds a {type_kind}, not a {kind}"
         )));
     }
-    let object = match kind {
-        "Namespace" => namespace(raw)?,
+    let object = match (kind, shape_of(kind)) {
+        ("Namespace", _) => namespace(raw)?,
+        (_, Some((shape, api_version))) => {
+            let mut object = message(raw, shape, 0)?;
+            object.insert("apiVersion".into(), json!(api_version));
+            object.insert("kind".into(), json!(kind));
+            Value::Object(object)
+        }
         _ => {
             return Err(ApiError::unsupported_media_type(
                 MEDIA_TYPE,
@@ -241,6 +430,56 @@ mod tests {
         assert_eq!(json["metadata"]["name"], "team-a");
         assert_eq!(json["metadata"]["labels"]["team"], "infra");
         assert_eq!(json["kind"], "Namespace");
+    }
+
+    fn envelope(kind: &str, raw: &[u8]) -> Vec<u8> {
+        let mut type_meta = field(1, b"rbac.authorization.k8s.io/v1");
+        type_meta.extend(field(2, kind.as_bytes()));
+        let mut body = MAGIC.to_vec();
+        body.extend(field(1, &type_meta));
+        body.extend(field(2, raw));
+        body
+    }
+
+    #[test]
+    fn decodes_the_binding_kubectl_create_clusterrolebinding_sends() {
+        let meta = field(1, b"readers-view");
+        let mut subject = field(1, b"Group");
+        subject.extend(field(2, b"rbac.authorization.k8s.io"));
+        subject.extend(field(3, b"readers"));
+        let mut role_ref = field(1, b"rbac.authorization.k8s.io");
+        role_ref.extend(field(2, b"ClusterRole"));
+        role_ref.extend(field(3, b"view"));
+        let mut raw = field(1, &meta);
+        raw.extend(field(2, &subject));
+        raw.extend(field(3, &role_ref));
+        let json: Value = serde_json::from_slice(
+            &decode("ClusterRoleBinding", &envelope("ClusterRoleBinding", &raw)).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            json,
+            json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": {"name": "readers-view"},
+                "subjects": [{"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "readers"}],
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+            })
+        );
+        let mut rule = field(1, b"get");
+        rule.extend(field(1, b"list"));
+        rule.extend(field(2, b""));
+        rule.extend(field(3, b"namespaces"));
+        let mut raw = field(1, &field(1, b"reader"));
+        raw.extend(field(2, &rule));
+        let json: Value =
+            serde_json::from_slice(&decode("ClusterRole", &envelope("ClusterRole", &raw)).unwrap())
+                .unwrap();
+        assert_eq!(
+            json["rules"],
+            json!([{"verbs": ["get", "list"], "apiGroups": [""], "resources": ["namespaces"]}])
+        );
     }
 
     #[test]

@@ -208,6 +208,19 @@ async fn read_object(request: &Request<'_>, body: Body) -> Result<Value, ApiErro
     }
 }
 
+/// Creates a review (`SelfSubjectAccessReview` and friends): answered at once, never stored.
+pub async fn review(request: &Request<'_>, body: Body) -> Result<Response, ApiError> {
+    let object = read_object(request, body).await?;
+    let answer = crate::pipeline::reviews::answer(
+        request.server.pipeline(),
+        request.identity,
+        &request.target.resource,
+        request.target.namespace.as_deref(),
+        object,
+    )?;
+    Ok(json(StatusCode::CREATED, &answer))
+}
+
 /// Sets the object's apiVersion and kind to the ones served.
 fn served_as(resource: &Resource, mut object: Value) -> Value {
     object["apiVersion"] = json!(resource.api_version());

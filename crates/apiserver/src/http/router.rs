@@ -14,8 +14,8 @@ use super::query::Query;
 use super::responses::{json, raw_json, text};
 use super::server::ApiServer;
 use super::{discovery, openapi, resources, watch};
-use crate::api::{ApiError, Identity, Snapshot};
-use crate::pipeline::Attributes;
+use crate::api::{ApiError, Identity, Kind, Snapshot};
+use crate::pipeline::{Attributes, Impersonation};
 use crate::registry::{Subresource, Target};
 
 /// The version this server reports; kubectl's dispatcher picks its binary by it.
@@ -74,14 +74,66 @@ fn authorize_path(
     method: &Method,
     path: &str,
 ) -> Result<(), ApiError> {
-    server.pipeline().authorize(
-        identity,
-        &Attributes {
-            verb: method.as_str().to_ascii_lowercase(),
-            path: path.to_owned(),
-            ..Attributes::default()
-        },
-    )
+    server
+        .pipeline()
+        .authorize(
+            identity,
+            &Attributes::path(&method.as_str().to_ascii_lowercase(), path),
+        )
+        .map(drop)
+}
+
+/// The identity a request asks to act as (`Impersonate-*` headers).
+fn impersonation(headers: &HeaderMap) -> Result<Impersonation, ApiError> {
+    let mut asked = Impersonation::default();
+    for (name, value) in headers {
+        let name = name.as_str();
+        let Some(part) = name.strip_prefix("impersonate-") else {
+            continue;
+        };
+        let value = value
+            .to_str()
+            .map_err(|_| ApiError::bad_request(format!("the {name} header is not text")))?
+            .to_owned();
+        match part {
+            "user" => asked.user = Some(value),
+            "group" => asked.groups.push(value),
+            "uid" => asked.uid = Some(value),
+            other => {
+                let Some(key) = other.strip_prefix("extra-") else {
+                    return Err(ApiError::bad_request(format!(
+                        "unknown impersonation header {name}"
+                    )));
+                };
+                let key = percent_decode(key).unwrap_or_else(|| key.to_owned());
+                asked
+                    .extra
+                    .entry(key.to_lowercase())
+                    .or_default()
+                    .push(value);
+            }
+        }
+    }
+    Ok(asked)
+}
+
+/// `%XX` escapes decoded (impersonated extra keys are escaped that way); `None` when
+/// malformed.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// `/api` or `/apis`: aggregated discovery when asked for, the legacy documents otherwise.
@@ -143,9 +195,11 @@ async fn route(
         "/version" => return Ok(json(StatusCode::OK, &version_info())),
         _ => {}
     }
-    if identity.is_anonymous() {
-        return Err(ApiError::unauthorized());
-    }
+    server.pipeline().authenticate(identity)?;
+    let impersonated = server
+        .pipeline()
+        .impersonate(identity, &impersonation(headers)?)?;
+    let identity = impersonated.as_ref().unwrap_or(identity);
     // Watches are long-running and counted apart (`watch.rs`); everything else holds one of
     // its user's request slots while it is answered.
     let _slot = if *method == Method::GET && query.flag("watch").unwrap_or(false) {
@@ -254,6 +308,12 @@ async fn route(
         Some(_) => return Err(ApiError::no_such_path()),
     };
     let watching = *method == Method::GET && name.is_none() && query.flag("watch")?;
+    if resource.kind_tag == Kind::Review && !(*method == Method::POST && name.is_none()) {
+        return Err(ApiError::method_not_allowed(
+            &method.as_str().to_ascii_lowercase(),
+            &resource.qualified(),
+        ));
+    }
     server.pipeline().authorize(
         identity,
         &Attributes {
@@ -284,6 +344,9 @@ async fn route(
         query: &query,
         headers,
     };
+    if resource.kind_tag == Kind::Review {
+        return resources::review(&request, body).await;
+    }
     match (method.clone(), target.name.is_some()) {
         (Method::GET, true) => resources::get(&request).await,
         (Method::GET, false) if watching => watch::watch(&request).await,

@@ -93,6 +93,15 @@ impl Default for Limits {
     }
 }
 
+/// How requests are authorized and admitted beyond Kubernetes' defaults: the embedding
+/// program's admission plugins (after RBAC's escalation prevention) and the roles and
+/// bindings it bootstraps (after Kubernetes' defaults).
+#[derive(Clone, Default)]
+pub struct Security {
+    pub admission: Vec<Arc<dyn crate::registry::Admission>>,
+    pub bootstrap: Vec<Value>,
+}
+
 /// Everything a request may need, assembled once.
 pub struct ApiServer {
     registry: Arc<Registry>,
@@ -114,17 +123,17 @@ impl ApiServer {
         Self::with(
             store,
             server_address,
-            Pipeline::default(),
+            Security::default(),
             &Limits::default(),
         )
         .await
     }
 
-    /// [`ApiServer::new`] with the given authorization and admission, and limits.
+    /// [`ApiServer::new`] with the program's admission and policy, and limits.
     pub async fn with(
         store: Arc<dyn Store>,
         server_address: String,
-        pipeline: Pipeline,
+        security: Security,
         limits: &Limits,
     ) -> Result<Arc<Self>, ApiError> {
         let (shutdown, signal) = watch::channel(false);
@@ -133,8 +142,13 @@ impl ApiServer {
         definitions::reload(&storage, &catalog).await;
         let registry = Arc::new(Registry::new(storage, catalog));
         controllers::namespaces::ensure_initial(&registry).await?;
+        let mut defaults = controllers::policy::kubernetes_defaults();
+        defaults.extend(security.bootstrap);
+        controllers::policy::ensure_defaults(&registry, &defaults).await?;
         controllers::namespaces::spawn(registry.clone());
         controllers::definitions::spawn(registry.clone());
+        controllers::policy::spawn(registry.clone());
+        let pipeline = Pipeline::new(registry.policy().clone(), security.admission);
         Ok(Arc::new(ApiServer {
             registry,
             pipeline,
@@ -281,6 +295,8 @@ pub struct ServeConfig {
     pub extensions: Vec<Arc<dyn Extension>>,
     /// What clients may hold.
     pub limits: Limits,
+    /// The program's admission plugins and default roles and bindings.
+    pub security: Security,
 }
 
 /// A server listening and serving until `shutdown` completes.
@@ -315,7 +331,7 @@ pub async fn serve(
     let server = ApiServer::with(
         store,
         format!("{url_host}:{}", local.port()),
-        Pipeline::default(),
+        config.security,
         &limits,
     )
     .await

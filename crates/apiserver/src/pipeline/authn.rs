@@ -1,10 +1,13 @@
 //! Authentication: who a request comes from. Today, by client certificate (verified by the
 //! TLS layer against the server's CA): user = subject CN, groups = every subject O, plus
-//! `system:authenticated`. The identity is read once per connection.
+//! `system:authenticated`, and the certificate's serial and time of issue for revocation.
+//! The identity is read once per connection; revocation is checked on every request.
 
 use rustls_pki_types::CertificateDer;
 
 use crate::api::Identity;
+use crate::api::identity::{AUTHENTICATED_GROUP, Credential, serial_hex};
+use crate::pki::ISSUE_BACKDATE_SECONDS;
 
 /// The identity a verified client certificate carries.
 pub fn from_certificate(certificate: &CertificateDer<'_>) -> Option<Identity> {
@@ -19,6 +22,14 @@ pub fn from_certificate(certificate: &CertificateDer<'_>) -> Option<Identity> {
         .iter_organization()
         .filter_map(|o| o.as_str().ok().map(str::to_owned))
         .collect();
-    groups.push("system:authenticated".into());
-    Some(Identity { user, groups })
+    groups.push(AUTHENTICATED_GROUP.into());
+    Some(Identity {
+        user,
+        groups,
+        credential: Some(Credential {
+            serial: serial_hex(cert.raw_serial()),
+            issued_at: cert.validity().not_before.timestamp() + ISSUE_BACKDATE_SECONDS,
+        }),
+        ..Identity::default()
+    })
 }

@@ -1,56 +1,97 @@
 //! The request pipeline, between the http layer and the registry: who is asking
-//! ([`authn`]), whether they may ([`authz`]), and admission — the last word on every write,
-//! which the registry calls through [`crate::registry::Admission`] just before storing.
-//!
-//! Today every authenticated identity is allowed everything ([`authz::AllowAuthenticated`])
-//! and admission admits everything; RBAC and the fleet's admission rules plug in here.
+//! ([`authn`], revocation, [`impersonation`]), whether they may ([`authz`]: RBAC), and
+//! [`admission`] — the last word on every write, which the registry calls through
+//! [`crate::registry::Admission`] just before storing. The reviews ([`reviews`]) answer
+//! questions about the same decisions.
 
+pub mod admission;
 pub mod authn;
 pub mod authz;
+pub mod impersonation;
+pub mod reviews;
 
 use std::sync::Arc;
 
 use crate::api::{ApiError, Identity};
-use crate::registry::{Admission, AdmitAll};
-pub use authz::{AllowAuthenticated, Attributes, Authorizer, Decision};
+use crate::registry::Admission;
+use crate::registry::policy::PolicyCache;
+pub use authz::{Attributes, Authorizer, Decision, RbacAuthorizer};
+pub use impersonation::Impersonation;
 
 /// The stages every request passes.
 #[derive(Clone)]
 pub struct Pipeline {
     authorizer: Arc<dyn Authorizer>,
     admission: Arc<dyn Admission>,
-}
-
-impl Default for Pipeline {
-    fn default() -> Self {
-        Self::new(Arc::new(AllowAuthenticated), Arc::new(AdmitAll))
-    }
+    policy: Arc<PolicyCache>,
 }
 
 impl Pipeline {
-    pub fn new(authorizer: Arc<dyn Authorizer>, admission: Arc<dyn Admission>) -> Self {
+    /// RBAC on `policy`, RBAC's escalation prevention, then the program's admission
+    /// `plugins`.
+    pub fn new(policy: Arc<PolicyCache>, plugins: Vec<Arc<dyn Admission>>) -> Self {
+        let authorizer: Arc<dyn Authorizer> = Arc::new(RbacAuthorizer::new(policy.clone()));
+        let mut chain: Vec<Arc<dyn Admission>> = vec![Arc::new(
+            admission::EscalationPrevention::new(policy.clone(), authorizer.clone()),
+        )];
+        chain.extend(plugins);
         Self {
             authorizer,
-            admission,
+            admission: Arc::new(admission::Chain::new(chain)),
+            policy,
         }
     }
 
-    /// Authentication and authorization of one request: `401` for anonymous users, `403`
-    /// with Kubernetes' wording when the authorizer does not allow it.
-    pub fn authorize(&self, user: &Identity, attributes: &Attributes) -> Result<(), ApiError> {
+    /// Authentication of one request: `401` for anonymous users and revoked certificates.
+    pub fn authenticate(&self, user: &Identity) -> Result<(), ApiError> {
         if user.is_anonymous() {
             return Err(ApiError::unauthorized());
         }
-        match self.authorizer.authorize(user, attributes) {
-            Decision::Allow => Ok(()),
-            Decision::Deny(reason) | Decision::NoOpinion(reason) => Err(ApiError::forbidden(
-                attributes.forbidden_message(user, &reason),
-            )),
+        if let Some(credential) = &user.credential
+            && self.policy.revocations().refuses(&user.user, credential)
+        {
+            tracing::debug!(user = %user.user, serial = %credential.serial, "refused a revoked certificate");
+            return Err(ApiError::unauthorized());
+        }
+        Ok(())
+    }
+
+    /// The identity a request acts as: the requester's own, or the one it impersonates
+    /// when allowed.
+    pub fn impersonate(
+        &self,
+        requester: &Identity,
+        asked: &Impersonation,
+    ) -> Result<Option<Identity>, ApiError> {
+        if asked.is_empty() {
+            return Ok(None);
+        }
+        impersonation::impersonate(&*self.authorizer, requester, asked).map(Some)
+    }
+
+    /// The authorizer's decision, with its reason.
+    pub fn decide(&self, user: &Identity, attributes: &Attributes) -> Decision {
+        self.authorizer.authorize(user, attributes)
+    }
+
+    /// Authorization of one request: `403` with Kubernetes' wording unless allowed; the
+    /// decision's reason when allowed.
+    pub fn authorize(&self, user: &Identity, attributes: &Attributes) -> Result<String, ApiError> {
+        match self.decide(user, attributes) {
+            Decision::Allow(reason) => Ok(reason),
+            Decision::Deny(reason) | Decision::NoOpinion(reason) => {
+                Err(attributes.forbidden(user, &reason))
+            }
         }
     }
 
     /// The admission chain writes go through.
     pub fn admission(&self) -> &dyn Admission {
         &*self.admission
+    }
+
+    /// The policy and revocations in force.
+    pub fn policy(&self) -> &Arc<PolicyCache> {
+        &self.policy
     }
 }

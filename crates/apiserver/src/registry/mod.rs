@@ -13,6 +13,7 @@
 pub mod definitions;
 pub mod extension;
 mod kinds;
+pub mod policy;
 mod read;
 mod scale;
 pub mod strategy;
@@ -37,6 +38,11 @@ pub use read::{
 };
 pub use watch::{WatchFormat, WatchOptions};
 
+/// The time now as objects carry it (`2026-11-30T18:00:00Z`).
+pub fn now() -> String {
+    write::now_timestamp()
+}
+
 /// How often a write that lost a compare-and-swap race is tried again before it answers
 /// `409 Conflict` (writes without an explicit precondition only).
 pub const WRITE_RETRIES: usize = 8;
@@ -57,6 +63,7 @@ pub const MAX_PATCH_ADDED_BYTES: usize = 3 * 1024 * 1024;
 pub struct Registry {
     storage: Arc<Storage>,
     catalog: Arc<Catalog>,
+    policy: Arc<policy::PolicyCache>,
 }
 
 /// A subresource of an object.
@@ -245,7 +252,16 @@ pub enum Deleted {
 
 impl Registry {
     pub fn new(storage: Arc<Storage>, catalog: Arc<Catalog>) -> Self {
-        Self { storage, catalog }
+        Self {
+            storage,
+            catalog,
+            policy: Arc::default(),
+        }
+    }
+
+    /// The RBAC policy and certificate revocations in force.
+    pub fn policy(&self) -> &Arc<policy::PolicyCache> {
+        &self.policy
     }
 
     /// The catalog of served kinds.

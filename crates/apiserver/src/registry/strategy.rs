@@ -8,12 +8,14 @@ use serde_json::Value;
 
 use super::kinds;
 use crate::api::{ApiError, Catalog, Kind, Resource};
+use crate::registry::policy::PolicyCache;
 use crate::storage::Storage;
 
 /// What a strategy's hooks may use.
 pub struct StrategyContext<'a> {
     pub storage: &'a Storage,
     pub catalog: &'a Catalog,
+    pub policy: &'a PolicyCache,
 }
 
 /// The rules of one kind (Kubernetes' `RESTCreateStrategy`, `RESTUpdateStrategy`,
@@ -101,5 +103,11 @@ pub fn for_resource(resource: &Resource) -> &'static dyn Strategy {
         Kind::Namespace => &kinds::NamespaceStrategy,
         Kind::CustomResourceDefinition => &kinds::DefinitionStrategy,
         Kind::Custom => &kinds::CustomStrategy,
+        Kind::Role => &kinds::ROLES,
+        Kind::ClusterRole => &kinds::CLUSTER_ROLES,
+        Kind::RoleBinding => &kinds::ROLE_BINDINGS,
+        Kind::ClusterRoleBinding => &kinds::CLUSTER_ROLE_BINDINGS,
+        Kind::CertificateRevocation => &kinds::RevocationStrategy,
+        Kind::Review => &kinds::ReviewStrategy,
     }
 }

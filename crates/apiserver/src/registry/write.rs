@@ -208,6 +208,7 @@ impl Registry {
         StrategyContext {
             storage: &self.storage,
             catalog: &self.catalog,
+            policy: &self.policy,
         }
     }
 

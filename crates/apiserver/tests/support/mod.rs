@@ -127,10 +127,7 @@ pub const WIDGETS: &str = "/apis/example.com/v1/widgets";
 pub const PREFIX: &str = "/registry/example.com/widgets/";
 
 pub fn admin() -> Identity {
-    Identity {
-        user: "fleetdb-admin".into(),
-        groups: vec!["system:masters".into(), "system:authenticated".into()],
-    }
+    Identity::new("fleetdb-admin", &["system:masters", "system:authenticated"])
 }
 
 /// A server over a real store (wrapped in [`Faulty`]), called in-process through the router.
@@ -158,7 +155,7 @@ impl TestServer {
         let server = ApiServer::with(
             store.clone(),
             "127.0.0.1:6443".into(),
-            fleetdb_apiserver::pipeline::Pipeline::default(),
+            fleetdb_apiserver::Security::default(),
             limits,
         )
         .await

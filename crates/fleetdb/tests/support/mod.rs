@@ -134,6 +134,92 @@ impl Fleetdb {
         self.launch();
     }
 
+    /// Another server on the same etcd and the same CA (a replica), with a data directory
+    /// of its own.
+    pub fn replica(&self) -> Fleetdb {
+        let etcd = self.etcd.as_ref().expect("a replica shares an etcd");
+        let dir = tempfile::tempdir().unwrap();
+        let pki = dir.path().join("data").join("pki");
+        std::fs::create_dir_all(&pki).unwrap();
+        for entry in std::fs::read_dir(self.dir.path().join("data").join("pki")).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), pki.join(entry.file_name())).unwrap();
+        }
+        let mut replica = Self {
+            child: None,
+            dir,
+            port: free_port(),
+            etcd: None,
+            kubectl: self.kubectl.clone(),
+            extra: vec![
+                "--store".into(),
+                "etcd".into(),
+                "--etcd-endpoints".into(),
+                etcd.client_url().to_owned(),
+            ],
+        };
+        std::fs::create_dir_all(replica.dir.path().join("home")).unwrap();
+        replica.launch();
+        replica
+    }
+
+    /// The URL of this server.
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    /// Issues a kubeconfig for a new identity (`fleetdb kubeconfig ARGS`) into `file` in
+    /// the test directory; returns its path and what the command said on stderr.
+    pub fn identity(&self, file: &str, args: &[&str]) -> (PathBuf, String) {
+        let path = self.dir.path().join(file);
+        let output = Command::new(env!("CARGO_BIN_EXE_fleetdb"))
+            .arg("kubeconfig")
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.dir.path().join("data"))
+            .arg("--server")
+            .arg(self.url())
+            .arg("--out")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "fleetdb kubeconfig {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (path, String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+
+    /// kubectl with another identity's kubeconfig.
+    pub fn kubectl_as(&self, kubeconfig: &Path, args: &[&str]) -> Output {
+        self.kubectl_command(args)
+            .env("KUBECONFIG", kubeconfig)
+            .arg("--server")
+            .arg(self.url())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run kubectl")
+    }
+
+    /// [`Fleetdb::kubectl_as`], asserting success; returns stdout.
+    pub fn ok_as(&self, kubeconfig: &Path, args: &[&str]) -> String {
+        let output = self.kubectl_as(kubeconfig, args);
+        assert_output_ok(args, &output, &self.log());
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// [`Fleetdb::kubectl_as`], asserting failure; returns stderr.
+    pub fn fails_as(&self, kubeconfig: &Path, args: &[&str]) -> String {
+        let output = self.kubectl_as(kubeconfig, args);
+        assert!(
+            !output.status.success(),
+            "kubectl {args:?} should have failed; stdout: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+
     pub fn kubectl_command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(&self.kubectl);
         command
@@ -334,10 +420,16 @@ pub fn fetch_once(server: &Fleetdb, source: &str) -> String {
 }
 
 /// Like [`fetch_once`], with extra environment variables (provider credentials, endpoints).
+/// The fetcher runs with an identity of its own Source (`fleetdb kubeconfig --fetcher`), as
+/// in production.
 pub fn fetch_once_with(server: &Fleetdb, source: &str, env: &[(&str, &std::ffi::OsStr)]) -> String {
+    let (kubeconfig, _) = server.identity(
+        &format!("fetcher-{source}.kubeconfig"),
+        &["--fetcher", source],
+    );
     let output = Command::new(env!("CARGO_BIN_EXE_fleetdb"))
         .args(["fetch", "--source", source, "--once", "--kubeconfig"])
-        .arg(server.kubeconfig())
+        .arg(&kubeconfig)
         .arg("--allow-dir")
         .arg(server.path())
         .envs(env.iter().copied())
