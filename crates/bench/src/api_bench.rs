@@ -68,6 +68,7 @@ pub enum Scenario {
     Footprint,
     Hostile,
     Clients,
+    Authz,
 }
 
 #[derive(clap::Args, Clone)]
@@ -223,6 +224,7 @@ pub async fn run(args: ApiBenchArgs) -> anyhow::Result<()> {
             Scenario::Footprint,
             Scenario::Hostile,
             Scenario::Clients,
+            Scenario::Authz,
         ]
     } else {
         args.scenario.clone()
@@ -267,6 +269,9 @@ pub async fn run(args: ApiBenchArgs) -> anyhow::Result<()> {
     }
     if scenarios.contains(&Scenario::Hostile) {
         hostile(&workspace, if args.quick { 3 } else { 20 }).await?;
+    }
+    if scenarios.contains(&Scenario::Authz) {
+        authorization(&workspace, sizes.writes, sizes.list_hosts).await?;
     }
     if scenarios.contains(&Scenario::Clients) {
         let (idle, creates) = if args.quick {
@@ -611,6 +616,117 @@ async fn hostile(workspace: &Workspace, creates: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Bindings of other users beside the measured identity's, in `authz`: RBAC looks at the
+/// asking user's and groups' grants only, so their number should not show.
+const DECOY_BINDINGS: usize = 1_000;
+
+/// The cost of authorization: the same server answering `system:masters` (allowed before
+/// RBAC is consulted) and an editor whose permission comes through RBAC — its group bound to
+/// `edit`, which aggregates `view` and the fleet's rules — beside [`DECOY_BINDINGS`] other
+/// bindings. Rounds alternate between the two identities; medians are compared.
+async fn authorization(workspace: &Workspace, writes: usize, hosts: usize) -> anyhow::Result<()> {
+    const ROUNDS: usize = 3;
+    println!(
+        "\n## authz: RBAC on every request — {LOAD_CLIENTS} clients creating {writes} hosts per round, and the unpaged list of {hosts} hosts, as system:masters and as an editor bound through RBAC beside {DECOY_BINDINGS} other bindings ({ROUNDS} rounds each, alternating; medians)"
+    );
+    let server = FleetdbProcess::start(&workspace.server_dir("authz")?, Backend::Embedded).await?;
+    let admin = server.connect().await?;
+    let binding = |name: &str, role: &str, kind: &str, subject: &str| {
+        Bytes::from(
+            serde_json::json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": {"name": name},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+                "subjects": [{"kind": kind, "apiGroup": "rbac.authorization.k8s.io", "name": subject}],
+            })
+            .to_string(),
+        )
+    };
+    const BINDINGS: &str = "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings";
+    for i in 0..DECOY_BINDINGS {
+        let name = format!("decoy-{i}");
+        let (status, answer) = admin
+            .call(
+                Method::POST,
+                BINDINGS,
+                Some("application/json"),
+                binding(&name, "view", "User", &name),
+            )
+            .await?;
+        anyhow::ensure!(
+            status == StatusCode::CREATED,
+            "{status}: {}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    let (status, answer) = admin
+        .call(
+            Method::POST,
+            BINDINGS,
+            Some("application/json"),
+            binding("bench-editors", "edit", "Group", "bench-editors"),
+        )
+        .await?;
+    anyhow::ensure!(
+        status == StatusCode::CREATED,
+        "{status}: {}",
+        String::from_utf8_lossy(&answer)
+    );
+    let editor = crate::h2client::Credentials::for_user(
+        &server.data_dir,
+        server.address(),
+        "bench-editor",
+        &["bench-editors"],
+    )?;
+    let mut creates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..ROUNDS {
+        for (who, credentials) in [&server.credentials, &editor].into_iter().enumerate() {
+            let prefix = format!("a{round}-{who}-");
+            let measured = create_hosts_as(credentials, &prefix, 0..writes, LOAD_CLIENTS).await?;
+            creates[who].push(measured.per_second);
+        }
+    }
+    // The list: the hosts created above, topped up to `hosts`.
+    let created = ROUNDS * 2 * writes;
+    if created < hosts {
+        create_hosts(&server, "fill-", 0..hosts - created, LOAD_CLIENTS).await?;
+    }
+    let total = created.max(hosts);
+    let editor_client = editor.connect().await?;
+    let mut lists: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+    for _ in 0..ROUNDS {
+        for (who, client) in [&admin, &editor_client].into_iter().enumerate() {
+            let (time, items, _, _) = timed_list(client, HOSTS, false).await?;
+            anyhow::ensure!(items == total, "the list had {items} hosts of {total}");
+            lists[who].push(time);
+        }
+    }
+    let median = |values: &mut Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let creates_masters = median(&mut creates[0]);
+    let creates_rbac = median(&mut creates[1]);
+    let mut list_ms: Vec<Vec<f64>> = lists
+        .iter()
+        .map(|runs| runs.iter().map(|d| d.as_secs_f64() * 1e3).collect())
+        .collect();
+    let list_masters = median(&mut list_ms[0]);
+    let list_rbac = median(&mut list_ms[1]);
+    println!();
+    println!("| identity | creates/s ({LOAD_CLIENTS} clients) | list of {total} hosts, ms |");
+    println!("|---|---|---|");
+    println!("| system:masters (no RBAC lookup) | {creates_masters:.0} | {list_masters:.0} |");
+    println!("| editor through RBAC | {creates_rbac:.0} | {list_rbac:.0} |");
+    println!(
+        "| RBAC's cost | {:+.1} % | {:+.1} % |",
+        (creates_masters / creates_rbac - 1.0) * 100.0,
+        (list_rbac / list_masters - 1.0) * 100.0
+    );
+    Ok(())
+}
+
 /// The servers a scenario compares: the embedded store, and etcd unless `--no-etcd`.
 fn backends(etcd: Option<&mut Etcd>) -> Vec<Backend> {
     let mut backends = vec![Backend::Embedded];
@@ -639,9 +755,17 @@ impl Measured {
 
 /// Opens `n` connections.
 async fn connections(server: &FleetdbProcess, n: usize) -> anyhow::Result<Vec<H2>> {
+    connections_as(&server.credentials, n).await
+}
+
+/// Opens `n` connections with the given identity.
+async fn connections_as(
+    credentials: &crate::h2client::Credentials,
+    n: usize,
+) -> anyhow::Result<Vec<H2>> {
     let mut clients = Vec::with_capacity(n);
     for _ in 0..n {
-        clients.push(server.connect().await?);
+        clients.push(credentials.connect().await?);
     }
     Ok(clients)
 }
@@ -654,7 +778,17 @@ async fn create_hosts(
     range: std::ops::Range<usize>,
     clients: usize,
 ) -> anyhow::Result<Measured> {
-    let connections = connections(server, clients).await?;
+    create_hosts_as(&server.credentials, prefix, range, clients).await
+}
+
+/// [`create_hosts`] with the given identity.
+async fn create_hosts_as(
+    credentials: &crate::h2client::Credentials,
+    prefix: &str,
+    range: std::ops::Range<usize>,
+    clients: usize,
+) -> anyhow::Result<Measured> {
+    let connections = connections_as(credentials, clients).await?;
     let count = range.len();
     // Bodies are made before the clock starts: the client shares the machine's two cores.
     let bodies = bodies(prefix, range.clone(), clients);

@@ -41,6 +41,8 @@ pub struct ServerSettings {
     pub history_days: u64,
     /// What clients may hold (connections, requests in flight, watches).
     pub limits: fleetdb_apiserver::Limits,
+    /// The audit log, when one is kept.
+    pub audit: Option<fleetdb_apiserver::http::audit::AuditSettings>,
 }
 
 impl ServerSettings {
@@ -53,6 +55,7 @@ impl ServerSettings {
             store: StoreSettings::Embedded,
             history_days: 30,
             limits: fleetdb_apiserver::Limits::default(),
+            audit: None,
         }
     }
 }
@@ -108,6 +111,13 @@ pub async fn serve(
             ..RetentionPolicy::default()
         },
     );
+    let audit = match &settings.audit {
+        Some(audit) => Some(
+            fleetdb_apiserver::http::audit::AuditLog::open(audit.clone())
+                .map_err(|e| anyhow::anyhow!(e))?,
+        ),
+        None => None,
+    };
     let retention = tokio::spawn(retention.run());
     let config = fleetdb_apiserver::ServeConfig {
         data_dir: settings.data_dir.clone(),
@@ -119,6 +129,7 @@ pub async fn serve(
         security: fleetdb_apiserver::Security {
             admission: vec![Arc::new(security::FleetAdmission)],
             bootstrap: security::default_policy(),
+            audit,
         },
     };
     let result = fleetdb_apiserver::serve(store, config, shutdown).await;

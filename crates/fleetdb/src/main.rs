@@ -76,6 +76,20 @@ enum Command {
         /// Seconds a connection without a client certificate may stay open.
         #[arg(long, default_value_t = fleetdb_apiserver::http::server::ANONYMOUS_CONNECTION_LIFETIME.as_secs())]
         anonymous_connection_seconds: u64,
+        /// Keep an audit log in this file (`-`: standard output), one audit.k8s.io/v1 Event
+        /// per line.
+        #[arg(long, value_name = "FILE")]
+        audit_log_path: Option<PathBuf>,
+        /// The audit.k8s.io/v1 Policy that gives each request its level (default: every
+        /// request at Metadata).
+        #[arg(long, value_name = "FILE", requires = "audit_log_path")]
+        audit_policy_file: Option<PathBuf>,
+        /// Rotate the audit log when it would grow past this many megabytes.
+        #[arg(long, default_value_t = fleetdb_apiserver::http::audit::DEFAULT_MAX_SIZE_MB)]
+        audit_log_maxsize: u64,
+        /// Rotated audit logs to keep (0: all).
+        #[arg(long, default_value_t = 0)]
+        audit_log_maxbackup: usize,
     },
     /// Print a kubeconfig for a new identity, with a client certificate signed by this
     /// server's CA (for people, fetchers and other tools that run elsewhere). What the
@@ -219,6 +233,8 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: a log file gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -239,6 +255,10 @@ fn main() -> anyhow::Result<()> {
             watch_starts_per_second_per_user,
             header_read_timeout_seconds,
             anonymous_connection_seconds,
+            audit_log_path,
+            audit_policy_file,
+            audit_log_maxsize,
+            audit_log_maxbackup,
         } => runtime.block_on(async move {
             // Everything the server writes (keys, data) is its owner's alone.
             // SAFETY: umask only sets the process's file-creation mask; it cannot fail.
@@ -268,7 +288,28 @@ fn main() -> anyhow::Result<()> {
                         anonymous_connection_seconds,
                     ),
                 },
+                audit: None,
             };
+            let audit = match audit_log_path {
+                None => None,
+                Some(path) => {
+                    use fleetdb_apiserver::http::audit::{AuditSettings, Policy};
+                    let policy = match &audit_policy_file {
+                        Some(file) => Policy::read(file).map_err(|e| anyhow::anyhow!(e))?,
+                        None => {
+                            tracing::warn!("--audit-log-path without --audit-policy-file: every request is logged at Metadata");
+                            Policy::metadata_for_all()
+                        }
+                    };
+                    Some(AuditSettings {
+                        path,
+                        policy,
+                        max_size_mb: audit_log_maxsize,
+                        max_backups: audit_log_maxbackup,
+                    })
+                }
+            };
+            let settings = ServerSettings { audit, ..settings };
             let store = fleetdb::open_store(&settings).await?;
             fleetdb::serve(store, &settings, shutdown_signal()).await
         }),

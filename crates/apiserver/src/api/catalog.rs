@@ -542,6 +542,8 @@ impl Snapshot {
 /// The catalog shared by every layer: a snapshot replaced whole on every rebuild.
 pub struct Catalog {
     snapshot: RwLock<Arc<Snapshot>>,
+    /// The store revision the snapshot's CRDs were read at.
+    revision: std::sync::Mutex<i64>,
 }
 
 impl Catalog {
@@ -549,9 +551,23 @@ impl Catalog {
     pub fn new(crds: &[Value]) -> Self {
         let catalog = Self {
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
+            revision: std::sync::Mutex::new(0),
         };
         catalog.rebuild(crds);
         catalog
+    }
+
+    /// [`Catalog::rebuild`] from CRDs read at store revision `revision`, unless the catalog
+    /// already holds CRDs read at a later one (a slower reload must not undo a newer).
+    /// Returns whether it rebuilt.
+    pub fn rebuild_at(&self, revision: i64, crds: &[Value]) -> bool {
+        let mut current = self.revision.lock().unwrap_or_else(|e| e.into_inner());
+        if revision < *current {
+            return false;
+        }
+        *current = revision;
+        self.rebuild(crds);
+        true
     }
 
     /// Replaces the served set with the built-ins plus the given CRDs.

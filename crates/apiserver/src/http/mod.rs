@@ -6,6 +6,7 @@
 //! A request is parsed into a target and options, passed through the pipeline
 //! (authentication, authorization), handed to the registry, and its answer encoded.
 
+pub mod audit;
 pub mod discovery;
 pub mod extensions;
 mod fairness;

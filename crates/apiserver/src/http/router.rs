@@ -2,7 +2,7 @@
 //! authorized, discovery, OpenAPI, extensions and resource paths (`/api/v1/...`,
 //! `/apis/G/V/[namespaces/NS/]PLURAL[/NAME[/SUBRESOURCE]]`).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
@@ -13,7 +13,7 @@ use super::negotiate::{self, AGGREGATED_DISCOVERY, Representation};
 use super::query::Query;
 use super::responses::{json, raw_json, text};
 use super::server::ApiServer;
-use super::{discovery, openapi, resources, watch};
+use super::{audit, discovery, openapi, resources, watch};
 use crate::api::{ApiError, Identity, Kind, Snapshot};
 use crate::pipeline::{Attributes, Impersonation};
 use crate::registry::{Subresource, Target};
@@ -37,7 +37,7 @@ pub fn version_info() -> Value {
     })
 }
 
-/// Answers one request.
+/// Answers one request (and, when the server keeps an audit log, records it).
 pub async fn dispatch(
     server: Arc<ApiServer>,
     identity: Identity,
@@ -45,11 +45,183 @@ pub async fn dispatch(
 ) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let response = route(&server, &identity, request)
-        .await
-        .unwrap_or_else(IntoResponse::into_response);
+    let response = match server.audit().cloned() {
+        None => route(&server, &identity, request, None)
+            .await
+            .unwrap_or_else(IntoResponse::into_response),
+        Some(log) => audited(&server, &identity, request, log).await,
+    };
     tracing::debug!(%method, %path, user = %identity.user, status = response.status().as_u16(), "request");
     response
+}
+
+/// Routes a request and writes its audit events: `RequestReceived` and (for watches)
+/// `ResponseStarted` when the answer starts, `ResponseComplete` when its body is done.
+async fn audited(
+    server: &Arc<ApiServer>,
+    identity: &Identity,
+    request: Request<Body>,
+    log: Arc<audit::AuditLog>,
+) -> Response {
+    use futures::StreamExt;
+    let (user_agent, audit_id) = {
+        let header = |name: &str| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        (header("user-agent"), header("audit-id"))
+    };
+    let record = Arc::new(audit::Record::new(
+        log.clone(),
+        request.method().as_str(),
+        request
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_default(),
+        user_agent,
+        request
+            .extensions()
+            .get::<super::server::Peer>()
+            .map(|peer| peer.0.ip().to_string()),
+        identity,
+        audit_id,
+    ));
+    let request = if log.policy().records_bodies() && request.method() != Method::GET {
+        let kept = record.clone();
+        request.map(|body| {
+            Body::from_stream(body.into_data_stream().map(move |chunk| {
+                if let Ok(bytes) = &chunk {
+                    kept.keep_request_chunk(bytes);
+                }
+                chunk
+            }))
+        })
+    } else {
+        request
+    };
+    let mut response = match route(server, identity, request, Some(&record)).await {
+        Ok(response) => response,
+        Err(error) => {
+            let response = error.clone().into_response();
+            record.noted.lock().unwrap_or_else(|e| e.into_inner()).error = Some(error);
+            response
+        }
+    };
+    if let Ok(id) = header::HeaderValue::from_str(record.id()) {
+        response.headers_mut().insert("audit-id", id);
+    }
+    let decision = record.decision();
+    if decision.level == audit::Level::None {
+        return response;
+    }
+    let code = response.status().as_u16();
+    record.emit(&decision, audit::Stage::RequestReceived, code, None);
+    let watching = record
+        .noted
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .attributes
+        .as_ref()
+        .is_some_and(|a| a.verb == "watch");
+    if watching {
+        record.emit(&decision, audit::Stage::ResponseStarted, code, None);
+    }
+    let keep_response = decision.level >= audit::Level::RequestResponse;
+    let (parts, body) = response.into_parts();
+    use axum::body::HttpBody;
+    if body.size_hint().exact().is_some() {
+        // The whole answer is at hand: complete now.
+        let bytes = if keep_response {
+            match axum::body::to_bytes(body, usize::MAX).await {
+                Ok(bytes) => bytes,
+                Err(_) => axum::body::Bytes::new(),
+            }
+        } else {
+            record.emit(&decision, audit::Stage::ResponseComplete, code, None);
+            return Response::from_parts(parts, body);
+        };
+        record.emit(
+            &decision,
+            audit::Stage::ResponseComplete,
+            code,
+            Some(&bytes),
+        );
+        return Response::from_parts(parts, Body::from(bytes));
+    }
+    // A streamed answer (lists, watches): complete when the stream ends or the client
+    // leaves.
+    let completion = Completion {
+        record,
+        decision,
+        code,
+        kept: keep_response.then(Vec::new),
+        oversized: false,
+    };
+    let completion = Arc::new(Mutex::new(completion));
+    let body = Body::from_stream(body.into_data_stream().map(move |chunk| {
+        if let Ok(bytes) = &chunk {
+            completion
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .keep(bytes);
+        }
+        chunk
+    }));
+    Response::from_parts(parts, body)
+}
+
+/// The `ResponseComplete` event of a streamed answer, written when the stream is dropped.
+struct Completion {
+    record: Arc<audit::Record>,
+    decision: audit::Decision,
+    code: u16,
+    /// The body so far, when the event records it (`None` past the bound).
+    kept: Option<Vec<u8>>,
+    oversized: bool,
+}
+
+impl Completion {
+    fn keep(&mut self, bytes: &[u8]) {
+        if let Some(kept) = &mut self.kept {
+            if kept.len() + bytes.len() > audit::MAX_AUDITED_BODY_BYTES {
+                // Too large to record: the event says so.
+                self.oversized = true;
+                self.kept = None;
+            } else {
+                kept.extend_from_slice(bytes);
+            }
+        }
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        // An oversized body is handed over as one byte too many, which the event notes
+        // as left out.
+        let oversized = vec![b' '; audit::MAX_AUDITED_BODY_BYTES + 1];
+        let body = if self.oversized {
+            Some(oversized.as_slice())
+        } else {
+            self.kept.as_deref()
+        };
+        self.record.emit(
+            &self.decision,
+            audit::Stage::ResponseComplete,
+            self.code,
+            body,
+        );
+    }
+}
+
+/// Notes what routing learns, for the request's audit event.
+fn note(audit: Option<&audit::Record>, change: impl FnOnce(&mut audit::Noted)) {
+    if let Some(record) = audit {
+        change(&mut record.noted.lock().unwrap_or_else(|e| e.into_inner()));
+    }
 }
 
 /// The Kubernetes verb of a resource request.
@@ -73,14 +245,32 @@ fn authorize_path(
     identity: &Identity,
     method: &Method,
     path: &str,
+    audit: Option<&audit::Record>,
 ) -> Result<(), ApiError> {
-    server
-        .pipeline()
-        .authorize(
-            identity,
-            &Attributes::path(&method.as_str().to_ascii_lowercase(), path),
-        )
-        .map(drop)
+    authorize(
+        server,
+        identity,
+        Attributes::path(&method.as_str().to_ascii_lowercase(), path),
+        audit,
+    )
+}
+
+/// Authorizes a request, noting the attributes and the decision for its audit event.
+fn authorize(
+    server: &ApiServer,
+    identity: &Identity,
+    attributes: Attributes,
+    audit: Option<&audit::Record>,
+) -> Result<(), ApiError> {
+    let result = server.pipeline().authorize(identity, &attributes);
+    note(audit, |noted| {
+        noted.decision = Some(match &result {
+            Ok(reason) => ("allow", reason.clone()),
+            Err(_) => ("forbid", String::new()),
+        });
+        noted.attributes = Some(attributes);
+    });
+    result.map(drop)
 }
 
 /// The identity a request asks to act as (`Impersonate-*` headers).
@@ -166,6 +356,7 @@ async fn route(
     server: &Arc<ApiServer>,
     identity: &Identity,
     request: Request<Body>,
+    audit: Option<&audit::Record>,
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     let raw_path = parts.uri.path();
@@ -178,6 +369,12 @@ async fn route(
     let headers = &parts.headers;
     let method = &parts.method;
     // Public paths.
+    note(audit, |noted| {
+        noted.attributes = Some(Attributes::path(
+            &method.as_str().to_ascii_lowercase(),
+            path,
+        ))
+    });
     match path {
         "/healthz" | "/livez" | "/healthz/ping" | "/livez/ping" => {
             return Ok(text(StatusCode::OK, "ok"));
@@ -199,6 +396,7 @@ async fn route(
     let impersonated = server
         .pipeline()
         .impersonate(identity, &impersonation(headers)?)?;
+    note(audit, |noted| noted.impersonated = impersonated.clone());
     let identity = impersonated.as_ref().unwrap_or(identity);
     // Watches are long-running and counted apart (`watch.rs`); everything else holds one of
     // its user's request slots while it is answered.
@@ -215,7 +413,7 @@ async fn route(
         }
     };
     if let Some(extension) = server.extension(path) {
-        authorize_path(server, identity, method, path)?;
+        authorize_path(server, identity, method, path, audit)?;
         get_only()?;
         let answer = extension
             .handle(&server.extension_context(), &query)
@@ -235,7 +433,7 @@ async fn route(
             json!({"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/openapi/v3", "/readyz", "/version"]}),
         ),
         ["api"] | ["apis"] => {
-            authorize_path(server, identity, method, path)?;
+            authorize_path(server, identity, method, path, audit)?;
             get_only()?;
             return discovery_root(server, &snapshot, path == "/api", headers);
         }
@@ -268,7 +466,7 @@ async fn route(
         _ => None,
     };
     if let Some(document) = document {
-        authorize_path(server, identity, method, path)?;
+        authorize_path(server, identity, method, path, audit)?;
         get_only()?;
         return Ok(json(StatusCode::OK, &document));
     }
@@ -314,9 +512,10 @@ async fn route(
             &resource.qualified(),
         ));
     }
-    server.pipeline().authorize(
+    authorize(
+        server,
         identity,
-        &Attributes {
+        Attributes {
             verb: verb(method, name.is_some(), watching).to_owned(),
             resource_request: true,
             api_group: group.to_owned(),
@@ -330,6 +529,7 @@ async fn route(
             name: name.unwrap_or_default().to_owned(),
             path: path.to_owned(),
         },
+        audit,
     )?;
     let target = Target {
         resource: resource.clone(),

@@ -100,7 +100,13 @@ impl Default for Limits {
 pub struct Security {
     pub admission: Vec<Arc<dyn crate::registry::Admission>>,
     pub bootstrap: Vec<Value>,
+    /// The audit log, when one is kept.
+    pub audit: Option<Arc<super::audit::AuditLog>>,
 }
+
+/// The address a request came from (set on each request by the connection that carries it).
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub SocketAddr);
 
 /// Everything a request may need, assembled once.
 pub struct ApiServer {
@@ -111,6 +117,7 @@ pub struct ApiServer {
     pub(crate) watches: super::fairness::PerUser,
     pub(crate) watch_starts: super::fairness::RatePerUser,
     extensions: RwLock<Vec<Arc<dyn Extension>>>,
+    audit: Option<Arc<super::audit::AuditLog>>,
     server_address: String,
     ready: AtomicBool,
     shutdown: watch::Sender<bool>,
@@ -149,6 +156,7 @@ impl ApiServer {
         controllers::definitions::spawn(registry.clone());
         controllers::policy::spawn(registry.clone());
         let pipeline = Pipeline::new(registry.policy().clone(), security.admission);
+        let audit = security.audit;
         Ok(Arc::new(ApiServer {
             registry,
             pipeline,
@@ -159,6 +167,7 @@ impl ApiServer {
                 WATCH_START_BURST,
             ),
             extensions: RwLock::new(Vec::new()),
+            audit,
             server_address,
             ready: AtomicBool::new(true),
             shutdown,
@@ -172,6 +181,11 @@ impl ApiServer {
 
     pub fn pipeline(&self) -> &Pipeline {
         &self.pipeline
+    }
+
+    /// The audit log, when one is kept.
+    pub fn audit(&self) -> Option<&Arc<super::audit::AuditLog>> {
+        self.audit.as_ref()
     }
 
     /// The address clients reach the server at (`host:port`).
@@ -416,7 +430,8 @@ pub async fn serve(
                     let server = server.clone();
                     let identity = identity.clone();
                     async move {
-                        let request = request.map(Body::new);
+                        let mut request = request.map(Body::new);
+                        request.extensions_mut().insert(Peer(peer));
                         Ok::<_, std::convert::Infallible>(dispatch(server, identity, request).await)
                     }
                 });
@@ -443,6 +458,10 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("some requests did not finish within {DRAIN_TIMEOUT:?}");
+    }
+    if let Some(audit) = server.audit() {
+        let audit = audit.clone();
+        let _ = tokio::task::spawn_blocking(move || audit.flush()).await;
     }
     Ok(())
 }

@@ -12,8 +12,19 @@ use crate::storage::{STORE_PAGE, Storage, codec};
 /// failure the catalog is left as it was (and the failure logged).
 pub async fn reload(storage: &Storage, catalog: &Catalog) {
     let prefix = custom_resource_definitions().key_prefix(None);
+    // Read at one revision, so that a slow reload can tell it is older than one already
+    // applied (and leave the newer catalog be).
+    let revision = match storage.current_revision().await {
+        Ok(revision) => revision,
+        Err(error) => {
+            tracing::error!(%error, "cannot read the custom resource definitions");
+            return;
+        }
+    };
     let mut crds = Vec::new();
-    let mut scan = Scan::new(&**storage.store(), prefix).page_size(STORE_PAGE);
+    let mut scan = Scan::new(&**storage.store(), prefix)
+        .at(Some(revision))
+        .page_size(STORE_PAGE);
     loop {
         match scan.next_page().await {
             Ok(Some(page)) => crds.extend(page.iter().filter_map(|kv| codec::decode(kv).ok())),
@@ -24,7 +35,9 @@ pub async fn reload(storage: &Storage, catalog: &Catalog) {
             }
         }
     }
-    catalog.rebuild(&crds);
+    if !catalog.rebuild_at(revision, &crds) {
+        return;
+    }
     // Feeds of resources that went with their CRD are closed, so they hold no memory.
     let snapshot = catalog.snapshot();
     let mut served = std::collections::HashSet::new();

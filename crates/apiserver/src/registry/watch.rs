@@ -145,6 +145,10 @@ impl Registry {
             .filter(|v| !v.is_empty());
         let from_snapshot = send_initial || matches!(requested, None | Some("0"));
 
+        // The feed first: when it starts now, its history then covers the snapshot's
+        // revision, and the watch is served from it rather than from a store watch of its
+        // own.
+        let feed = storage.feed(&resource.key_prefix(None)).await?;
         // The starting point: a snapshot to send as ADDED events (its first page read here,
         // so that errors are a Status; the rest page by page as the client reads), or a
         // revision to resume after.
@@ -169,7 +173,6 @@ impl Registry {
         };
 
         let (tx, rx) = mpsc::channel::<Bytes>(WATCH_BUFFER_EVENTS);
-        let feed = storage.feed(&resource.key_prefix(None)).await?;
         // Subscribe before reading the cached history, so no event falls between the two.
         let (live, replay) = match &key {
             Some(key) => (feed.subscribe_key(key), feed.key_events_after(after, key)),
