@@ -199,15 +199,19 @@ pub fn hostvars(
 /// The key Ansible's JSON decoder reads as "this string is data, never a template".
 pub const UNSAFE_KEY: &str = "__ansible_unsafe";
 
-/// Marks every string of a record's variables as unsafe, so that Ansible never renders a
-/// template a record carries (`{{ lookup('pipe', ...) }}` would run on the controller: Ansible
-/// templates inventory variables when it uses them). Keys Ansible's decoder gives a meaning
-/// (`__ansible_unsafe`, `__ansible_vault`) are not the record's to use; they are dropped.
+/// Marks every string of a record's variables that could be a template as unsafe, so that
+/// Ansible never renders a template a record carries (`{{ lookup('pipe', ...) }}` would run
+/// on the controller: Ansible templates inventory variables when it uses them). A template
+/// needs a `{` (`{{`, `{%`, `{#` open every Jinja construct); strings without one are passed
+/// as they are, which keeps the inventory small and readable. Keys Ansible's decoder gives a
+/// meaning (`__ansible_unsafe`, `__ansible_vault`) are not the record's to use, and keys that
+/// could be templates cannot be marked (only values can); both are dropped.
 fn mark_unsafe(value: &mut Value, host: &str, path: &str, dropped: &mut Vec<DroppedVariable>) {
     match value {
-        Value::String(text) => {
+        Value::String(text) if text.contains('{') => {
             *value = json!({UNSAFE_KEY: std::mem::take(text)});
         }
+        Value::String(_) => {}
         Value::Array(items) => {
             for item in items {
                 mark_unsafe(item, host, path, dropped);
@@ -215,7 +219,7 @@ fn mark_unsafe(value: &mut Value, host: &str, path: &str, dropped: &mut Vec<Drop
         }
         Value::Object(fields) => {
             fields.retain(|key, _| {
-                let reserved = key.starts_with("__ansible");
+                let reserved = key.starts_with("__ansible") || key.contains('{');
                 if reserved {
                     dropped.push(DroppedVariable {
                         host: host.to_owned(),
@@ -225,7 +229,14 @@ fn mark_unsafe(value: &mut Value, host: &str, path: &str, dropped: &mut Vec<Drop
                 !reserved
             });
             for (key, field) in fields.iter_mut() {
-                mark_unsafe(field, host, &format!("{path}{key}."), dropped);
+                match field {
+                    Value::String(_) => mark_unsafe(field, host, path, dropped),
+                    // Only containers need their path (to name what they drop).
+                    Value::Array(_) | Value::Object(_) => {
+                        mark_unsafe(field, host, &format!("{path}{key}."), dropped)
+                    }
+                    _ => {}
+                }
             }
         }
         Value::Null | Value::Bool(_) | Value::Number(_) => {}
@@ -411,7 +422,7 @@ mod tests {
         .unwrap();
         let vars = &built.document["_meta"]["hostvars"]["web-1"];
         for kept in ["ansible_port", "ansible_user", "ntp_server"] {
-            assert_eq!(vars[kept][UNSAFE_KEY], "x", "{kept}");
+            assert_eq!(vars[kept], "x", "{kept}");
         }
         let dropped: Vec<&str> = built.dropped.iter().map(|d| d.variable.as_str()).collect();
         assert_eq!(dropped.len(), 8, "{dropped:?}");
@@ -422,14 +433,14 @@ mod tests {
         config.allowed_host_variables = vec!["ansible_python_interpreter".into()];
         let built = build(&[host], &config, OffsetDateTime::now_utc()).unwrap();
         assert_eq!(
-            built.document["_meta"]["hostvars"]["web-1"]["ansible_python_interpreter"][UNSAFE_KEY],
+            built.document["_meta"]["hostvars"]["web-1"]["ansible_python_interpreter"],
             "x"
         );
         assert_eq!(built.dropped.len(), 7);
     }
 
     #[test]
-    fn every_string_from_a_record_is_marked_unsafe() {
+    fn every_string_from_a_record_that_could_be_a_template_is_marked_unsafe() {
         let host: Host = serde_json::from_value(json!({
             "apiVersion": "fleetdb.io/v1alpha1",
             "kind": "Host",
@@ -439,8 +450,9 @@ mod tests {
                 "annotations": {"owner": "{{ lookup('pipe', 'id') }}"},
             },
             "spec": {"ansible": {
-                "packages": ["{{ a }}", 3],
-                "tuning": {"x": "{% b %}", "__ansible_vault": "$ANSIBLE_VAULT;1.1", "n": 2},
+                "packages": ["{{ a }}", 3, "nginx"],
+                "tuning": {"x": "{% b %}", "y": "{# c #}", "__ansible_vault": "$ANSIBLE_VAULT;1.1", "n": 2,
+                    "{{ k }}": 1},
                 "flag": true,
             }},
             "status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.1"}]},
@@ -453,27 +465,34 @@ mod tests {
         };
         let built = build(&[host], &config, OffsetDateTime::now_utc()).unwrap();
         let vars = &built.document["_meta"]["hostvars"]["web-1"];
-        assert_eq!(vars["ansible_host"], json!({UNSAFE_KEY: "10.0.0.1"}));
+        // Strings that cannot open a template are passed as they are.
+        assert_eq!(vars["ansible_host"], "10.0.0.1");
         assert_eq!(
             vars["owner"],
             json!({UNSAFE_KEY: "{{ lookup('pipe', 'id') }}"})
         );
-        assert_eq!(vars["packages"], json!([{UNSAFE_KEY: "{{ a }}"}, 3]));
+        assert_eq!(
+            vars["packages"],
+            json!([{UNSAFE_KEY: "{{ a }}"}, 3, "nginx"])
+        );
         assert_eq!(
             vars["tuning"],
-            json!({"x": {UNSAFE_KEY: "{% b %}"}, "n": 2})
+            json!({"x": {UNSAFE_KEY: "{% b %}"}, "y": {UNSAFE_KEY: "{# c #}"}, "n": 2})
         );
         assert_eq!(vars["flag"], true);
-        assert_eq!(
-            vars["fleetdb_labels"]["fleetdb.io/role"],
-            json!({UNSAFE_KEY: "web"})
-        );
+        assert_eq!(vars["fleetdb_labels"]["fleetdb.io/role"], "web");
         assert_eq!(
             built.dropped,
-            [DroppedVariable {
-                host: "web-1".into(),
-                variable: "tuning.__ansible_vault".into()
-            }]
+            [
+                DroppedVariable {
+                    host: "web-1".into(),
+                    variable: "tuning.__ansible_vault".into()
+                },
+                DroppedVariable {
+                    host: "web-1".into(),
+                    variable: "tuning.{{ k }}".into()
+                }
+            ]
         );
     }
 }

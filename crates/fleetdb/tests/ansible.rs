@@ -130,13 +130,11 @@ fn ansible_reads_the_fleet() {
         ["web-1", "web-2"],
         "groups from a label selector"
     );
-    // Every string from a record reaches Ansible marked unsafe: data, never a template.
     let vars = &inventory["_meta"]["hostvars"]["web-1"];
-    let unsafe_text = |text: &str| serde_json::json!({"__ansible_unsafe": text});
-    assert_eq!(vars["ansible_host"], unsafe_text("10.0.0.1"));
+    assert_eq!(vars["ansible_host"], "10.0.0.1");
     assert_eq!(vars["nginx_workers"], 8);
-    assert_eq!(vars["fleetdb_region"], unsafe_text("pdx"));
-    assert_eq!(vars["dcim_fleetdb_io_owner"], unsafe_text("alice"));
+    assert_eq!(vars["fleetdb_region"], "pdx");
+    assert_eq!(vars["dcim_fleetdb_io_owner"], "alice");
     assert!(inventory["_meta"]["hostvars"]["db-2"].is_null());
 
     let graph = ansible(&server, "ansible-inventory", &["-i", script, "--graph"]);

@@ -413,6 +413,40 @@ fn nobody_grants_what_they_do_not_hold() {
         ),
         "hosts.fleetdb.io \"web-1\" is forbidden: User \"carol\" cannot patch resource \"hosts\"",
     );
+    // resourceNames: one host — read, and listed or watched by name, and nothing else.
+    server.ok_input(
+        &["apply", "-f", "-"],
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: web-1-reader}\nrules:\n- apiGroups: [fleetdb.io]\n  resources: [hosts]\n  resourceNames: [web-1]\n  verbs: [get, list, watch]\n",
+    );
+    server.ok(&[
+        "create",
+        "clusterrolebinding",
+        "dana-web-1",
+        "--clusterrole=web-1-reader",
+        "--user=dana",
+    ]);
+    let (dana, _) = server.identity("dana.kubeconfig", &["--user", "dana"]);
+    server.ok_as(&dana, &["get", "host", "web-1"]);
+    let listed = server.ok_as(
+        &dana,
+        &[
+            "get",
+            "hosts",
+            "--field-selector",
+            "metadata.name=web-1",
+            "-o",
+            "name",
+        ],
+    );
+    assert_eq!(listed.trim(), "host.fleetdb.io/web-1");
+    forbidden(
+        &server.fails_as(&dana, &["get", "host", "web-2"]),
+        "hosts.fleetdb.io \"web-2\" is forbidden: User \"dana\" cannot get resource \"hosts\" in API group \"fleetdb.io\" at the cluster scope",
+    );
+    forbidden(
+        &server.fails_as(&dana, &["get", "hosts"]),
+        "hosts.fleetdb.io is forbidden: User \"dana\" cannot list resource \"hosts\" in API group \"fleetdb.io\" at the cluster scope",
+    );
     // The aggregated roles show what they aggregate.
     let view = server.ok(&[
         "get",

@@ -1,12 +1,13 @@
 //! Fuzz targets on stable Rust (nightly, which `cargo fuzz` needs, cannot be had here):
 //! proptest drives selectors, JSON and merge patches, schema validation and server-side
-//! apply with arbitrary input, and every target first replays the corpus in `corpus/` —
+//! apply, and RBAC (objects, policies, coverage) with arbitrary input, and every target first replays the corpus in `corpus/` —
 //! the hostile cases found so far. None may panic; bounded operations must stay bounded.
 //! CI runs them with the suite (proptest's default 256 cases each, plus the corpus).
 
 use fleetdb_machinery::apply;
 use fleetdb_machinery::json::depth_within;
 use fleetdb_machinery::patch::apply_json_patch;
+use fleetdb_machinery::rbac::{self, PolicyRule, Request, User};
 use fleetdb_machinery::schema::Schema;
 use fleetdb_machinery::selectors::{FieldSelector, LabelSelector};
 use proptest::prelude::*;
@@ -160,4 +161,103 @@ proptest! {
         }
         let _ = apply::record_update(Some(&live), &config, "m", Some(&compiled), "v1", "2026-01-01T00:00:00Z", Some("status"));
     }
+
+    #[test]
+    fn rbac_objects_and_policies_never_panic(
+        roles in prop::collection::vec(json_value(), 0..4),
+        bindings in prop::collection::vec(json_value(), 0..4),
+        verb in "[a-z*]{0,4}",
+        path in "[/a-z*]{0,6}",
+    ) {
+        for object in roles.iter().chain(&bindings) {
+            let _ = rbac::validation::role(object);
+            let _ = rbac::validation::cluster_role(object);
+            let _ = rbac::validation::binding(object, true);
+            let _ = rbac::validation::binding(object, false);
+            let mut defaulted = object.clone();
+            rbac::validation::default_subjects(&mut defaulted);
+            let _ = rbac::validation::role_ref_change(object, &defaulted);
+        }
+        let policy = rbac::Policy::build(&roles, &roles, &bindings, &bindings);
+        let groups = vec!["g".to_owned()];
+        let user = User { name: "u", groups: &groups };
+        let request = Request { verb: &verb, path: &path, ..Request::default() };
+        let _ = policy.authorize(&user, &request);
+        let _ = policy.rules_for(&user, "ns");
+    }
+
+    /// Escalation prevention's promise: when `owned` covers `wanted`, every request
+    /// `wanted` allows, `owned` allows too.
+    #[test]
+    fn covered_rules_allow_nothing_more(
+        owned in prop::collection::vec(rule(), 0..4),
+        wanted in prop::collection::vec(rule(), 0..3),
+        verb in prop_oneof![Just("get"), Just("list"), Just("delete"), Just("bind")],
+        group in prop_oneof![Just(""), Just("fleetdb.io")],
+        resource in prop_oneof![Just("hosts"), Just("sources"), Just("namespaces")],
+        subresource in prop_oneof![Just(""), Just("status")],
+        name in prop_oneof![Just(""), Just("a"), Just("b")],
+        path in prop_oneof![Just("/healthz"), Just("/apis"), Just("/apis/x"), Just("/sd/prometheus")],
+        resource_request in any::<bool>(),
+    ) {
+        if rbac::uncovered(&owned, &wanted).is_empty() {
+            let request = Request {
+                verb,
+                resource_request,
+                api_group: group,
+                resource,
+                subresource,
+                name,
+                namespace: "",
+                path,
+            };
+            if wanted.iter().any(|r| r.allows(&request)) {
+                prop_assert!(
+                    owned.iter().any(|r| r.allows(&request)),
+                    "{wanted:?} is covered by {owned:?} but allows {request:?}, which it does not"
+                );
+            }
+        }
+    }
+}
+
+/// Rules over a small vocabulary, wildcards included, so that coverage is often decided.
+fn rule() -> impl Strategy<Value = PolicyRule> {
+    let words = |items: &'static [&'static str]| {
+        prop::collection::vec(prop::sample::select(items), 0..3)
+            .prop_map(|v| v.into_iter().map(str::to_owned).collect::<Vec<String>>())
+    };
+    prop_oneof![
+        (
+            words(&["get", "list", "delete", "bind", "*"]),
+            words(&["", "fleetdb.io", "*"]),
+            words(&[
+                "hosts",
+                "sources",
+                "namespaces",
+                "hosts/status",
+                "*/status",
+                "*"
+            ]),
+            words(&["a", "b"]),
+        )
+            .prop_map(
+                |(verbs, api_groups, resources, resource_names)| PolicyRule {
+                    verbs,
+                    api_groups,
+                    resources,
+                    resource_names,
+                    non_resource_urls: vec![],
+                }
+            ),
+        (
+            words(&["get", "*"]),
+            words(&["/healthz", "/apis", "/apis/*", "/sd/prometheus", "*"]),
+        )
+            .prop_map(|(verbs, non_resource_urls)| PolicyRule {
+                verbs,
+                non_resource_urls,
+                ..PolicyRule::default()
+            }),
+    ]
 }

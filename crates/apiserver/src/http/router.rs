@@ -506,6 +506,17 @@ async fn route(
         Some(_) => return Err(ApiError::no_such_path()),
     };
     let watching = *method == Method::GET && name.is_none() && query.flag("watch")?;
+    // A list or watch of one object by `fieldSelector=metadata.name=X` is authorized as a
+    // request for that name (so `resourceNames` rules allow it), as kube-apiserver does.
+    let selected_name = if *method == Method::GET && name.is_none() {
+        query
+            .get("fieldSelector")
+            .and_then(|selector| fleetdb_machinery::selectors::FieldSelector::parse(selector).ok())
+            .and_then(|selector| selector.exact("metadata.name").map(str::to_owned))
+            .filter(|n| fleetdb_machinery::rbac::validation::name_problems(n).is_empty())
+    } else {
+        None
+    };
     if resource.kind_tag == Kind::Review && !(*method == Method::POST && name.is_none()) {
         return Err(ApiError::method_not_allowed(
             &method.as_str().to_ascii_lowercase(),
@@ -526,7 +537,10 @@ async fn route(
                 .unwrap_or_default()
                 .to_owned(),
             namespace: namespace.unwrap_or_default().to_owned(),
-            name: name.unwrap_or_default().to_owned(),
+            name: name
+                .map(str::to_owned)
+                .or(selected_name)
+                .unwrap_or_default(),
             path: path.to_owned(),
         },
         audit,

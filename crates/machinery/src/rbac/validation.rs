@@ -207,7 +207,7 @@ fn selector_problems(selector: &Value, at: &str, errors: &mut Vec<FieldError>) {
 
 /// Gives subjects without an `apiGroup` the one their kind implies (`SetDefaults_Subject`).
 pub fn default_subjects(object: &mut Value) {
-    if let Some(subjects) = object["subjects"].as_array_mut() {
+    if let Some(subjects) = object.get_mut("subjects").and_then(Value::as_array_mut) {
         for subject in subjects {
             if subject.is_object() && subject["apiGroup"].as_str().is_none_or(str::is_empty) {
                 let group = match subject["kind"].as_str() {
