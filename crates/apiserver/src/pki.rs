@@ -336,6 +336,77 @@ pub fn user_kubeconfig(
     })
 }
 
+/// The certificate authority, loaded to sign approved certificate requests.
+pub struct Authority {
+    cert_pem: String,
+    key: KeyPair,
+}
+
+impl Authority {
+    /// Loads the CA of `data_dir` (written by [`ensure`]).
+    pub fn load(data_dir: &Path) -> Result<Self, PkiError> {
+        let dir = data_dir.join("pki");
+        let cert_path = dir.join("ca.crt");
+        let (Some(cert_pem), Some(key_pem)) = (read(&cert_path)?, read(&dir.join("ca.key"))?)
+        else {
+            return Err(PkiError::Invalid {
+                path: cert_path,
+                reason: "no certificate authority here".into(),
+            });
+        };
+        let key = KeyPair::from_pem(&key_pem)?;
+        Issuer::from_ca_cert_pem(&cert_pem, &key).map_err(|_| PkiError::Invalid {
+            path: cert_path,
+            reason: "cannot be parsed as a CA certificate".into(),
+        })?;
+        Ok(Self { cert_pem, key })
+    }
+
+    /// The CA certificate (PEM).
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// Signs the public key of a PKCS #10 request (DER) into a client certificate for
+    /// `CN=user`, one `O` per group, valid for `lifetime`. Nothing else of the request is
+    /// used: its subject, extensions and alternative names are the caller's to check, and
+    /// the certificate carries only what this function sets.
+    pub fn sign_request(
+        &self,
+        request_der: &[u8],
+        user: &str,
+        groups: &[&str],
+        lifetime: Duration,
+    ) -> Result<String, PkiError> {
+        let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, &self.key)?;
+        let der = rustls_pki_types::CertificateSigningRequestDer::from(request_der.to_vec());
+        let mut request = rcgen::CertificateSigningRequestParams::from_der(&der)?;
+        let mut params = leaf_params(user, groups, lifetime);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        request.params = params;
+        Ok(request.signed_by(&issuer)?.pem())
+    }
+}
+
+/// The subject of a PKCS #10 request (DER): its common name and organizations.
+pub fn request_subject(request_der: &[u8]) -> Option<(String, Vec<String>)> {
+    let (_, request) =
+        <x509_parser::certification_request::X509CertificationRequest as x509_parser::prelude::FromDer<_>>::from_der(request_der)
+            .ok()?;
+    request.verify_signature().ok()?;
+    let subject = &request.certification_request_info.subject;
+    let common_name = subject
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())?
+        .to_owned();
+    let organizations = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok().map(str::to_owned))
+        .collect();
+    Some((common_name, organizations))
+}
+
 /// Issues a client certificate (`CN=user`, one `O` per group) signed by the CA, valid for
 /// `lifetime`: (cert PEM, key PEM).
 pub fn issue_client_certificate(

@@ -223,7 +223,13 @@ async fn send_initial_events_ends_with_the_annotated_bookmark() {
         .collect();
     assert_eq!(
         added,
-        ["default", "kube-node-lease", "kube-public", "kube-system"]
+        [
+            "default",
+            "fleetdb-system",
+            "kube-node-lease",
+            "kube-public",
+            "kube-system"
+        ]
     );
     let bookmark = events.last().unwrap();
     assert_eq!(

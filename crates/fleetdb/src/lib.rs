@@ -3,7 +3,9 @@
 //! discovery) — once, for `fleetdb serve`, the tests and the benchmarks alike.
 
 pub mod discovery;
+pub mod joining;
 pub mod security;
+pub mod tokens;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -43,6 +45,8 @@ pub struct ServerSettings {
     pub limits: fleetdb_apiserver::Limits,
     /// The audit log, when one is kept.
     pub audit: Option<fleetdb_apiserver::http::audit::AuditSettings>,
+    /// How long host agents' certificates last.
+    pub host_certificate_lifetime: Duration,
 }
 
 impl ServerSettings {
@@ -56,6 +60,7 @@ impl ServerSettings {
             history_days: 30,
             limits: fleetdb_apiserver::Limits::default(),
             audit: None,
+            host_certificate_lifetime: joining::DEFAULT_HOST_CERTIFICATE_LIFETIME,
         }
     }
 }
@@ -130,6 +135,12 @@ pub async fn serve(
             admission: vec![Arc::new(security::FleetAdmission)],
             bootstrap: security::default_policy(),
             audit,
+            certificates: fleetdb_apiserver::controllers::certificates::Certificates {
+                signers: vec![Arc::new(joining::HostSigner {
+                    lifetime: settings.host_certificate_lifetime,
+                })],
+                approvers: vec![Arc::new(joining::HostApprover)],
+            },
         },
     };
     let result = fleetdb_apiserver::serve(store, config, shutdown).await;

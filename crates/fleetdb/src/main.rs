@@ -90,6 +90,27 @@ enum Command {
         /// Rotated audit logs to keep (0: all).
         #[arg(long, default_value_t = 0)]
         audit_log_maxbackup: usize,
+        /// How long host agents' certificates last (e.g. `7d`, `12h`); agents renew them at
+        /// 70–80 % of their life.
+        #[arg(long, default_value = "7d", value_parser = lifetime)]
+        host_certificate_lifetime: std::time::Duration,
+    },
+    /// Bootstrap tokens, with which host agents join (`fleetdb agent --token`).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+        /// An administrator's kubeconfig (default: the data directory's admin.kubeconfig,
+        /// then $KUBECONFIG).
+        #[arg(long, env = "FLEETDB_KUBECONFIG", global = true)]
+        kubeconfig: Option<PathBuf>,
+        /// The data directory whose admin.kubeconfig to use.
+        #[arg(
+            long,
+            default_value = "./fleetdb-data",
+            env = "FLEETDB_DATA_DIR",
+            global = true
+        )]
+        data_dir: PathBuf,
     },
     /// Print a kubeconfig for a new identity, with a client certificate signed by this
     /// server's CA (for people, fetchers and other tools that run elsewhere). What the
@@ -206,6 +227,41 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token and print it.
+    Create {
+        /// How long the token may be used to join (`24h`, `30m`, `7d`; `0`: forever).
+        #[arg(long, default_value = "24h", value_parser = ttl)]
+        ttl: std::time::Duration,
+        /// Approve the host certificates requested with this token at once (otherwise each
+        /// waits for `kubectl certificate approve`).
+        #[arg(long)]
+        auto_approve: bool,
+        /// What the token is for, shown by `fleetdb token list`.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Delete a token (by its id, the part before the dot).
+    Delete { id: String },
+}
+
+fn ttl(text: &str) -> Result<std::time::Duration, String> {
+    fleetdb::tokens::parse_ttl(text)
+        .ok_or_else(|| format!("{text:?} is not a duration like 24h, 30m, 7d or 0"))
+}
+
+fn lifetime(text: &str) -> Result<std::time::Duration, String> {
+    match ttl(text)? {
+        d if d < std::time::Duration::from_secs(600) => {
+            Err("a certificate lasts at least 10m".into())
+        }
+        d => Ok(d),
+    }
+}
+
 /// A kube-rs client from an explicit kubeconfig, or from the usual lookup.
 async fn client(kubeconfig: Option<PathBuf>) -> anyhow::Result<kube::Client> {
     let config = match kubeconfig {
@@ -259,6 +315,7 @@ fn main() -> anyhow::Result<()> {
             audit_policy_file,
             audit_log_maxsize,
             audit_log_maxbackup,
+            host_certificate_lifetime,
         } => runtime.block_on(async move {
             // Everything the server writes (keys, data) is its owner's alone.
             // SAFETY: umask only sets the process's file-creation mask; it cannot fail.
@@ -289,6 +346,7 @@ fn main() -> anyhow::Result<()> {
                     ),
                 },
                 audit: None,
+                host_certificate_lifetime,
             };
             let audit = match audit_log_path {
                 None => None,
@@ -361,6 +419,43 @@ fn main() -> anyhow::Result<()> {
             let revoked = revoke(client, user, serial, reason).await?;
             println!("{revoked}");
             Ok(())
+        }),
+        Command::Token {
+            command,
+            kubeconfig,
+            data_dir,
+        } => runtime.block_on(async move {
+            let kubeconfig = kubeconfig.or_else(|| {
+                let admin = data_dir.join("admin.kubeconfig");
+                admin.exists().then_some(admin)
+            });
+            let client = client(kubeconfig).await?;
+            match command {
+                TokenCommand::Create {
+                    ttl,
+                    auto_approve,
+                    description,
+                } => {
+                    let token = fleetdb::tokens::create(
+                        client,
+                        ttl,
+                        description.as_deref(),
+                        auto_approve,
+                    )
+                    .await?;
+                    print_line(&token)
+                }
+                TokenCommand::List => {
+                    for line in fleetdb::tokens::list(client).await? {
+                        print_line(&line)?;
+                    }
+                    Ok(())
+                }
+                TokenCommand::Delete { id } => {
+                    fleetdb::tokens::delete(client, &id).await?;
+                    print_line(&format!("bootstrap token {id:?} deleted"))
+                }
+            }
         }),
         Command::AnsibleInventory {
             list,

@@ -23,6 +23,9 @@ pub const HOSTS_GROUP: &str = "fleetdb:hosts";
 /// The user name prefix of a host agent's identity; the rest is its Host.
 pub const HOST_PREFIX: &str = "fleetdb:host:";
 
+/// The namespace of host agents' heartbeat Leases.
+pub const HEARTBEAT_NAMESPACE: &str = "fleetdb-system";
+
 /// The labels a fetcher sets (and may change) on its hosts.
 const FETCHER_LABELS: [&str; 5] = [
     labels::PROVIDER,
@@ -87,12 +90,39 @@ pub fn default_policy() -> Vec<Value> {
             vec![
                 rule(&READ, &["hosts"]),
                 rule(&["get", "patch", "update"], &["hosts/status"]),
+                json!(PolicyRule::resources(
+                    &["create", "get", "list", "watch"],
+                    &["certificates.k8s.io"],
+                    &["certificatesigningrequests"],
+                )),
+                json!(PolicyRule::resources(
+                    &["create", "get", "patch", "update"],
+                    &["coordination.k8s.io"],
+                    &["leases"],
+                )),
+                json!(PolicyRule::resources(
+                    &["create", "patch", "update"],
+                    &["", "events.k8s.io"],
+                    &["events"],
+                )),
             ],
         ),
         cluster_role_binding("fleetdb:fetcher", &[FETCHERS_GROUP]),
         cluster_role_binding("fleetdb:inventory", &[INVENTORY_GROUP]),
         cluster_role_binding("fleetdb:monitor", &[MONITORS_GROUP]),
         cluster_role_binding("fleetdb:host", &[HOSTS_GROUP]),
+        // Bootstrap tokens may file and follow certificate requests, nothing else.
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {
+                "name": "fleetdb:bootstrappers",
+                "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"},
+                "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"},
+            },
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:node-bootstrapper"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": fleetdb_apiserver::pipeline::authn::BOOTSTRAPPERS_GROUP}],
+        }),
     ]
 }
 
@@ -263,18 +293,54 @@ impl FleetAdmission {
         }
     }
 
-    fn host(&self, host: &str, request: &AdmissionRequest<'_>) -> Result<(), String> {
+    fn host(
+        &self,
+        host: &str,
+        request: &AdmissionRequest<'_>,
+        object: &Value,
+    ) -> Result<(), String> {
         let target = request.target;
+        let resource = &target.resource;
         let who = format!("{HOST_PREFIX}{host}");
-        let own_status = target.resource.group == GROUP
-            && target.resource.plural == "hosts"
-            && target.subresource == Some(Subresource::Status)
-            && target.name.as_deref() == Some(host)
-            && request.operation == Operation::Update;
-        if own_status {
+        let name = object["metadata"]["name"]
+            .as_str()
+            .or(target.name.as_deref());
+        let allowed = match (resource.group.as_str(), resource.plural.as_str()) {
+            (GROUP, "hosts") => {
+                target.subresource == Some(Subresource::Status)
+                    && name == Some(host)
+                    && request.operation == Operation::Update
+            }
+            // Its own certificate requests (renewal): the signer certifies only the
+            // requester itself.
+            ("certificates.k8s.io", "certificatesigningrequests") => {
+                request.operation == Operation::Create && target.subresource.is_none()
+            }
+            // Its heartbeat: the Lease named after it in fleetdb-system.
+            ("coordination.k8s.io", "leases") => {
+                target.namespace.as_deref() == Some(HEARTBEAT_NAMESPACE)
+                    && name == Some(host)
+                    && request.operation != Operation::Delete
+            }
+            // Events about itself.
+            ("" | "events.k8s.io", "events") => {
+                let about = if resource.group.is_empty() {
+                    &object["involvedObject"]
+                } else {
+                    &object["regarding"]
+                };
+                about["kind"] == "Host"
+                    && about["name"] == host
+                    && request.operation != Operation::Delete
+            }
+            _ => false,
+        };
+        if allowed {
             Ok(())
         } else {
-            Err(format!("{who} may write the status of Host {host:?} only"))
+            Err(format!(
+                "{who} may write only the status of Host {host:?}, its Lease in {HEARTBEAT_NAMESPACE}, Events about it and its own certificate requests"
+            ))
         }
     }
 }
@@ -290,7 +356,7 @@ impl Admission for FleetAdmission {
         let outcome = match self.actor(request) {
             Ok(None) => Ok(()),
             Ok(Some(Actor::Fetcher(source))) => self.fetcher(source, request, object),
-            Ok(Some(Actor::Host(host))) => self.host(host, request),
+            Ok(Some(Actor::Host(host))) => self.host(host, request, object),
             Err(why) => Err(why),
         };
         outcome.map_err(|why| forbidden(resource, &name, why))

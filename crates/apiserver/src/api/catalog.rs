@@ -5,7 +5,9 @@
 //! Built-in kinds are `v1` Namespaces, `apiextensions.k8s.io/v1` CustomResourceDefinitions,
 //! the four `rbac.authorization.k8s.io/v1` kinds, the access and identity reviews of
 //! `authorization.k8s.io/v1` and `authentication.k8s.io/v1` (answered, never stored), and
-//! fleetdb's `security.fleetdb.io/v1` CertificateRevocations.
+//! fleetdb's `security.fleetdb.io/v1` CertificateRevocations, and what hosts join and report
+//! with: `v1` Secrets (bootstrap tokens), ConfigMaps and Events, `events.k8s.io/v1` Events,
+//! `coordination.k8s.io/v1` Leases and `certificates.k8s.io/v1` CertificateSigningRequests.
 //! Every established CRD adds one [`Resource`] per served version. The catalog is rebuilt
 //! from the stored CRDs whenever one changes (the registry does it after its own CRD writes,
 //! the definitions controller when another fleetdb process sharing the same etcd writes them).
@@ -29,6 +31,16 @@ pub enum Kind {
     /// stored.
     Review,
     CertificateRevocation,
+    /// `v1` Secret: `stringData` folded into `data`, `type` and `immutable` kept.
+    Secret,
+    /// `v1` ConfigMap.
+    ConfigMap,
+    /// `coordination.k8s.io/v1` Lease: heartbeats.
+    Lease,
+    /// `v1` Event and `events.k8s.io/v1` Event.
+    Event,
+    /// `certificates.k8s.io/v1` CertificateSigningRequest, with `approval` and `status`.
+    CertificateSigningRequest,
     /// An object of a CRD-defined kind.
     Custom,
 }
@@ -67,6 +79,8 @@ pub struct Resource {
     pub short_names: Vec<String>,
     pub categories: Vec<String>,
     pub status_subresource: bool,
+    /// The approval subresource (CertificateSigningRequests only).
+    pub approval_subresource: bool,
     /// The scale subresource, when the CRD version defines one.
     pub scale: Option<ScaleSpec>,
     pub printer_columns: Vec<PrinterColumn>,
@@ -165,6 +179,7 @@ pub fn namespaces() -> Resource {
         short_names: vec!["ns".into()],
         categories: vec![],
         status_subresource: true,
+        approval_subresource: false,
         scale: None,
         printer_columns: vec![
             PrinterColumn {
@@ -204,6 +219,7 @@ pub fn custom_resource_definitions() -> Resource {
         short_names: vec!["crd".into(), "crds".into()],
         categories: vec!["api-extensions".into()],
         status_subresource: true,
+        approval_subresource: false,
         scale: None,
         printer_columns: vec![PrinterColumn {
             name: "Created At".into(),
@@ -263,6 +279,7 @@ fn builtin(
         short_names: vec![],
         categories: vec![],
         status_subresource: false,
+        approval_subresource: false,
         scale: None,
         printer_columns,
         schema_document: Some(builtin_schema()),
@@ -388,6 +405,102 @@ pub fn certificate_revocations() -> Resource {
     )
 }
 
+/// The group of CertificateSigningRequests.
+pub const CERTIFICATES_GROUP: &str = "certificates.k8s.io";
+/// The group of Leases.
+pub const COORDINATION_GROUP: &str = "coordination.k8s.io";
+/// The group of the newer Event API.
+pub const EVENTS_GROUP: &str = "events.k8s.io";
+
+/// Secrets, ConfigMaps, Events (both APIs), Leases and CertificateSigningRequests.
+pub fn joining_resources() -> Vec<Resource> {
+    let mut secrets = builtin(
+        "",
+        "secrets",
+        "Secret",
+        true,
+        Kind::Secret,
+        vec![
+            column("Type", ".type", 0),
+            column("Data", ".data", 0),
+            age_column(),
+        ],
+    );
+    secrets.printer_columns[1].type_ = "count".into();
+    let mut configmaps = builtin(
+        "",
+        "configmaps",
+        "ConfigMap",
+        true,
+        Kind::ConfigMap,
+        vec![column("Data", ".data", 0), age_column()],
+    );
+    configmaps.printer_columns[0].type_ = "count".into();
+    configmaps.short_names = vec!["cm".into()];
+    let mut events = builtin(
+        "",
+        "events",
+        "Event",
+        true,
+        Kind::Event,
+        vec![
+            column("Last Seen", ".lastTimestamp", 0),
+            column("Type", ".type", 0),
+            column("Reason", ".reason", 0),
+            column("Object", ".involvedObject", 0),
+            column("Message", ".message", 0),
+        ],
+    );
+    events.printer_columns[0].type_ = "age".into();
+    events.printer_columns[3].type_ = "object".into();
+    events.short_names = vec!["ev".into()];
+    let mut new_events = builtin(
+        EVENTS_GROUP,
+        "events",
+        "Event",
+        true,
+        Kind::Event,
+        vec![
+            column("Last Seen", ".eventTime", 0),
+            column("Type", ".type", 0),
+            column("Reason", ".reason", 0),
+            column("Object", ".regarding", 0),
+            column("Note", ".note", 0),
+        ],
+    );
+    new_events.printer_columns[0].type_ = "age".into();
+    new_events.printer_columns[3].type_ = "object".into();
+    new_events.short_names = vec!["ev".into()];
+    let leases = builtin(
+        COORDINATION_GROUP,
+        "leases",
+        "Lease",
+        true,
+        Kind::Lease,
+        vec![column("Holder", ".spec.holderIdentity", 0), age_column()],
+    );
+    let mut csrs = builtin(
+        CERTIFICATES_GROUP,
+        "certificatesigningrequests",
+        "CertificateSigningRequest",
+        false,
+        Kind::CertificateSigningRequest,
+        vec![
+            age_column(),
+            column("SignerName", ".spec.signerName", 0),
+            column("Requestor", ".spec.username", 0),
+            column("RequestedDuration", ".spec.expirationSeconds", 0),
+            column("Condition", ".status", 0),
+        ],
+    );
+    csrs.printer_columns[3].type_ = "duration".into();
+    csrs.printer_columns[4].type_ = "conditions".into();
+    csrs.short_names = vec!["csr".into()];
+    csrs.status_subresource = true;
+    csrs.approval_subresource = true;
+    vec![secrets, configmaps, events, new_events, leases, csrs]
+}
+
 fn strings(value: &Value) -> Vec<String> {
     value
         .as_array()
@@ -466,6 +579,7 @@ pub fn resources_of_crd(crd: &Value) -> Vec<Resource> {
                 short_names: strings(&spec["names"]["shortNames"]),
                 categories: strings(&spec["names"]["categories"]),
                 status_subresource: v["subresources"]["status"].is_object(),
+                approval_subresource: false,
                 scale: v["subresources"]["scale"].as_object().and_then(|scale| {
                     Some(ScaleSpec {
                         spec_replicas_path: scale.get("specReplicasPath")?.as_str()?.to_owned(),
@@ -579,6 +693,9 @@ impl Catalog {
             snapshot.add(resource);
         }
         snapshot.add(certificate_revocations());
+        for resource in joining_resources() {
+            snapshot.add(resource);
+        }
         for crd in crds {
             if crd["metadata"]["deletionTimestamp"].is_string() {
                 continue;

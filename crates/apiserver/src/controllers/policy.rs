@@ -164,9 +164,29 @@ pub fn kubernetes_defaults() -> Vec<Value> {
             ],
         ),
         cluster_role(
+            "system:aggregate-to-edit",
+            aggregate("edit"),
+            vec![
+                rule(&READ_WRITE, &[""], &["configmaps", "secrets"]),
+                rule(&READ_WRITE, &["coordination.k8s.io"], &["leases"]),
+            ],
+        ),
+        cluster_role(
             "system:aggregate-to-view",
             aggregate("view"),
-            vec![rule(&READ, &[""], &["namespaces"])],
+            vec![
+                rule(&READ, &[""], &["namespaces", "configmaps", "events"]),
+                rule(&READ, &["events.k8s.io"], &["events"]),
+            ],
+        ),
+        cluster_role(
+            "system:node-bootstrapper",
+            json!({}),
+            vec![rule(
+                &["create", "get", "list", "watch"],
+                &["certificates.k8s.io"],
+                &["certificatesigningrequests"],
+            )],
         ),
         cluster_role_binding("cluster-admin", &["system:masters"]),
         cluster_role_binding("system:discovery", &["system:authenticated"]),

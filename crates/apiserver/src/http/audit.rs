@@ -529,6 +529,8 @@ impl AuditLog {
 #[derive(Default)]
 pub struct Noted {
     pub attributes: Option<Attributes>,
+    /// Who a bearer token authenticated (the connection carried no certificate).
+    pub authenticated: Option<Identity>,
     pub impersonated: Option<Identity>,
     /// `allow` or `forbid`, and the authorizer's reason.
     pub decision: Option<(&'static str, String)>,
@@ -658,7 +660,10 @@ impl Record {
             .map(|a| a.verb.clone())
             .unwrap_or_else(|| self.method.to_ascii_lowercase());
         event.insert("verb".into(), json!(verb));
-        event.insert("user".into(), user_info(&self.user));
+        event.insert(
+            "user".into(),
+            user_info(noted.authenticated.as_ref().unwrap_or(&self.user)),
+        );
         if let Some(impersonated) = &noted.impersonated {
             event.insert("impersonatedUser".into(), user_info(impersonated));
         }

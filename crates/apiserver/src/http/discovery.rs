@@ -62,6 +62,9 @@ fn subresources(resource: &Resource) -> Vec<&'static str> {
     if resource.scale.is_some() {
         subresources.push("scale");
     }
+    if resource.approval_subresource {
+        subresources.push("approval");
+    }
     subresources
 }
 

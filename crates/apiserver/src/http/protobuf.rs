@@ -19,7 +19,9 @@ const MAGIC: &[u8] = b"k8s\0";
 
 /// One field of a message: its number and its payload.
 enum Field<'a> {
-    /// A varint, fixed32 or fixed64: no field we decode has one, so only its size matters.
+    /// A varint (integers and booleans).
+    Varint(u64),
+    /// A fixed32 or fixed64: no field we decode has one, so only its size matters.
     Scalar,
     Bytes(&'a [u8]),
 }
@@ -61,10 +63,7 @@ impl<'a> Reader<'a> {
         }
         let key = self.varint()?;
         let field = match key & 7 {
-            0 => {
-                self.varint()?;
-                Field::Scalar
-            }
+            0 => Field::Varint(self.varint()?),
             1 => {
                 self.take(8)?;
                 Field::Scalar
@@ -185,6 +184,15 @@ enum Shape {
     TextMap,
     /// `map<string, ExtraValue>` where `ExtraValue { repeated string items = 1 }`.
     TextsMap,
+    /// `bytes`, base64 in JSON.
+    Bytes,
+    /// `map<string, bytes>`, values base64 in JSON.
+    BytesMap,
+    /// A varint integer (`int32`, `int64`).
+    Int,
+    Bool,
+    /// `meta/v1.Time { int64 seconds = 1; int32 nanos = 2 }`, RFC 3339 in JSON.
+    Time,
     Message(Fields),
     Messages(Fields),
     Metadata,
@@ -277,6 +285,75 @@ const SELF_SUBJECT_RULES_REVIEW: Fields = &[
     (2, "spec", Shape::Message(&[(1, "namespace", Shape::Text)])),
 ];
 const SELF_SUBJECT_REVIEW: Fields = &[(1, "metadata", Shape::Metadata)];
+/// `core/v1.Secret`.
+const SECRET: Fields = &[
+    (1, "metadata", Shape::Metadata),
+    (2, "data", Shape::BytesMap),
+    (3, "type", Shape::Text),
+    (4, "stringData", Shape::TextMap),
+    (5, "immutable", Shape::Bool),
+];
+/// `core/v1.ConfigMap`.
+const CONFIG_MAP: Fields = &[
+    (1, "metadata", Shape::Metadata),
+    (2, "data", Shape::TextMap),
+    (3, "binaryData", Shape::BytesMap),
+    (4, "immutable", Shape::Bool),
+];
+const CSR_CONDITION: Fields = &[
+    (1, "type", Shape::Text),
+    (2, "reason", Shape::Text),
+    (3, "message", Shape::Text),
+    (4, "lastUpdateTime", Shape::Time),
+    (5, "lastTransitionTime", Shape::Time),
+    (6, "status", Shape::Text),
+];
+/// `certificates/v1.CertificateSigningRequest`.
+const CERTIFICATE_SIGNING_REQUEST: Fields = &[
+    (1, "metadata", Shape::Metadata),
+    (
+        2,
+        "spec",
+        Shape::Message(&[
+            (1, "request", Shape::Bytes),
+            (2, "username", Shape::Text),
+            (3, "uid", Shape::Text),
+            (4, "groups", Shape::Texts),
+            (5, "usages", Shape::Texts),
+            (6, "extra", Shape::TextsMap),
+            (7, "signerName", Shape::Text),
+            (8, "expirationSeconds", Shape::Int),
+        ]),
+    ),
+    (
+        3,
+        "status",
+        Shape::Message(&[
+            (1, "conditions", Shape::Messages(CSR_CONDITION)),
+            (2, "certificate", Shape::Bytes),
+        ]),
+    ),
+];
+
+fn base64(bytes: &[u8]) -> Value {
+    use base64::Engine;
+    json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+/// A `meta/v1.Time` as RFC 3339 (seconds precision, as Kubernetes writes it).
+fn time(bytes: &[u8]) -> Result<Value, ApiError> {
+    let mut seconds = 0i64;
+    for (number, field) in fields(bytes)? {
+        if let (1, Field::Varint(v)) = (number, field) {
+            seconds = v as i64;
+        }
+    }
+    let at = time::OffsetDateTime::from_unix_timestamp(seconds).map_err(|_| malformed())?;
+    Ok(json!(
+        at.format(&time::format_description::well_known::Rfc3339)
+            .map_err(|_| malformed())?
+    ))
+}
 
 /// Most nested messages read (the deepest message above is five levels down).
 const MAX_MESSAGE_DEPTH: usize = 8;
@@ -294,11 +371,41 @@ fn message(bytes: &[u8], shape: Fields, depth: usize) -> Result<Map<String, Valu
         }
     };
     for (number, field) in fields(bytes)? {
-        let Field::Bytes(b) = field else { continue };
         let Some((_, name, kind)) = shape.iter().find(|(n, _, _)| *n == number) else {
             continue;
         };
+        let b = match (field, kind) {
+            (Field::Varint(v), Shape::Int) => {
+                object.insert((*name).into(), json!(v as i64));
+                continue;
+            }
+            (Field::Varint(v), Shape::Bool) => {
+                object.insert((*name).into(), json!(v != 0));
+                continue;
+            }
+            (Field::Bytes(b), _) => b,
+            _ => continue,
+        };
         match kind {
+            Shape::Int | Shape::Bool => {}
+            Shape::Bytes => {
+                object.insert((*name).into(), base64(b));
+            }
+            Shape::BytesMap => {
+                let (mut key, mut value) = (String::new(), Value::String(String::new()));
+                for (number, field) in fields(b)? {
+                    match (number, field) {
+                        (1, Field::Bytes(k)) => key = string(k)?,
+                        (2, Field::Bytes(v)) => value = base64(v),
+                        _ => {}
+                    }
+                }
+                let entry = object.entry(*name).or_insert_with(|| json!({}));
+                entry[key] = value;
+            }
+            Shape::Time => {
+                object.insert((*name).into(), time(b)?);
+            }
             Shape::Text => {
                 object.insert((*name).into(), json!(string(b)?));
             }
@@ -353,6 +460,9 @@ fn shape_of(kind: &str) -> Option<(Fields, &'static str)> {
         }
         "SelfSubjectRulesReview" => (SELF_SUBJECT_RULES_REVIEW, "authorization.k8s.io/v1"),
         "SelfSubjectReview" => (SELF_SUBJECT_REVIEW, "authentication.k8s.io/v1"),
+        "Secret" => (SECRET, "v1"),
+        "ConfigMap" => (CONFIG_MAP, "v1"),
+        "CertificateSigningRequest" => (CERTIFICATE_SIGNING_REQUEST, "certificates.k8s.io/v1"),
         _ => return None,
     })
 }

@@ -15,7 +15,7 @@ use super::responses::{json, raw_json, text};
 use super::server::ApiServer;
 use super::{audit, discovery, openapi, resources, watch};
 use crate::api::{ApiError, Identity, Kind, Snapshot};
-use crate::pipeline::{Attributes, Impersonation};
+use crate::pipeline::{Attributes, Impersonation, authn};
 use crate::registry::{Subresource, Target};
 
 /// The version this server reports; kubectl's dispatcher picks its binary by it.
@@ -274,6 +274,44 @@ fn authorize(
 }
 
 /// The identity a request asks to act as (`Impersonate-*` headers).
+/// The bearer token of an `Authorization` header.
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(hyper::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// The identity a bearer token authenticates (bootstrap tokens: the only kind the server
+/// knows); `401` for any other token, as kube-apiserver answers a token no authenticator
+/// accepts.
+async fn authenticate_token(server: &ApiServer, token: &str) -> Result<Identity, ApiError> {
+    let (id, secret) = authn::parse_bootstrap_token(token).ok_or_else(ApiError::unauthorized)?;
+    let resource = server
+        .registry()
+        .catalog()
+        .snapshot()
+        .get("", "v1", "secrets")
+        .ok_or_else(ApiError::unauthorized)?;
+    let target = Target::object(
+        resource,
+        Some(authn::TOKEN_NAMESPACE.into()),
+        format!("{}{id}", authn::TOKEN_SECRET_PREFIX),
+    );
+    let stored = match server.registry().get(&target).await {
+        Ok(stored) => stored,
+        Err(error) if error.code == 404 => return Err(ApiError::unauthorized()),
+        Err(error) => return Err(error),
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    authn::from_bootstrap_secret(&stored, id, secret, now).ok_or_else(|| {
+        tracing::debug!(token = id, "refused a bootstrap token");
+        ApiError::unauthorized()
+    })
+}
+
 fn impersonation(headers: &HeaderMap) -> Result<Impersonation, ApiError> {
     let mut asked = Impersonation::default();
     for (name, value) in headers {
@@ -392,6 +430,15 @@ async fn route(
         "/version" => return Ok(json(StatusCode::OK, &version_info())),
         _ => {}
     }
+    let by_token;
+    let identity = match bearer_token(headers) {
+        Some(token) if identity.is_anonymous() => {
+            by_token = authenticate_token(server, token).await?;
+            note(audit, |noted| noted.authenticated = Some(by_token.clone()));
+            &by_token
+        }
+        _ => identity,
+    };
     server.pipeline().authenticate(identity)?;
     let impersonated = server
         .pipeline()
@@ -503,6 +550,7 @@ async fn route(
         None => None,
         Some("status") if resource.status_subresource => Some(Subresource::Status),
         Some("scale") if resource.scale.is_some() => Some(Subresource::Scale),
+        Some("approval") if resource.approval_subresource => Some(Subresource::Approval),
         Some(_) => return Err(ApiError::no_such_path()),
     };
     let watching = *method == Method::GET && name.is_none() && query.flag("watch")?;

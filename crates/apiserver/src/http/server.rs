@@ -102,6 +102,9 @@ pub struct Security {
     pub bootstrap: Vec<Value>,
     /// The audit log, when one is kept.
     pub audit: Option<Arc<super::audit::AuditLog>>,
+    /// The program's certificate signers and approvers (the client signer
+    /// `kubernetes.io/kube-apiserver-client` is always served).
+    pub certificates: crate::controllers::certificates::Certificates,
 }
 
 /// The address a request came from (set on each request by the connection that carries it).
@@ -316,7 +319,7 @@ pub struct ServeConfig {
 /// A server listening and serving until `shutdown` completes.
 pub async fn serve(
     store: Arc<dyn Store>,
-    config: ServeConfig,
+    mut config: ServeConfig,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), String> {
     let listener = TcpListener::bind(config.listen)
@@ -342,6 +345,10 @@ pub async fn serve(
         super::tls::server_config(&pki.ca_cert_pem, &pki.server_cert_pem, &pki.server_key_pem)?;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
     let limits = config.limits.clone();
+    let mut certificates = std::mem::take(&mut config.security.certificates);
+    certificates
+        .signers
+        .insert(0, Arc::new(crate::controllers::certificates::ClientSigner));
     let server = ApiServer::with(
         store,
         format!("{url_host}:{}", local.port()),
@@ -351,6 +358,12 @@ pub async fn serve(
     .await
     .map_err(|e| format!("cannot initialise the API: {e}"))?;
     server.set_ready(false);
+    let authority = crate::pki::Authority::load(&config.data_dir).map_err(|e| e.to_string())?;
+    crate::controllers::certificates::spawn(crate::controllers::certificates::Controller::new(
+        server.registry().clone(),
+        Arc::new(authority),
+        certificates,
+    ));
     server.add_extensions(config.extensions);
     install_definitions(&server, &config.definitions).await?;
     server.set_ready(true);

@@ -70,11 +70,68 @@ fn age(timestamp: &str) -> Option<String> {
     Some(human_duration(seconds))
 }
 
+/// The kind and name of an object reference, as kubectl prints `OBJECT` (`host/web-1`).
+fn reference(value: &Value) -> Value {
+    match (value["kind"].as_str(), value["name"].as_str()) {
+        (Some(kind), Some(name)) => json!(format!("{}/{name}", kind.to_lowercase())),
+        (None, Some(name)) => json!(name),
+        _ => Value::Null,
+    }
+}
+
+/// A CertificateSigningRequest's condition as `kubectl get csr` prints it:
+/// `Pending`, `Approved`, `Approved,Issued`, `Denied`, `Approved,Failed`.
+fn request_condition(status: Option<&Value>) -> Value {
+    let mut parts: Vec<String> = status
+        .and_then(|s| s["conditions"].as_array())
+        .into_iter()
+        .flatten()
+        .filter(|c| c["status"] != "False" && c["status"] != "Unknown")
+        .filter_map(|c| c["type"].as_str().map(str::to_owned))
+        .collect();
+    if parts.is_empty() {
+        parts.push("Pending".into());
+    }
+    if status.is_some_and(|s| s["certificate"].as_str().is_some_and(|c| !c.is_empty())) {
+        parts.push("Issued".into());
+    }
+    json!(parts.join(","))
+}
+
+/// The column types only built-in kinds use (computed cells, published as another type).
+fn published_type(type_: &str) -> &str {
+    match type_ {
+        "count" => "integer",
+        "age" | "object" | "duration" | "conditions" => "string",
+        other => other,
+    }
+}
+
 fn cell(object: &Value, column: &PrinterColumn) -> Value {
-    let Some(value) = jsonpath::get(object, &column.json_path) else {
+    let value = jsonpath::get(object, &column.json_path);
+    match column.type_.as_str() {
+        "count" => return json!(value.and_then(Value::as_object).map_or(0, |o| o.len())),
+        "conditions" => return request_condition(value),
+        "duration" => {
+            return json!(
+                value
+                    .and_then(Value::as_i64)
+                    .map_or("<none>".to_owned(), human_duration)
+            );
+        }
+        _ => {}
+    }
+    let Some(value) = value else {
         return Value::Null;
     };
     match column.type_.as_str() {
+        "age" => json!(
+            value
+                .as_str()
+                .and_then(age)
+                .unwrap_or_else(|| "<unknown>".into())
+        ),
+        "object" => reference(value),
         "date" => value
             .as_str()
             .and_then(age)
@@ -128,7 +185,7 @@ fn definitions(columns: &[PrinterColumn]) -> Vec<Value> {
     definitions.extend(columns.iter().map(|c| {
         json!({
             "name": c.name,
-            "type": c.type_,
+            "type": published_type(&c.type_),
             "format": c.format,
             "description": c.description,
             "priority": c.priority,

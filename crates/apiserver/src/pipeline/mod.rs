@@ -7,6 +7,7 @@
 pub mod admission;
 pub mod authn;
 pub mod authz;
+pub mod certificates;
 pub mod impersonation;
 pub mod reviews;
 
@@ -27,13 +28,17 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// RBAC on `policy`, RBAC's escalation prevention, then the program's admission
-    /// `plugins`.
+    /// RBAC on `policy`, RBAC's escalation prevention, the certificate requests' rules,
+    /// then the program's admission `plugins`.
     pub fn new(policy: Arc<PolicyCache>, plugins: Vec<Arc<dyn Admission>>) -> Self {
         let authorizer: Arc<dyn Authorizer> = Arc::new(RbacAuthorizer::new(policy.clone()));
-        let mut chain: Vec<Arc<dyn Admission>> = vec![Arc::new(
-            admission::EscalationPrevention::new(policy.clone(), authorizer.clone()),
-        )];
+        let mut chain: Vec<Arc<dyn Admission>> = vec![
+            Arc::new(admission::EscalationPrevention::new(
+                policy.clone(),
+                authorizer.clone(),
+            )),
+            Arc::new(certificates::CertificateRequests::new(authorizer.clone())),
+        ];
         chain.extend(plugins);
         Self {
             authorizer,

@@ -31,7 +31,10 @@ use serde_json::Value;
 use crate::api::{ApiError, Catalog, Identity, Resource};
 use crate::storage::Storage;
 
-pub use kinds::{INITIAL_NAMESPACES, PROTECTED_NAMESPACES};
+pub use kinds::{
+    APPROVAL_CONDITIONS, INITIAL_NAMESPACES, MIN_EXPIRATION_SECONDS, OPAQUE, PROTECTED_NAMESPACES,
+    request_der,
+};
 pub use read::{
     LIST_CHUNK_BYTES, LIST_STREAM_PAGE, ListOptions, ListPage, MAX_LIST_LIMIT,
     parse_resource_version, selectors,
@@ -73,6 +76,9 @@ pub enum Subresource {
     Status,
     /// `/scale`: the `autoscaling/v1` Scale view of a CRD's replicas.
     Scale,
+    /// `/approval` of a CertificateSigningRequest: only its Approved and Denied conditions
+    /// change (`.status` is taken from the body, admission checks the rest).
+    Approval,
 }
 
 impl Subresource {
@@ -81,6 +87,7 @@ impl Subresource {
         match self {
             Subresource::Status => "status",
             Subresource::Scale => "scale",
+            Subresource::Approval => "approval",
         }
     }
 }

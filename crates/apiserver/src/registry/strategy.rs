@@ -109,5 +109,10 @@ pub fn for_resource(resource: &Resource) -> &'static dyn Strategy {
         Kind::ClusterRoleBinding => &kinds::CLUSTER_ROLE_BINDINGS,
         Kind::CertificateRevocation => &kinds::RevocationStrategy,
         Kind::Review => &kinds::ReviewStrategy,
+        Kind::Secret => &kinds::SecretStrategy,
+        Kind::ConfigMap => &kinds::ConfigMapStrategy,
+        Kind::Lease => &kinds::LeaseStrategy,
+        Kind::Event => &kinds::EventStrategy,
+        Kind::CertificateSigningRequest => &kinds::CertificateRequestStrategy,
     }
 }

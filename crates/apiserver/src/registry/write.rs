@@ -418,7 +418,10 @@ impl Registry {
         {
             return Err(uid_conflict(target, uid, old));
         }
-        let status_only = target.subresource == Some(Subresource::Status);
+        let status_only = matches!(
+            target.subresource,
+            Some(Subresource::Status | Subresource::Approval)
+        );
         let mut merged = if status_only {
             // Only .status changes through /status.
             let mut merged = old.clone();

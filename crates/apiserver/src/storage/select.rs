@@ -20,6 +20,27 @@ pub struct Selectors {
     pub fields: FieldSelector,
 }
 
+/// The value of a selectable field other than name, namespace and phase: the scalar at its
+/// dotted path (`involvedObject.name`, `spec.signerName`, `type`), `source` being an
+/// Event's `source.component`; absent fields read as empty, as in kube-apiserver.
+fn field_value(object: &Value, field: &str) -> Option<String> {
+    let path = if field == "source" {
+        "source.component"
+    } else {
+        field
+    };
+    let value = path
+        .split('.')
+        .fold(object, |value, segment| &value[segment]);
+    Some(match value {
+        Value::String(text) => text.clone(),
+        Value::Null => String::new(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        _ => return None,
+    })
+}
+
 impl Selectors {
     /// Selects everything.
     pub fn everything() -> Self {
@@ -40,7 +61,7 @@ impl Selectors {
                 "metadata.name" => meta::name(object).map(str::to_owned),
                 "metadata.namespace" => Some(meta::namespace(object).unwrap_or("").to_owned()),
                 "status.phase" => object["status"]["phase"].as_str().map(str::to_owned),
-                _ => None,
+                other => field_value(object, other),
             })
     }
 
@@ -51,7 +72,15 @@ impl Selectors {
         if self.is_everything() {
             return Ok(true);
         }
-        let Some(read) = meta::selectable(&kv.value) else {
+        let quick = |field: &str| {
+            matches!(
+                field,
+                "metadata.name" | "metadata.namespace" | "status.phase"
+            )
+        };
+        let Some(read) = meta::selectable(&kv.value)
+            .filter(|_| self.fields.fields().iter().all(|field| quick(field)))
+        else {
             return Ok(self.matches(&codec::decode(kv)?));
         };
         Ok(self.labels.matches(&read.labels)

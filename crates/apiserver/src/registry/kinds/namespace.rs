@@ -11,9 +11,14 @@ use crate::registry::strategy::Strategy;
 
 /// Namespaces that always exist and may not be deleted.
 pub const PROTECTED_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-public"];
-/// Namespaces created at start-up.
-pub const INITIAL_NAMESPACES: [&str; 4] =
-    ["default", "kube-system", "kube-public", "kube-node-lease"];
+/// Namespaces created at start-up (`fleetdb-system` holds host agents' heartbeat Leases).
+pub const INITIAL_NAMESPACES: [&str; 5] = [
+    "default",
+    "kube-system",
+    "kube-public",
+    "kube-node-lease",
+    "fleetdb-system",
+];
 
 /// The strategy of namespaces.
 pub struct NamespaceStrategy;
