@@ -2,6 +2,7 @@
 //! etcd), history retention, the fleet's CRDs and the server's extensions (Prometheus
 //! discovery) — once, for `fleetdb serve`, the tests and the benchmarks alike.
 
+pub mod agent;
 pub mod discovery;
 pub mod joining;
 pub mod security;

@@ -90,10 +90,37 @@ enum Command {
         /// Rotated audit logs to keep (0: all).
         #[arg(long, default_value_t = 0)]
         audit_log_maxbackup: usize,
-        /// How long host agents' certificates last (e.g. `7d`, `12h`); agents renew them at
-        /// 70–80 % of their life.
+        /// How long host agents' certificates last (e.g. `7d`, `12h`; at least `20s`); agents
+        /// renew them at 70–80 % of their life.
         #[arg(long, default_value = "7d", value_parser = lifetime)]
         host_certificate_lifetime: std::time::Duration,
+    },
+    /// The host agent: joins with a bootstrap token, then heartbeats and reports this
+    /// machine's facts into its Host (docs/agent.md).
+    Agent {
+        /// The server's URL.
+        #[arg(long, env = "FLEETDB_SERVER")]
+        server: String,
+        /// The server's CA certificate (`DATA_DIR/pki/ca.crt` on the server).
+        #[arg(long, env = "FLEETDB_CA_FILE")]
+        ca_file: PathBuf,
+        /// A bootstrap token (`fleetdb token create`), needed to join, not afterwards.
+        #[arg(long, env = "FLEETDB_AGENT_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Where the agent keeps its key and certificate (readable by its owner only).
+        #[arg(
+            long,
+            default_value = "/var/lib/fleetdb-agent",
+            env = "FLEETDB_AGENT_DATA_DIR"
+        )]
+        data_dir: PathBuf,
+        /// The Host's name (default: this machine's host name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Seconds between heartbeats (renewals of the host's Lease).
+        #[arg(long, default_value_t = fleetdb::agent::DEFAULT_HEARTBEAT.as_secs(),
+              value_parser = clap::value_parser!(u64).range(1..=3600))]
+        heartbeat_seconds: u64,
     },
     /// Bootstrap tokens, with which host agents join (`fleetdb agent --token`).
     Token {
@@ -255,8 +282,8 @@ fn ttl(text: &str) -> Result<std::time::Duration, String> {
 
 fn lifetime(text: &str) -> Result<std::time::Duration, String> {
     match ttl(text)? {
-        d if d < std::time::Duration::from_secs(600) => {
-            Err("a certificate lasts at least 10m".into())
+        d if d < std::time::Duration::from_secs(20) => {
+            Err("a certificate lasts at least 20s".into())
         }
         d => Ok(d),
     }
@@ -264,7 +291,12 @@ fn lifetime(text: &str) -> Result<std::time::Duration, String> {
 
 /// A kube-rs client from an explicit kubeconfig, or from the usual lookup.
 async fn client(kubeconfig: Option<PathBuf>) -> anyhow::Result<kube::Client> {
-    let config = match kubeconfig {
+    Ok(kube::Client::try_from(config(kubeconfig).await?)?)
+}
+
+/// The kube-rs configuration of an explicit kubeconfig, or of the usual lookup.
+async fn config(kubeconfig: Option<PathBuf>) -> anyhow::Result<kube::Config> {
+    Ok(match kubeconfig {
         Some(path) => {
             let kubeconfig = kube::config::Kubeconfig::read_from(&path)
                 .with_context(|| format!("cannot read the kubeconfig {}", path.display()))?;
@@ -277,8 +309,7 @@ async fn client(kubeconfig: Option<PathBuf>) -> anyhow::Result<kube::Client> {
         None => kube::Config::infer()
             .await
             .context("no kubeconfig found: pass --kubeconfig or set KUBECONFIG")?,
-    };
-    Ok(kube::Client::try_from(config)?)
+    })
 }
 
 fn main() -> anyhow::Result<()> {
@@ -420,6 +451,31 @@ fn main() -> anyhow::Result<()> {
             println!("{revoked}");
             Ok(())
         }),
+        Command::Agent {
+            server,
+            ca_file,
+            token,
+            data_dir,
+            name,
+            heartbeat_seconds,
+        } => runtime.block_on(async move {
+            // SAFETY: umask only sets the process's file-creation mask; it cannot fail.
+            unsafe {
+                libc::umask(0o077);
+            }
+            fleetdb::agent::run(
+                fleetdb::agent::AgentSettings {
+                    server,
+                    ca_file,
+                    token,
+                    data_dir,
+                    name,
+                    heartbeat: std::time::Duration::from_secs(heartbeat_seconds),
+                },
+                shutdown_signal(),
+            )
+            .await
+        }),
         Command::Token {
             command,
             kubeconfig,
@@ -429,7 +485,9 @@ fn main() -> anyhow::Result<()> {
                 let admin = data_dir.join("admin.kubeconfig");
                 admin.exists().then_some(admin)
             });
-            let client = client(kubeconfig).await?;
+            let config = config(kubeconfig).await?;
+            let server_url = config.cluster_url.to_string();
+            let client = kube::Client::try_from(config)?;
             match command {
                 TokenCommand::Create {
                     ttl,
@@ -443,7 +501,12 @@ fn main() -> anyhow::Result<()> {
                         auto_approve,
                     )
                     .await?;
-                    print_line(&token)
+                    print_line(&token)?;
+                    eprintln!(
+                        "join a host with: fleetdb agent --server {} --ca-file ca.crt --token {token}\n(ca.crt: the server's DATA_DIR/pki/ca.crt; the agent needs the token only to join)",
+                        server_url.trim_end_matches('/')
+                    );
+                    Ok(())
                 }
                 TokenCommand::List => {
                     for line in fleetdb::tokens::list(client).await? {

@@ -88,7 +88,7 @@ pub fn default_policy() -> Vec<Value> {
             "fleetdb:host",
             json!({}),
             vec![
-                rule(&READ, &["hosts"]),
+                rule(&["create", "get", "list", "watch"], &["hosts"]),
                 rule(&["get", "patch", "update"], &["hosts/status"]),
                 json!(PolicyRule::resources(
                     &["create", "get", "list", "watch"],
@@ -306,11 +306,16 @@ impl FleetAdmission {
             .as_str()
             .or(target.name.as_deref());
         let allowed = match (resource.group.as_str(), resource.plural.as_str()) {
-            (GROUP, "hosts") => {
-                target.subresource == Some(Subresource::Status)
-                    && name == Some(host)
-                    && request.operation == Operation::Update
-            }
+            (GROUP, "hosts") => match (request.operation, target.subresource) {
+                (Operation::Update, Some(Subresource::Status)) => name == Some(host),
+                // Its own Host, when no fetcher recorded it: a name and nothing people own.
+                (Operation::Create, None) => {
+                    name == Some(host)
+                        && object["spec"].as_object().is_none_or(|s| s.is_empty())
+                        && labels_of(object).is_empty()
+                }
+                _ => false,
+            },
             // Its own certificate requests (renewal): the signer certifies only the
             // requester itself.
             ("certificates.k8s.io", "certificatesigningrequests") => {
@@ -339,7 +344,7 @@ impl FleetAdmission {
             Ok(())
         } else {
             Err(format!(
-                "{who} may write only the status of Host {host:?}, its Lease in {HEARTBEAT_NAMESPACE}, Events about it and its own certificate requests"
+                "{who} may write only the status of Host {host:?} (and create it, with an empty spec), its Lease in {HEARTBEAT_NAMESPACE}, Events about it and its own certificate requests"
             ))
         }
     }

@@ -446,3 +446,251 @@ fn a_host_identity_writes_its_own_lease_and_events_only() {
         "{listed}"
     );
 }
+
+/// A `fleetdb agent` process of its own.
+struct Agent {
+    child: std::process::Child,
+    pub dir: PathBuf,
+    log: PathBuf,
+}
+
+impl Agent {
+    fn start(server: &Fleetdb, name: &str, token: Option<&str>) -> Self {
+        let dir = server.dir.path().join(format!("agent-{name}"));
+        let log = server.dir.path().join(format!("agent-{name}.log"));
+        std::fs::write(server.dir.path().join("ca.crt"), ca(server)).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_fleetdb"));
+        command
+            .args([
+                "agent",
+                "--server",
+                &server.url(),
+                "--name",
+                name,
+                "--heartbeat-seconds",
+                "1",
+            ])
+            .arg("--ca-file")
+            .arg(server.dir.path().join("ca.crt"))
+            .arg("--data-dir")
+            .arg(&dir)
+            .env("FLEETDB_LOG", "debug")
+            .stdout(std::process::Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .unwrap(),
+            );
+        if let Some(token) = token {
+            command.args(["--token", token]);
+        }
+        Self {
+            child: command.spawn().unwrap(),
+            dir,
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, as systemd stops a service; waits for the exit.
+    fn stop(&mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` for up to `seconds`, then fails with `what` and the agent's log.
+fn eventually(agent: &Agent, seconds: u64, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not happen; agent log:\n{}",
+            agent.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
+fn renew_time(server: &Fleetdb, host: &str) -> String {
+    server
+        .kubectl(&[
+            "get",
+            "lease",
+            host,
+            "-n",
+            "fleetdb-system",
+            "-o",
+            "jsonpath={.spec.renewTime}",
+        ])
+        .stdout
+        .iter()
+        .map(|b| *b as char)
+        .collect()
+}
+
+#[test]
+fn an_agent_joins_heartbeats_reports_renews_and_is_cut_off_by_revocation() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut server =
+        Fleetdb::start_with(Backend::Embedded, &["--host-certificate-lifetime", "20s"]);
+    let token = token(&server, &["--auto-approve"]);
+    let mut agent = Agent::start(&server, "web-1", Some(&token));
+
+    // Joined: a Host of its own with the machine's facts, and a Lease renewed every second.
+    eventually(&agent, 30, "the first report", || {
+        !server
+            .kubectl(&[
+                "get",
+                "host",
+                "web-1",
+                "-o",
+                "jsonpath={.status.agent.cpus}",
+            ])
+            .stdout
+            .is_empty()
+    });
+    let host: serde_json::Value = serde_json::from_str(&server.ok(&[
+        "get",
+        "host",
+        "web-1",
+        "-o",
+        "json",
+        "--show-managed-fields",
+    ]))
+    .unwrap();
+    let report = &host["status"]["agent"];
+    assert!(report["memoryBytes"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(
+        report["os"]["kernel"].as_str().unwrap(),
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap()
+            .trim()
+    );
+    let managers: Vec<&str> = host["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["manager"].as_str())
+        .collect();
+    assert!(
+        managers.contains(&"fleetdb-agent"),
+        "{managers:?} {}",
+        host["metadata"]
+    );
+    let first = renew_time(&server, "web-1");
+    eventually(&agent, 10, "a heartbeat", || {
+        renew_time(&server, "web-1") != first
+    });
+    // Its key and certificate are its owner's alone; the token is not kept.
+    assert_eq!(
+        std::fs::metadata(&agent.dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    let identity = agent.dir.join("host.pem");
+    assert_eq!(
+        std::fs::metadata(&identity).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(
+        !std::fs::read_to_string(&identity)
+            .unwrap()
+            .contains(token.split('.').nth(1).unwrap())
+    );
+
+    // Renewed before expiry (20 s certificates: at 14–16 s), with its own certificate.
+    eventually(&agent, 40, "a renewal", || {
+        server
+            .ok(&[
+                "get",
+                "csr",
+                "-o",
+                "jsonpath={range .items[*]}{.spec.username}{\"\\n\"}{end}",
+            ])
+            .lines()
+            .any(|requester| requester == "fleetdb:host:web-1")
+            && agent.log().contains("renewed the certificate")
+    });
+    let before_restart = renew_time(&server, "web-1");
+    eventually(
+        &agent,
+        10,
+        "a heartbeat with the renewed certificate",
+        || renew_time(&server, "web-1") != before_restart,
+    );
+
+    // The server restarts; the agent carries on. Restarted itself without the token, it
+    // uses the certificate it keeps.
+    server.restart();
+    let after = renew_time(&server, "web-1");
+    eventually(&agent, 30, "a heartbeat after the server restarted", || {
+        renew_time(&server, "web-1") != after
+    });
+    agent.stop();
+    let mut agent = Agent::start(&server, "web-1", None);
+    let after = renew_time(&server, "web-1");
+    eventually(&agent, 15, "a heartbeat after the agent restarted", || {
+        renew_time(&server, "web-1") != after
+    });
+
+    // Revoked: cut off at once.
+    let output = Command::new(env!("CARGO_BIN_EXE_fleetdb"))
+        .args(["revoke", "--user", "fleetdb:host:web-1", "--data-dir"])
+        .arg(server.dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let cut = renew_time(&server, "web-1");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(
+        renew_time(&server, "web-1"),
+        cut,
+        "a revoked agent still heartbeats"
+    );
+    eventually(&agent, 10, "the refusal in the agent's log", || {
+        agent.log().contains("Unauthorized") || agent.log().contains("401")
+    });
+    agent.stop();
+}
+
+#[test]
+fn a_denied_agent_stops_with_the_reason() {
+    let server = Fleetdb::start(Backend::Embedded);
+    let token = token(&server, &[]);
+    let mut agent = Agent::start(&server, "db-1", Some(&token));
+    let mut name = String::new();
+    eventually(&agent, 30, "a pending request", || {
+        name = server
+            .ok(&["get", "csr", "-o", "jsonpath={.items[*].metadata.name}"])
+            .trim()
+            .to_owned();
+        !name.is_empty()
+    });
+    assert!(name.starts_with("host-db-1-"), "{name}");
+    server.ok(&["certificate", "deny", &name]);
+    let status = agent.child.wait().unwrap();
+    assert!(!status.success());
+    assert!(agent.log().contains("was denied"), "{}", agent.log());
+    // Nothing of the host was written.
+    assert!(server.fails(&["get", "host", "db-1"]).contains("NotFound"));
+}

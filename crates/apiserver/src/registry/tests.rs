@@ -580,3 +580,40 @@ async fn server_side_apply_owns_fields_and_refuses_to_take_others() {
         .unwrap_err();
     assert_eq!(error.code, 422, "an applier needs a name");
 }
+
+#[tokio::test]
+async fn an_apply_to_status_records_its_manager_for_the_status_subresource() {
+    let s = Setup::new().await;
+    s.create(widget("w", json!({"size": 1}))).await;
+    let reporter = WriteOptions {
+        field_manager: "reporter".into(),
+        ..s.options()
+    };
+    let mut status = widget("w", json!({}));
+    status.as_object_mut().unwrap().remove("spec");
+    status["status"] = json!({"ready": true});
+    let applied = s
+        .registry
+        .apply(&s.status_of("w"), status, true, &reporter)
+        .await
+        .unwrap();
+    assert_eq!(applied.object["status"]["ready"], true);
+    let stored = s.get("w").await.unwrap();
+    let entry = stored["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["manager"] == "reporter")
+        .unwrap_or_else(|| panic!("no entry of the reporter: {}", stored["metadata"]));
+    assert_eq!(entry["operation"], "Apply");
+    assert_eq!(entry["subresource"], "status");
+    assert_eq!(entry["fieldsV1"], json!({"f:status": {"f:ready": {}}}));
+    assert!(
+        stored["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["manager"] == "tester"),
+        "the creator's entry stays"
+    );
+}

@@ -431,6 +431,11 @@ impl Registry {
                     merged.as_object_mut().map(|o| o.remove("status"));
                 }
             }
+            // A server-side apply to the subresource has recorded who owns what in the
+            // object it sent: keep that, not the stored list.
+            if ownership == Ownership::Recorded {
+                merged["metadata"]["managedFields"] = new["metadata"]["managedFields"].clone();
+            }
             merged
         } else {
             new

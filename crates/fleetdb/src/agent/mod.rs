@@ -1,0 +1,363 @@
+//! `fleetdb agent`: the daemon on each host. It joins with a bootstrap token (its key made
+//! here, a certificate signing request approved by policy or a person), keeps its key and
+//! certificate in its data directory and renews the certificate itself; then it heartbeats
+//! (a Lease `fleetdb-system/<host>`), reports the machine's facts into its Host's
+//! `status.agent` under a field manager of its own, and records Events about its Host.
+//! Outbound HTTPS only; every failure is retried with a bounded backoff, so the agent rides
+//! through server restarts and network loss.
+
+pub mod facts;
+pub mod identity;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::discovery::ApiResource;
+use serde_json::json;
+
+use crate::security::{HEARTBEAT_NAMESPACE, HOST_PREFIX};
+
+/// How often the Lease is renewed unless told otherwise.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
+/// How often the facts (and `status.agent.lastSeen`) are written, at most.
+pub const FACTS_INTERVAL: Duration = Duration::from_secs(60);
+/// The field manager of what the agent writes.
+pub const FIELD_MANAGER: &str = "fleetdb-agent";
+/// The longest pause between two attempts after failures.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long one renewal attempt may wait for its certificate before the agent goes back to
+/// heartbeating (the request stays pending and the next attempt picks it up).
+const RENEWAL_WAIT: Duration = Duration::from_secs(60);
+
+/// How the agent runs.
+pub struct AgentSettings {
+    pub server: String,
+    pub ca_file: PathBuf,
+    /// Needed to join; not after.
+    pub token: Option<String>,
+    pub data_dir: PathBuf,
+    /// The Host's name (default: the machine's host name).
+    pub name: Option<String>,
+    pub heartbeat: Duration,
+}
+
+/// The name the agent goes by: `--name`, else the machine's host name (lower case).
+pub fn host_name(name: Option<&str>) -> anyhow::Result<String> {
+    let name = match name {
+        Some(name) => name.to_owned(),
+        None => sysinfo::System::host_name()
+            .ok()
+            .context("cannot read this machine's host name; pass --name")?
+            .to_lowercase(),
+    };
+    let problems = fleetdb_machinery::validation::dns1123_subdomain(&name);
+    if !problems.is_empty() {
+        bail!("{name:?} cannot name a Host: {}", problems.join("; "));
+    }
+    Ok(name)
+}
+
+fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+    ApiResource {
+        group: group.into(),
+        version: version.into(),
+        api_version: if group.is_empty() {
+            version.into()
+        } else {
+            format!("{group}/{version}")
+        },
+        kind: kind.into(),
+        plural: plural.into(),
+    }
+}
+
+/// Kubernetes' `MicroTime`: RFC 3339 with microseconds.
+fn micro_time() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let seconds = crate::tokens::rfc3339(now).unwrap_or_default();
+    format!(
+        "{}.{:06}Z",
+        seconds.trim_end_matches('Z'),
+        now.microsecond()
+    )
+}
+
+fn timestamp() -> String {
+    crate::tokens::rfc3339(time::OffsetDateTime::now_utc()).unwrap_or_default()
+}
+
+/// One connected agent: what it writes, with its current certificate.
+struct Agent {
+    host: String,
+    heartbeat: Duration,
+    hosts: Api<DynamicObject>,
+    leases: Api<DynamicObject>,
+    events: Api<DynamicObject>,
+}
+
+impl Agent {
+    fn new(client: kube::Client, host: &str, heartbeat: Duration) -> Self {
+        Self {
+            host: host.to_owned(),
+            heartbeat,
+            hosts: Api::all_with(
+                client.clone(),
+                &resource("fleetdb.io", "v1alpha1", "Host", "hosts"),
+            ),
+            leases: Api::namespaced_with(
+                client.clone(),
+                HEARTBEAT_NAMESPACE,
+                &resource("coordination.k8s.io", "v1", "Lease", "leases"),
+            ),
+            events: Api::namespaced_with(client, "default", &resource("", "v1", "Event", "events")),
+        }
+    }
+
+    /// Renews the Lease (creating it the first time).
+    async fn heartbeat(&self) -> Result<(), kube::Error> {
+        let now = micro_time();
+        let patch = json!({"spec": {"renewTime": now, "holderIdentity": format!("{HOST_PREFIX}{}", self.host)}});
+        match self
+            .leases
+            .patch(
+                &self.host,
+                &PatchParams {
+                    field_manager: Some(FIELD_MANAGER.into()),
+                    ..PatchParams::default()
+                },
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                let lease: DynamicObject = serde_json::from_value(json!({
+                    "apiVersion": "coordination.k8s.io/v1",
+                    "kind": "Lease",
+                    "metadata": {"name": self.host, "namespace": HEARTBEAT_NAMESPACE},
+                    "spec": {
+                        "holderIdentity": format!("{HOST_PREFIX}{}", self.host),
+                        "leaseDurationSeconds": (self.heartbeat.as_secs() * 4).max(1),
+                        "acquireTime": now,
+                        "renewTime": now,
+                    },
+                }))
+                .expect("a Lease is a valid object");
+                self.leases.create(&post_params(), &lease).await.map(|_| ())
+            }
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// Writes the machine's facts into `status.agent` (creating the Host, with an empty
+    /// spec, when no fetcher has recorded it yet).
+    async fn report(&self) -> Result<(), kube::Error> {
+        let mut report = facts::collect();
+        report.last_seen = Some(timestamp());
+        let document = json!({
+            "apiVersion": "fleetdb.io/v1alpha1",
+            "kind": "Host",
+            "metadata": {"name": self.host},
+            "status": {"agent": report},
+        });
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        match self
+            .hosts
+            .patch_status(&self.host, &params, &Patch::Apply(&document))
+            .await
+        {
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                let host: DynamicObject = serde_json::from_value(json!({
+                    "apiVersion": "fleetdb.io/v1alpha1",
+                    "kind": "Host",
+                    "metadata": {"name": self.host},
+                    "spec": {},
+                }))
+                .expect("a Host is a valid object");
+                self.hosts.create(&post_params(), &host).await?;
+                self.record("Normal", "Registered", "the agent created its Host")
+                    .await;
+                self.hosts
+                    .patch_status(&self.host, &params, &Patch::Apply(&document))
+                    .await
+                    .map(|_| ())
+            }
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// Records an Event about the Host (failures are logged only).
+    async fn record(&self, event_type: &str, reason: &str, message: &str) {
+        let now = timestamp();
+        let suffix: u64 = rand::random();
+        let event = json!({
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": format!("{}.{suffix:016x}", self.host), "namespace": "default"},
+            "involvedObject": {"apiVersion": "fleetdb.io/v1alpha1", "kind": "Host", "name": self.host},
+            "reason": reason,
+            "message": message,
+            "type": event_type,
+            "source": {"component": FIELD_MANAGER, "host": self.host},
+            "reportingComponent": FIELD_MANAGER,
+            "reportingInstance": self.host,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        });
+        let Ok(event) = serde_json::from_value::<DynamicObject>(event) else {
+            return;
+        };
+        if let Err(error) = self.events.create(&post_params(), &event).await {
+            tracing::warn!(%error, reason, "cannot record an event");
+        }
+    }
+}
+
+fn post_params() -> PostParams {
+    PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PostParams::default()
+    }
+}
+
+/// Doubles a backoff up to [`MAX_BACKOFF`].
+fn next_backoff(backoff: Duration) -> Duration {
+    (backoff * 2).min(MAX_BACKOFF)
+}
+
+/// Runs the agent until `shutdown` completes.
+pub async fn run(
+    settings: AgentSettings,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    tokio::pin!(shutdown);
+    let host = host_name(settings.name.as_deref())?;
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&settings.data_dir)
+            .and_then(|()| {
+                std::fs::set_permissions(&settings.data_dir, std::fs::Permissions::from_mode(0o700))
+            })
+            .with_context(|| format!("cannot create {}", settings.data_dir.display()))?;
+    }
+    let ca_pem = std::fs::read_to_string(&settings.ca_file).with_context(|| {
+        format!(
+            "cannot read the CA certificate {}",
+            settings.ca_file.display()
+        )
+    })?;
+    let server = settings.server.trim_end_matches('/').to_owned();
+    let mut backoff = Duration::from_secs(1);
+    let mut current = loop {
+        if let Some(identity) = identity::Identity::load(&settings.data_dir, &host) {
+            break identity;
+        }
+        let Some(token) = settings.token.as_deref() else {
+            bail!(
+                "no certificate in {}: join with --token ID.SECRET (fleetdb token create)",
+                settings.data_dir.display()
+            );
+        };
+        let joined = tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            joined = identity::join(&settings.data_dir, &host, &server, &ca_pem, token) => joined,
+        };
+        match joined {
+            Ok(identity) => {
+                tracing::info!(
+                    host,
+                    "joined: the certificate is in the data directory; the token is no longer needed"
+                );
+                break identity;
+            }
+            Err(error) => {
+                let message = format!("{error:#}");
+                // A refusal by a person or the signer is final; anything else is retried.
+                if message.contains("was denied") || message.contains("was failed") {
+                    bail!(message);
+                }
+                tracing::warn!(error = %message, "cannot join yet; trying again in {backoff:?}");
+                tokio::select! {
+                    _ = &mut shutdown => return Ok(()),
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = next_backoff(backoff);
+            }
+        }
+    };
+    loop {
+        let client = identity::client(&server, &ca_pem, current.credentials()).await?;
+        let agent = Agent::new(client, &host, settings.heartbeat);
+        let renew_at = current.renew_at();
+        let mut last_report: Option<Instant> = None;
+        let mut backoff = settings.heartbeat;
+        let mut healthy = true;
+        agent
+            .record(
+                "Normal",
+                "Started",
+                &format!("fleetdb agent {} started", env!("CARGO_PKG_VERSION")),
+            )
+            .await;
+        loop {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            if now >= renew_at {
+                let renewed =
+                    tokio::time::timeout(RENEWAL_WAIT, identity::renew(&current, &server, &ca_pem))
+                        .await;
+                match renewed {
+                    Ok(Ok(identity)) => {
+                        agent
+                            .record(
+                                "Normal",
+                                "CertificateRenewed",
+                                "the agent renewed its certificate",
+                            )
+                            .await;
+                        tracing::info!("renewed the certificate");
+                        current = identity;
+                        break;
+                    }
+                    Ok(Err(error)) => {
+                        tracing::warn!(error = %format!("{error:#}"), "cannot renew the certificate yet")
+                    }
+                    Err(_) => tracing::warn!("the renewed certificate is not issued yet"),
+                }
+            }
+            let beat = agent.heartbeat().await;
+            let due = last_report.is_none_or(|at| at.elapsed() >= FACTS_INTERVAL);
+            let reported = if due && beat.is_ok() {
+                let reported = agent.report().await;
+                if reported.is_ok() {
+                    last_report = Some(Instant::now());
+                }
+                reported
+            } else {
+                Ok(())
+            };
+            match beat.and(reported) {
+                Ok(()) => {
+                    if !healthy {
+                        tracing::info!("the server answers again");
+                    }
+                    healthy = true;
+                    backoff = settings.heartbeat;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot reach the server; trying again in {backoff:?}");
+                    healthy = false;
+                    backoff = next_backoff(backoff);
+                }
+            }
+            tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                _ = tokio::time::sleep(if healthy { settings.heartbeat } else { backoff }) => {}
+            }
+        }
+    }
+}
