@@ -188,6 +188,7 @@ impl Syncer {
             last_transition_time: present
                 .and_then(|c| c.last_transition_time.clone())
                 .or(Some(now_text)),
+            observed_generation: None,
         }];
         status
     }
@@ -343,6 +344,7 @@ impl Syncer {
                 reason: "NotReported".into(),
                 message: format!("not reported by source {} since {last_seen}", self.source),
                 last_transition_time: Some(now_text.clone()),
+                observed_generation: None,
             });
             report.gone += 1;
             plans.push(Plan::Update {
@@ -430,6 +432,7 @@ impl Syncer {
                             report.problems.len()
                         ),
                         last_transition_time: Some(now.clone()),
+                        observed_generation: None,
                     },
                 )
             }
@@ -441,6 +444,7 @@ impl Syncer {
                     reason: "SyncFailed".into(),
                     message: error.to_string(),
                     last_transition_time: Some(now.clone()),
+                    observed_generation: None,
                 },
             ),
         };

@@ -55,6 +55,9 @@ pub struct Condition {
     /// When the status last changed (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<String>,
+    /// The spec generation the condition was set for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
 }
 
 /// A machine in the fleet.
@@ -123,6 +126,70 @@ pub struct HostSpec {
     /// agent only reports facts and heartbeats.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorized: Option<bool>,
+    /// Work for the host's agent, each run once per id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<RunSpec>,
+    /// The operating system the host should run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os: Option<OsSpec>,
+}
+
+/// One piece of work for a host's agent: a command or a playbook.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSpec {
+    /// Unique among the host's runs; a run executes once per id.
+    pub id: String,
+    /// A program and its arguments (no shell).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    /// A playbook run with `ansible-pull`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub playbook: Option<PlaybookSpec>,
+}
+
+/// A playbook in a git repository.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlaybookSpec {
+    pub repo: String,
+    /// The branch, tag or commit.
+    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub ref_: Option<String>,
+    /// The playbook's path in the repository.
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "free_form_object")]
+    pub extra_vars: Option<BTreeMap<String, serde_json::Value>>,
+}
+
+/// The operating system a host should run.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OsSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_version: Option<String>,
+}
+
+/// What became of one run.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunStatus {
+    pub id: String,
+    /// `Pending`, `Running`, `Succeeded` or `Failed`.
+    pub phase: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// The end of its output (bounded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_tail: Option<String>,
+    /// Why it failed without an exit code (refused, timed out, interrupted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// Where a host comes from.
@@ -283,6 +350,15 @@ pub struct AgentReport {
     /// `fleetdb-system/<host>` is the heartbeat).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_seen: Option<String>,
+    /// The spec generation the agent last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Maintenance`, `OSUpToDate`, `Preflight`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The runs of `spec.runs`, newest last (bounded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<RunStatus>,
 }
 
 /// A named group of hosts.

@@ -121,6 +121,10 @@ enum Command {
         #[arg(long, default_value_t = fleetdb::agent::DEFAULT_HEARTBEAT.as_secs(),
               value_parser = clap::value_parser!(u64).range(1..=3600))]
         heartbeat_seconds: u64,
+        /// The agent's configuration (YAML): maintenance hooks, the upgrade and reboot
+        /// commands, what runs may start, preflight checks (docs/agent.md).
+        #[arg(long, env = "FLEETDB_AGENT_CONFIG")]
+        config: Option<PathBuf>,
     },
     /// Bootstrap tokens, with which host agents join (`fleetdb agent --token`).
     Token {
@@ -458,7 +462,12 @@ fn main() -> anyhow::Result<()> {
             data_dir,
             name,
             heartbeat_seconds,
+            config,
         } => runtime.block_on(async move {
+            let config = match &config {
+                Some(path) => fleetdb::agent::actions::AgentConfig::read(path)?,
+                None => fleetdb::agent::actions::AgentConfig::default(),
+            };
             // SAFETY: umask only sets the process's file-creation mask; it cannot fail.
             unsafe {
                 libc::umask(0o077);
@@ -471,6 +480,7 @@ fn main() -> anyhow::Result<()> {
                     data_dir,
                     name,
                     heartbeat: std::time::Duration::from_secs(heartbeat_seconds),
+                    config,
                 },
                 shutdown_signal(),
             )

@@ -72,7 +72,7 @@ pub fn collect() -> AgentReport {
             .ok()
             .and_then(|t| i64::try_from(t).ok())
             .and_then(rfc3339),
-        last_seen: None,
+        ..AgentReport::default()
     }
 }
 

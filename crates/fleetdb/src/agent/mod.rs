@@ -6,6 +6,7 @@
 //! Outbound HTTPS only; every failure is retried with a bounded backoff, so the agent rides
 //! through server restarts and network loss.
 
+pub mod actions;
 pub mod facts;
 pub mod identity;
 
@@ -25,6 +26,11 @@ pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
 pub const FACTS_INTERVAL: Duration = Duration::from_secs(60);
 /// The field manager of what the agent writes.
 pub const FIELD_MANAGER: &str = "fleetdb-agent";
+/// The field manager of the agent's conditions, runs and observed generation (apart from
+/// the facts', so that each apply leaves the other's fields alone).
+pub const ACTIONS_FIELD_MANAGER: &str = "fleetdb-agent-actions";
+/// How often preflight checks run when the spec does not change.
+const PREFLIGHT_INTERVAL: Duration = Duration::from_secs(60);
 /// The longest pause between two attempts after failures.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How long one renewal attempt may wait for its certificate before the agent goes back to
@@ -41,6 +47,8 @@ pub struct AgentSettings {
     /// The Host's name (default: the machine's host name).
     pub name: Option<String>,
     pub heartbeat: Duration,
+    /// The local configuration: hooks, what runs may start, preflight checks.
+    pub config: actions::AgentConfig,
 }
 
 /// The name the agent goes by: `--name`, else the machine's host name (lower case).
@@ -89,6 +97,7 @@ fn timestamp() -> String {
 }
 
 /// One connected agent: what it writes, with its current certificate.
+#[derive(Clone)]
 struct Agent {
     host: String,
     heartbeat: Duration,
@@ -215,10 +224,114 @@ impl Agent {
     }
 }
 
+/// Acts on the Host's spec until the task is aborted: every heartbeat interval it reads
+/// its Host and does what the spec asks (only when `spec.authorized`), writing conditions,
+/// runs and the observed generation when they change.
+async fn act(agents: tokio::sync::watch::Receiver<Agent>, mut work: actions::Actions) {
+    let mut written = serde_json::Value::Null;
+    let mut checked: Option<(i64, Instant)> = None;
+    loop {
+        // The latest connection: a renewed certificate reaches the actor without
+        // interrupting a run in progress.
+        let agent = agents.borrow().clone();
+        if let Err(error) = act_once(&agent, &mut work, &mut written, &mut checked).await {
+            tracing::warn!(%error, "cannot act on the host's spec yet");
+        }
+        tokio::time::sleep(agent.heartbeat).await;
+    }
+}
+
+async fn act_once(
+    agent: &Agent,
+    work: &mut actions::Actions,
+    written: &mut serde_json::Value,
+    checked: &mut Option<(i64, Instant)>,
+) -> Result<(), kube::Error> {
+    let object = match agent.hosts.get(&agent.host).await {
+        Ok(object) => object,
+        Err(kube::Error::Api(status)) if status.code == 404 => return Ok(()),
+        Err(error) => return Err(error),
+    };
+    let Ok(host) =
+        serde_json::to_value(&object).and_then(serde_json::from_value::<fleetdb_fleet::Host>)
+    else {
+        tracing::warn!("the host's record cannot be read as a Host");
+        return Ok(());
+    };
+    let generation = host.metadata.generation.unwrap_or(0);
+    if checked.is_none_or(|(g, at)| g != generation || at.elapsed() >= PREFLIGHT_INTERVAL) {
+        work.check_preflight(generation).await;
+        *checked = Some((generation, Instant::now()));
+    }
+    let authorized = host.spec.authorized == Some(true);
+    if authorized {
+        let mut events = Vec::new();
+        events.extend(work.maintenance(&host, generation).await);
+        let current = facts::collect().os.and_then(|os| os.version);
+        events.extend(work.upgrade(&host, current.as_deref(), generation).await);
+        for (kind, reason, message) in events {
+            agent.record(&kind, &reason, &message).await;
+        }
+        for run in work.pending_runs(&host) {
+            work.start_run(run);
+            agent.write_actions(work, generation, written).await?;
+            let (kind, reason, message) = work.finish_run(run).await;
+            agent.record(&kind, &reason, &message).await;
+            agent.write_actions(work, generation, written).await?;
+        }
+    }
+    agent
+        .write_actions(work, if authorized { generation } else { -1 }, written)
+        .await
+}
+
+impl Agent {
+    /// Writes the agent's conditions, runs and (when it acted, `generation` ≥ 0) observed
+    /// generation, if they changed since the last write.
+    async fn write_actions(
+        &self,
+        work: &actions::Actions,
+        generation: i64,
+        written: &mut serde_json::Value,
+    ) -> Result<(), kube::Error> {
+        let mut agent = json!({"conditions": work.state.conditions, "runs": work.state.runs});
+        if generation >= 0 {
+            agent["observedGeneration"] = json!(generation);
+        }
+        if *written == agent {
+            return Ok(());
+        }
+        let document = json!({
+            "apiVersion": "fleetdb.io/v1alpha1",
+            "kind": "Host",
+            "metadata": {"name": self.host},
+            "status": {"agent": agent},
+        });
+        self.hosts
+            .patch_status(
+                &self.host,
+                &PatchParams::apply(ACTIONS_FIELD_MANAGER).force(),
+                &Patch::Apply(&document),
+            )
+            .await?;
+        *written = agent;
+        Ok(())
+    }
+}
+
 fn post_params() -> PostParams {
     PostParams {
         field_manager: Some(FIELD_MANAGER.into()),
         ..PostParams::default()
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -290,9 +403,15 @@ pub async fn run(
             }
         }
     };
+    let work = actions::Actions::new(settings.config.clone(), &settings.data_dir)?;
+    let client = identity::client(&server, &ca_pem, current.credentials()).await?;
+    let (agents, latest) =
+        tokio::sync::watch::channel(Agent::new(client, &host, settings.heartbeat));
+    let _actor = AbortOnDrop(tokio::spawn(act(latest, work)));
     loop {
         let client = identity::client(&server, &ca_pem, current.credentials()).await?;
         let agent = Agent::new(client, &host, settings.heartbeat);
+        agents.send_replace(agent.clone());
         let renew_at = current.renew_at();
         let mut last_report: Option<Instant> = None;
         let mut backoff = settings.heartbeat;

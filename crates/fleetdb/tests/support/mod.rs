@@ -443,3 +443,31 @@ pub fn fetch_once_with(server: &Fleetdb, source: &str, env: &[(&str, &std::ffi::
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
+
+/// Runs `fleetdb ARGS --data-dir <the server's>`.
+pub fn fleetdb(server: &Fleetdb, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_fleetdb"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(server.dir.path().join("data"))
+        .output()
+        .unwrap()
+}
+
+/// `fleetdb token create EXTRA`: the token.
+pub fn token(server: &Fleetdb, extra: &[&str]) -> String {
+    let mut args = vec!["token", "create"];
+    args.extend_from_slice(extra);
+    let output = fleetdb(server, &args);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+/// The server's CA certificate (PEM).
+pub fn ca(server: &Fleetdb) -> String {
+    std::fs::read_to_string(server.dir.path().join("data/pki/ca.crt")).unwrap()
+}
