@@ -17,3 +17,4 @@ cargo run --locked -q -p fleetdb-bench -- schema --objects 2000
 # The whole-API benchmark drives the real `fleetdb serve` binary, built next to it.
 cargo build --locked -q -p fleetdb -p fleetdb-bench
 "${CARGO_TARGET_DIR:-target}/debug/fleetdb-bench" api --quick
+"${CARGO_TARGET_DIR:-target}/debug/fleetdb-bench" agents --quick

@@ -17,11 +17,22 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
+/// The server's CA from its data directory.
+fn roots(data_dir: &Path) -> anyhow::Result<rustls::RootCertStore> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(data_dir.join("pki").join("ca.crt"))? {
+        roots.add(cert?)?;
+    }
+    Ok(roots)
+}
+
 /// TLS settings for talking to one fleetdb as its administrator.
 #[derive(Clone)]
 pub struct Credentials {
     config: Arc<rustls::ClientConfig>,
     address: std::net::SocketAddr,
+    /// An `Authorization` header sent with every request (bearer tokens).
+    authorization: Option<String>,
 }
 
 impl Credentials {
@@ -44,6 +55,48 @@ impl Credentials {
         Ok(Self {
             config: Arc::new(config),
             address,
+            authorization: None,
+        })
+    }
+
+    /// The same server with a bearer token and no client certificate (a joining agent).
+    pub fn with_token(
+        data_dir: &Path,
+        address: std::net::SocketAddr,
+        token: &str,
+    ) -> anyhow::Result<Self> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots(data_dir)?)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(Self {
+            config: Arc::new(config),
+            address,
+            authorization: Some(format!("Bearer {token}")),
+        })
+    }
+
+    /// The same server with a client certificate and key (PEM).
+    pub fn from_pem(
+        data_dir: &Path,
+        address: std::net::SocketAddr,
+        cert_pem: &[u8],
+        key_pem: &[u8],
+    ) -> anyhow::Result<Self> {
+        let chain = CertificateDer::pem_slice_iter(cert_pem).collect::<Result<Vec<_>, _>>()?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem)?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots(data_dir)?)
+            .with_client_auth_cert(chain, key)?;
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(Self {
+            config: Arc::new(config),
+            address,
+            authorization: None,
         })
     }
 
@@ -74,23 +127,12 @@ impl Credentials {
                 line.trim(),
             )?)
         };
-        let chain = CertificateDer::pem_slice_iter(&field("client-certificate-data:")?)
-            .collect::<Result<Vec<_>, _>>()?;
-        let key = PrivateKeyDer::from_pem_slice(&field("client-key-data:")?)?;
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_file_iter(data_dir.join("pki").join("ca.crt"))? {
-            roots.add(cert?)?;
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_client_auth_cert(chain, key)?;
-        config.alpn_protocols = vec![b"h2".to_vec()];
-        Ok(Self {
-            config: Arc::new(config),
+        Self::from_pem(
+            data_dir,
             address,
-        })
+            &field("client-certificate-data:")?,
+            &field("client-key-data:")?,
+        )
     }
 
     /// Opens a TLS connection without a client certificate and leaves it as it is (HTTP/1.1,
@@ -138,6 +180,7 @@ impl Credentials {
         Ok(H2 {
             send,
             authority: self.address.to_string(),
+            authorization: self.authorization.clone(),
         })
     }
 }
@@ -147,6 +190,7 @@ impl Credentials {
 pub struct H2 {
     send: SendRequest<Full<Bytes>>,
     authority: String,
+    authorization: Option<String>,
 }
 
 impl H2 {
@@ -186,6 +230,9 @@ impl H2 {
             .header("accept", accept);
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);
+        }
+        if let Some(authorization) = &self.authorization {
+            request = request.header("authorization", authorization);
         }
         let request = request.body(Full::new(body))?;
         let mut send = self.send.clone();

@@ -4,6 +4,7 @@
 //! Architecture invariant: benchmarks print figures; they never assert timings. Tests that use
 //! these programs (the crash test) assert behaviour only.
 
+pub mod agents_bench;
 pub mod api_bench;
 pub mod crash_writer;
 pub mod fetch_bench;

@@ -3,6 +3,8 @@
 //! * `fleetdb-bench api` runs the real `fleetdb serve` (embedded, and on an etcd it starts)
 //!   and measures writes, updates, lists, watch fan-out, the scale curve and the footprint
 //!   over HTTPS with HTTP/2, with raw etcd as the baseline in the same run.
+//! * `fleetdb-bench agents` measures the server under host agents: many joining at once
+//!   with one bootstrap token, and thousands heartbeating their Leases.
 //! * `fleetdb-bench store` measures the store backends side by side — the embedded engine and a
 //!   real etcd it starts itself on 127.0.0.1 — in the same run on the same machine, and prints a
 //!   table with the ratio embedded/etcd for each figure.
@@ -13,7 +15,7 @@
 //!   that every acknowledged write survived.
 
 use fleetdb_bench::{
-    api_bench, crash_writer, fetch_bench, inventory_bench, schema_bench, store_bench,
+    agents_bench, api_bench, crash_writer, fetch_bench, inventory_bench, schema_bench, store_bench,
 };
 
 use std::path::PathBuf;
@@ -34,6 +36,8 @@ struct Cli {
 enum Command {
     /// Benchmark the whole API (the real server over HTTPS/HTTP2) side by side with etcd.
     Api(api_bench::ApiBenchArgs),
+    /// Benchmark the server under host agents: joining at once, and heartbeating.
+    Agents(agents_bench::AgentsBenchArgs),
     /// Benchmark the embedded store against etcd in the same run.
     Store(store_bench::StoreBenchArgs),
     /// Benchmark a fetcher syncing a datacenter export into an empty fleetdb, then re-syncing.
@@ -63,6 +67,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.command {
         Command::Api(args) => runtime.block_on(api_bench::run(args)),
+        Command::Agents(args) => runtime.block_on(agents_bench::run(args)),
         Command::Store(args) => runtime.block_on(store_bench::run(args)),
         Command::Fetch(args) => runtime.block_on(fetch_bench::run(args)),
         Command::Inventory(args) => runtime.block_on(inventory_bench::run(args)),

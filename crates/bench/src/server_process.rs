@@ -56,16 +56,33 @@ pub struct FleetdbProcess {
     pub credentials: Credentials,
     backend: Backend,
     port: u16,
+    /// More `fleetdb serve` arguments.
+    extra: Vec<String>,
     /// From spawning the process to its first successful Host list.
     pub started_in: Duration,
 }
 
 impl FleetdbProcess {
     pub async fn start(data_dir: &Path, backend: Backend) -> anyhow::Result<Self> {
-        Self::start_on(data_dir, backend, fleetdb_testkit::free_port()).await
+        Self::start_with(data_dir, backend, &[]).await
     }
 
-    async fn start_on(data_dir: &Path, backend: Backend, port: u16) -> anyhow::Result<Self> {
+    /// [`FleetdbProcess::start`] with more `fleetdb serve` arguments.
+    pub async fn start_with(
+        data_dir: &Path,
+        backend: Backend,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
+        let extra = extra.iter().map(|a| a.to_string()).collect();
+        Self::start_on(data_dir, backend, fleetdb_testkit::free_port(), extra).await
+    }
+
+    async fn start_on(
+        data_dir: &Path,
+        backend: Backend,
+        port: u16,
+        extra: Vec<String>,
+    ) -> anyhow::Result<Self> {
         let started = Instant::now();
         let mut command = Command::new(fleetdb_binary()?);
         command
@@ -74,6 +91,7 @@ impl FleetdbProcess {
             .arg(data_dir)
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
+            .args(&extra)
             .env("FLEETDB_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -110,6 +128,7 @@ impl FleetdbProcess {
             credentials,
             backend,
             port,
+            extra,
             started_in: started.elapsed(),
         })
     }
@@ -148,7 +167,14 @@ impl FleetdbProcess {
     /// the new process's `started_in` is the cold start time.
     pub async fn restart(mut self) -> anyhow::Result<Self> {
         self.terminate()?;
-        Self::start_on(&self.data_dir.clone(), self.backend.clone(), self.port).await
+        let extra = std::mem::take(&mut self.extra);
+        Self::start_on(
+            &self.data_dir.clone(),
+            self.backend.clone(),
+            self.port,
+            extra,
+        )
+        .await
     }
 
     fn terminate(&mut self) -> anyhow::Result<()> {

@@ -13,6 +13,15 @@ impl Latencies {
         self.samples.push(sample);
     }
 
+    /// How many samples were recorded.
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
     pub fn extend(&mut self, other: Latencies) {
         self.samples.extend(other.samples);
     }

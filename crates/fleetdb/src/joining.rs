@@ -10,7 +10,7 @@ use fleetdb_apiserver::controllers::certificates::{
     Approver, Request, Signer, Verdict, client_usages, requested_lifetime,
 };
 use fleetdb_apiserver::pipeline::authn::BOOTSTRAPPERS_GROUP;
-use fleetdb_apiserver::registry::Registry;
+use fleetdb_apiserver::registry::{Registry, Target};
 
 use crate::security::{HOST_PREFIX, HOSTS_GROUP};
 
@@ -74,10 +74,33 @@ impl Signer for HostSigner {
 /// itself; leaves the others to a person.
 pub struct HostApprover;
 
+/// The provider id a fetcher recorded for `host`, if the Host exists and has one.
+async fn recorded_provider_id(registry: &Registry, host: &str) -> Option<(String, String)> {
+    let resource = registry
+        .catalog()
+        .snapshot()
+        .get(fleetdb_fleet::GROUP, "v1alpha1", "hosts")?;
+    let object = registry
+        .get(&Target::object(resource, None, host.to_owned()))
+        .await
+        .ok()?;
+    let provider = &object["status"]["provider"];
+    Some((
+        provider["id"].as_str()?.to_owned(),
+        object["metadata"]["labels"][fleetdb_fleet::labels::SOURCE]
+            .as_str()
+            .unwrap_or("a fetcher")
+            .to_owned(),
+    ))
+}
+
 #[async_trait]
 impl Approver for HostApprover {
-    async fn decide(&self, _registry: &Registry, request: &Request<'_>) -> Verdict {
-        if request.signer != HOST_SIGNER || host_of(&request.common_name).is_none() {
+    async fn decide(&self, registry: &Registry, request: &Request<'_>) -> Verdict {
+        let Some(host) = host_of(&request.common_name) else {
+            return Verdict::Wait;
+        };
+        if request.signer != HOST_SIGNER {
             return Verdict::Wait;
         }
         if request.requester == request.common_name {
@@ -95,6 +118,27 @@ impl Approver for HostApprover {
                         .requester
                         .strip_prefix(fleetdb_apiserver::pipeline::authn::BOOTSTRAP_USER_PREFIX)
                         .unwrap_or(request.requester)
+                ),
+            };
+        }
+        // Approval against inventory facts: a Host of that name exists and the id the
+        // agent read on its machine is the one its source recorded.
+        let claims: Vec<&str> = request.object["metadata"]["annotations"]
+            [crate::agent::identity::PROVIDER_IDS_ANNOTATION]
+            .as_str()
+            .unwrap_or_default()
+            .split(',')
+            .filter(|c| !c.is_empty())
+            .collect();
+        if request.requester_groups.contains(&BOOTSTRAPPERS_GROUP)
+            && !claims.is_empty()
+            && let Some((recorded, source)) = recorded_provider_id(registry, host).await
+            && claims.contains(&recorded.as_str())
+        {
+            return Verdict::Approve {
+                reason: "MatchesInventory".into(),
+                message: format!(
+                    "the agent's provider id {recorded} is the one {source} recorded for host {host}"
                 ),
             };
         }

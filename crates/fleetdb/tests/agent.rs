@@ -332,7 +332,7 @@ preflight: {{ports: [{busy_port}], peers: ["127.0.0.1:{port}"]}}
     );
 
     // Not authorized: the agent reports, and does nothing the spec asks.
-    let spec = |patch: &str| {
+    let spec = |server: &Fleetdb, patch: &str| {
         server.ok(&["patch", "host", "web-1", "--type", "merge", "-p", patch]);
     };
     let line = |id: &str| {
@@ -341,16 +341,19 @@ preflight: {{ports: [{busy_port}], peers: ["127.0.0.1:{port}"]}}
             marks.display()
         )
     };
-    spec(&format!(
-        r#"{{"spec": {{"maintenance": true, "runs": [{}, {{"id": "r2", "command": ["/usr/bin/id"]}}]}}}}"#,
-        line("r1")
-    ));
+    spec(
+        &server,
+        &format!(
+            r#"{{"spec": {{"maintenance": true, "runs": [{}, {{"id": "r2", "command": ["/usr/bin/id"]}}]}}}}"#,
+            line("r1")
+        ),
+    );
     std::thread::sleep(std::time::Duration::from_secs(3));
     assert!(!marks.exists(), "an unauthorized agent acted");
     assert!(agent_status(&server, "web-1")["observedGeneration"].is_null());
 
     // Authorized: maintenance entered, runs run once each, the refused one reported.
-    spec(r#"{"spec": {"authorized": true}}"#);
+    spec(&server, r#"{"spec": {"authorized": true}}"#);
     eventually(&agent, 30, "the runs", || {
         run(&agent_status(&server, "web-1"), "r2")["phase"] == "Failed"
     });
@@ -385,7 +388,7 @@ preflight: {{ports: [{busy_port}], peers: ["127.0.0.1:{port}"]}}
     });
 
     // A failing hook: the condition says how, with the end of its output.
-    spec(r#"{"spec": {"maintenance": false}}"#);
+    spec(&server, r#"{"spec": {"maintenance": false}}"#);
     eventually(&agent, 20, "the failed exit hook", || {
         condition(&agent_status(&server, "web-1"), "Maintenance")["reason"] == "HookFailed"
     });
@@ -400,7 +403,7 @@ preflight: {{ports: [{busy_port}], peers: ["127.0.0.1:{port}"]}}
     );
 
     // An OS upgrade runs the configured command with the target version.
-    spec(r#"{"spec": {"os": {"targetVersion": "99"}}}"#);
+    spec(&server, r#"{"spec": {"os": {"targetVersion": "99"}}}"#);
     eventually(&agent, 20, "the upgrade", || {
         std::fs::read_to_string(&marks)
             .unwrap_or_default()
@@ -416,7 +419,10 @@ preflight: {{ports: [{busy_port}], peers: ["127.0.0.1:{port}"]}}
     let mut runs: Vec<serde_json::Value> = serde_json::from_str(&current).unwrap();
     runs.push(serde_json::json!({"id": "r3", "command": ["/bin/sh", "-c", format!("echo r3 >> {}; sleep 2.5", marks.display())]}));
     runs.push(serde_json::json!({"id": "r4", "command": ["/bin/sh", "-c", "sleep 10"]}));
-    spec(&serde_json::json!({"spec": {"runs": runs}}).to_string());
+    spec(
+        &server,
+        &serde_json::json!({"spec": {"runs": runs}}).to_string(),
+    );
     let mut agent = agent;
     eventually(&agent, 20, "r3 to start", || {
         std::fs::read_to_string(&marks)
@@ -473,6 +479,23 @@ preflight: {{ports: [{busy_port}], peers: ["127.0.0.1:{port}"]}}
     ] {
         assert!(events.contains(reason), "{reason} missing from {events}");
     }
+    // The server restarts in the middle of a run: the run goes on, finishes once, and its
+    // result arrives when the server is back.
+    let mut server = server;
+    runs.push(serde_json::json!({"id": "r5", "command": ["/bin/sh", "-c", format!("sleep 2; echo r5 >> {}", marks.display())]}));
+    spec(
+        &server,
+        &serde_json::json!({"spec": {"runs": runs}}).to_string(),
+    );
+    eventually(&agent, 20, "r5 to start", || {
+        run(&agent_status(&server, "web-1"), "r5")["phase"] == "Running"
+    });
+    server.restart();
+    eventually(&agent, 30, "r5's result after the server restarted", || {
+        run(&agent_status(&server, "web-1"), "r5")["phase"] == "Succeeded"
+    });
+    let marked = std::fs::read_to_string(&marks).unwrap();
+    assert_eq!(marked.matches("r5").count(), 1, "{marked}");
     drop(busy);
 }
 
@@ -556,4 +579,68 @@ fn playbook_runs_use_ansible_pull_and_never_template_the_record() {
             .contains("allowedRepositories"),
         "{status}"
     );
+}
+
+#[test]
+fn agents_whose_machine_matches_the_inventory_join_without_a_person() {
+    let server = Fleetdb::start(Backend::Embedded);
+    let csv = server.write("pdx.csv", "hostname,datacenter,serial\nweb-7,pdx,SN-777\n");
+    server.ok_input(
+        &["apply", "-f", "-"],
+        &format!(
+            "apiVersion: fleetdb.io/v1alpha1\nkind: Source\nmetadata: {{name: pdx}}\nspec:\n  type: file\n  file: {{path: {}}}\n",
+            csv.display()
+        ),
+    );
+    let summary = support::fetch_once(&server, "pdx");
+    assert!(summary.contains("1 created"), "{summary}");
+    // A token without auto-approval; each agent says which serial number it has.
+    let token = token(&server, &[]);
+    let claim = |serial: &str| {
+        server.write(
+            &format!("{serial}.yaml"),
+            &format!("identity: {{providerId: {serial}}}\n"),
+        )
+    };
+    let matching = claim("SN-777");
+    let web7 = Agent::start_with(
+        &server,
+        "web-7",
+        Some(&token),
+        &["--config", matching.to_str().unwrap()],
+    );
+    // Another agent claiming the same serial for a host the inventory does not have, and
+    // one claiming a wrong serial for web-7's name, wait for a person.
+    let web8 = Agent::start_with(
+        &server,
+        "web-8",
+        Some(&token),
+        &["--config", matching.to_str().unwrap()],
+    );
+    eventually(&web7, 30, "web-7's report", || {
+        !agent_status(&server, "web-7")["cpus"].is_null()
+    });
+    let requests = server.ok(&["get", "csr", "--no-headers"]);
+    let row = |host: &str| {
+        requests
+            .lines()
+            .find(|l| l.starts_with(&format!("host-{host}-")))
+            .unwrap_or_else(|| panic!("no request of {host}: {requests}"))
+            .to_owned()
+    };
+    assert!(row("web-7").ends_with("Approved,Issued"), "{requests}");
+    assert!(row("web-8").ends_with("Pending"), "{requests}");
+    let reasons = server.ok(&[
+        "get",
+        "events",
+        "-n",
+        "default",
+        "-o",
+        "jsonpath={range .items[*]}{.reason}{\"\\n\"}{end}",
+    ]);
+    assert!(reasons.contains("MatchesInventory"), "{reasons}");
+    // `kubectl describe host` lists the agent's Events about the host.
+    let described = server.ok(&["describe", "host", "web-7"]);
+    assert!(described.contains("Started"), "{described}");
+    drop(web8);
 }

@@ -20,8 +20,11 @@ use tokio::io::AsyncReadExt;
 
 /// How much of a program's output is kept (the end of it).
 pub const LOG_TAIL_BYTES: usize = 4096;
-/// Most runs reported in `status.agent.runs` and kept in the state file.
+/// Most runs reported in `status.agent.runs`.
 pub const MAX_RECORDED_RUNS: usize = 100;
+/// Most run ids remembered as started (beyond it the oldest ids no longer in the spec are
+/// forgotten; ids still in the spec never are, so a listed run never runs twice).
+pub const MAX_REMEMBERED_RUNS: usize = 10_000;
 /// How long all preflight checks together may take.
 pub const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a hook (maintenance, upgrade, reboot) may run unless configured.
@@ -69,10 +72,22 @@ pub struct PreflightConfig {
     pub peers: Vec<String>,
 }
 
+/// What the agent says of itself when it joins.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// The host's id at its provider (instance id, serial number), when the agent cannot
+    /// read it from the machine (DMI).
+    #[serde(default)]
+    pub provider_id: Option<String>,
+}
+
 /// The agent's configuration file (YAML).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentConfig {
+    #[serde(default)]
+    pub identity: IdentityConfig,
     #[serde(default)]
     pub maintenance: MaintenanceHooks,
     /// Run for `spec.os.targetVersion` (environment `FLEETDB_TARGET_VERSION`).
@@ -112,6 +127,9 @@ pub struct State {
     pub upgraded_to: Option<(String, i64)>,
     #[serde(default)]
     pub runs: Vec<RunStatus>,
+    /// Every run id started, oldest first.
+    #[serde(default)]
+    pub started: Vec<String>,
     #[serde(default)]
     pub conditions: Vec<Condition>,
 }
@@ -122,6 +140,12 @@ impl State {
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .unwrap_or_default();
+        // Every reported run was started (state files of earlier versions lack the list).
+        for run in &state.runs {
+            if !state.started.contains(&run.id) {
+                state.started.push(run.id.clone());
+            }
+        }
         // A run still Running was interrupted by the agent stopping: it is not run again.
         for run in state.runs.iter_mut().filter(|r| r.phase == "Running") {
             run.phase = "Failed".into();
@@ -547,15 +571,30 @@ impl Actions {
 
     /// The runs of the spec not run yet, in order.
     pub fn pending_runs<'a>(&self, host: &'a Host) -> Vec<&'a RunSpec> {
+        let mut seen = std::collections::HashSet::new();
         host.spec
             .runs
             .iter()
-            .filter(|run| !self.state.runs.iter().any(|r| r.id == run.id))
+            .filter(|run| seen.insert(run.id.as_str()))
+            .filter(|run| !self.state.started.contains(&run.id))
             .collect()
     }
 
     /// Marks a run as Running (saved before it starts: it will never start twice).
-    pub fn start_run(&mut self, run: &RunSpec) {
+    pub fn start_run(&mut self, run: &RunSpec, host: &Host) {
+        self.state.started.push(run.id.clone());
+        if self.state.started.len() > MAX_REMEMBERED_RUNS {
+            let listed: std::collections::HashSet<&str> =
+                host.spec.runs.iter().map(|r| r.id.as_str()).collect();
+            if let Some(oldest) = self
+                .state
+                .started
+                .iter()
+                .position(|id| !listed.contains(id.as_str()))
+            {
+                self.state.started.remove(oldest);
+            }
+        }
         self.state.record_run(RunStatus {
             id: run.id.clone(),
             phase: "Running".into(),
@@ -793,6 +832,28 @@ mod tests {
             unsafe_yaml(&value),
             r#"{"a": !unsafe "{{ lookup('pipe', 'id') }}", "n": [1, !unsafe "x"]}"#
         );
+    }
+
+    #[test]
+    fn runs_beyond_the_reported_ones_are_still_never_run_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut actions = Actions::new(AgentConfig::default(), dir.path()).unwrap();
+        let mut host = Host::new("h", fleetdb_fleet::HostSpec::default());
+        host.spec.runs = (0..150)
+            .map(|i| RunSpec {
+                id: format!("r{i}"),
+                ..RunSpec::default()
+            })
+            .collect();
+        assert_eq!(actions.pending_runs(&host).len(), 150);
+        for run in host.spec.runs.clone() {
+            actions.start_run(&run, &host);
+        }
+        assert_eq!(actions.state.runs.len(), MAX_RECORDED_RUNS);
+        assert!(actions.pending_runs(&host).is_empty());
+        // Also after a restart of the agent.
+        let reloaded = Actions::new(AgentConfig::default(), dir.path()).unwrap();
+        assert!(reloaded.pending_runs(&host).is_empty());
     }
 
     #[test]

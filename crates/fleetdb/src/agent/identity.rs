@@ -162,9 +162,46 @@ fn new_request(host: &str) -> anyhow::Result<(String, String)> {
     Ok((key.serialize_pem(), request.pem()?))
 }
 
+/// The annotation of a host certificate request that lists the provider ids the agent
+/// read on its machine (or was configured with), comma separated: the approver compares
+/// them with what a fetcher recorded for the Host.
+pub const PROVIDER_IDS_ANNOTATION: &str = "agent.fleetdb.io/provider-ids";
+
+/// Most provider ids a request claims.
+const MAX_CLAIMS: usize = 4;
+
+/// The ids this machine has at its provider: the configured one, the DMI serial number,
+/// and the DMI asset tag when it holds an EC2 instance id (Nitro instances put it there).
+pub fn provider_ids(configured: Option<&str>) -> Vec<String> {
+    let read = |file: &str| {
+        std::fs::read_to_string(Path::new("/sys/class/dmi/id").join(file))
+            .ok()
+            .map(|text| text.trim().to_owned())
+    };
+    let useful = |id: &String| {
+        !id.is_empty()
+            && id.len() <= 128
+            && id.chars().all(|c| c.is_ascii_graphic())
+            && !["None", "Not Specified", "Default string", "0"].contains(&id.as_str())
+            && !id.contains(',')
+    };
+    let mut ids: Vec<String> = configured.map(str::to_owned).into_iter().collect();
+    ids.extend(read("product_serial"));
+    ids.extend(read("board_asset_tag").filter(|tag| tag.starts_with("i-")));
+    ids.retain(useful);
+    ids.dedup();
+    ids.truncate(MAX_CLAIMS);
+    ids
+}
+
 /// Files a request for a certificate (or finds the one filed before a restart) with
 /// `client` and waits until it is issued; returns the certificate (PEM) and its key.
-async fn obtain(dir: &Path, host: &str, client: kube::Client) -> anyhow::Result<(String, String)> {
+async fn obtain(
+    dir: &Path,
+    host: &str,
+    client: kube::Client,
+    claims: &[String],
+) -> anyhow::Result<(String, String)> {
     let api = requests(client);
     let pending = read(&dir.join(PENDING_FILE));
     let key_pem = read(&dir.join(PENDING_KEY_FILE));
@@ -177,7 +214,10 @@ async fn obtain(dir: &Path, host: &str, client: kube::Client) -> anyhow::Result<
             let object: DynamicObject = serde_json::from_value(json!({
                 "apiVersion": "certificates.k8s.io/v1",
                 "kind": "CertificateSigningRequest",
-                "metadata": {"name": name},
+                "metadata": {
+                    "name": name,
+                    "annotations": {PROVIDER_IDS_ANNOTATION: claims.join(",")},
+                },
                 "spec": {
                     "request": STANDARD.encode(request_pem),
                     "signerName": HOST_SIGNER,
@@ -237,9 +277,10 @@ pub async fn join(
     server: &str,
     ca_pem: &str,
     token: &str,
+    claims: &[String],
 ) -> anyhow::Result<Identity> {
     let client = client(server, ca_pem, Credentials::Token(token)).await?;
-    let (cert_pem, key_pem) = obtain(dir, host, client).await?;
+    let (cert_pem, key_pem) = obtain(dir, host, client, claims).await?;
     store(dir, host, cert_pem, key_pem)
 }
 
@@ -247,7 +288,7 @@ pub async fn join(
 /// old ones only once issued.
 pub async fn renew(identity: &Identity, server: &str, ca_pem: &str) -> anyhow::Result<Identity> {
     let client = client(server, ca_pem, identity.credentials()).await?;
-    let (cert_pem, key_pem) = obtain(&identity.dir, &identity.host, client).await?;
+    let (cert_pem, key_pem) = obtain(&identity.dir, &identity.host, client, &[]).await?;
     store(&identity.dir, &identity.host, cert_pem, key_pem)
 }
 

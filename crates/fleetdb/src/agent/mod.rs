@@ -96,10 +96,15 @@ fn timestamp() -> String {
     crate::tokens::rfc3339(time::OffsetDateTime::now_utc()).unwrap_or_default()
 }
 
+/// The Host's uid, shared by the connections the agent makes over its life.
+type Uid = std::sync::Arc<std::sync::Mutex<Option<String>>>;
+
 /// One connected agent: what it writes, with its current certificate.
 #[derive(Clone)]
 struct Agent {
     host: String,
+    /// The Host's uid, once read (Events name it, so `kubectl describe host` finds them).
+    uid: Uid,
     heartbeat: Duration,
     hosts: Api<DynamicObject>,
     leases: Api<DynamicObject>,
@@ -107,9 +112,10 @@ struct Agent {
 }
 
 impl Agent {
-    fn new(client: kube::Client, host: &str, heartbeat: Duration) -> Self {
+    fn new(client: kube::Client, host: &str, heartbeat: Duration, uid: Uid) -> Self {
         Self {
             host: host.to_owned(),
+            uid,
             heartbeat,
             hosts: Api::all_with(
                 client.clone(),
@@ -171,11 +177,14 @@ impl Agent {
             "status": {"agent": report},
         });
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        match self
+        let patched = self
             .hosts
             .patch_status(&self.host, &params, &Patch::Apply(&document))
-            .await
-        {
+            .await;
+        if let Ok(object) = &patched {
+            self.remember_uid(object);
+        }
+        match patched {
             Err(kube::Error::Api(status)) if status.code == 404 => {
                 let host: DynamicObject = serde_json::from_value(json!({
                     "apiVersion": "fleetdb.io/v1alpha1",
@@ -196,6 +205,12 @@ impl Agent {
         }
     }
 
+    fn remember_uid(&self, object: &DynamicObject) {
+        if let Some(uid) = &object.metadata.uid {
+            *self.uid.lock().unwrap_or_else(|e| e.into_inner()) = Some(uid.clone());
+        }
+    }
+
     /// Records an Event about the Host (failures are logged only).
     async fn record(&self, event_type: &str, reason: &str, message: &str) {
         let now = timestamp();
@@ -204,7 +219,12 @@ impl Agent {
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {"name": format!("{}.{suffix:016x}", self.host), "namespace": "default"},
-            "involvedObject": {"apiVersion": "fleetdb.io/v1alpha1", "kind": "Host", "name": self.host},
+            "involvedObject": {
+                "apiVersion": "fleetdb.io/v1alpha1",
+                "kind": "Host",
+                "name": self.host,
+                "uid": self.uid.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            },
             "reason": reason,
             "message": message,
             "type": event_type,
@@ -248,7 +268,10 @@ async fn act_once(
     checked: &mut Option<(i64, Instant)>,
 ) -> Result<(), kube::Error> {
     let object = match agent.hosts.get(&agent.host).await {
-        Ok(object) => object,
+        Ok(object) => {
+            agent.remember_uid(&object);
+            object
+        }
         Err(kube::Error::Api(status)) if status.code == 404 => return Ok(()),
         Err(error) => return Err(error),
     };
@@ -273,11 +296,17 @@ async fn act_once(
             agent.record(&kind, &reason, &message).await;
         }
         for run in work.pending_runs(&host) {
-            work.start_run(run);
-            agent.write_actions(work, generation, written).await?;
+            // Recorded as Running before it starts; a server that does not answer now
+            // gets the outcome later (the state file has it), the run goes on regardless.
+            work.start_run(run, &host);
+            if let Err(error) = agent.write_actions(work, generation, written).await {
+                tracing::warn!(%error, run = %run.id, "cannot report the run's start");
+            }
             let (kind, reason, message) = work.finish_run(run).await;
             agent.record(&kind, &reason, &message).await;
-            agent.write_actions(work, generation, written).await?;
+            if let Err(error) = agent.write_actions(work, generation, written).await {
+                tracing::warn!(%error, run = %run.id, "cannot report the run's end yet");
+            }
         }
     }
     agent
@@ -366,6 +395,7 @@ pub async fn run(
     })?;
     let server = settings.server.trim_end_matches('/').to_owned();
     let mut backoff = Duration::from_secs(1);
+    let claims = identity::provider_ids(settings.config.identity.provider_id.as_deref());
     let mut current = loop {
         if let Some(identity) = identity::Identity::load(&settings.data_dir, &host) {
             break identity;
@@ -378,7 +408,7 @@ pub async fn run(
         };
         let joined = tokio::select! {
             _ = &mut shutdown => return Ok(()),
-            joined = identity::join(&settings.data_dir, &host, &server, &ca_pem, token) => joined,
+            joined = identity::join(&settings.data_dir, &host, &server, &ca_pem, token, &claims) => joined,
         };
         match joined {
             Ok(identity) => {
@@ -405,24 +435,19 @@ pub async fn run(
     };
     let work = actions::Actions::new(settings.config.clone(), &settings.data_dir)?;
     let client = identity::client(&server, &ca_pem, current.credentials()).await?;
+    let uid = Uid::default();
     let (agents, latest) =
-        tokio::sync::watch::channel(Agent::new(client, &host, settings.heartbeat));
+        tokio::sync::watch::channel(Agent::new(client, &host, settings.heartbeat, uid.clone()));
     let _actor = AbortOnDrop(tokio::spawn(act(latest, work)));
+    let mut started = false;
     loop {
         let client = identity::client(&server, &ca_pem, current.credentials()).await?;
-        let agent = Agent::new(client, &host, settings.heartbeat);
+        let agent = Agent::new(client, &host, settings.heartbeat, uid.clone());
         agents.send_replace(agent.clone());
         let renew_at = current.renew_at();
         let mut last_report: Option<Instant> = None;
         let mut backoff = settings.heartbeat;
         let mut healthy = true;
-        agent
-            .record(
-                "Normal",
-                "Started",
-                &format!("fleetdb agent {} started", env!("CARGO_PKG_VERSION")),
-            )
-            .await;
         loop {
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
             if now >= renew_at {
@@ -454,6 +479,12 @@ pub async fn run(
                 let reported = agent.report().await;
                 if reported.is_ok() {
                     last_report = Some(Instant::now());
+                    if !started {
+                        started = true;
+                        let message =
+                            format!("fleetdb agent {} started", env!("CARGO_PKG_VERSION"));
+                        agent.record("Normal", "Started", &message).await;
+                    }
                 }
                 reported
             } else {
