@@ -58,6 +58,31 @@ pub struct AgentsBenchArgs {
     pub data_dir: Option<PathBuf>,
 }
 
+/// Most times a request answered `429 Too Many Requests` is sent again (after the
+/// `Retry-After` second, as client-go does).
+const MAX_RETRIES: usize = 60;
+
+/// One request, sent again while the server answers 429 (one token is one identity, and
+/// its requests in flight are limited like anyone's).
+async fn call(
+    client: &H2,
+    method: Method,
+    path: &str,
+    content_type: Option<&str>,
+    body: Bytes,
+) -> anyhow::Result<(StatusCode, Bytes)> {
+    for _ in 0..MAX_RETRIES {
+        let (status, answer) = client
+            .call(method.clone(), path, content_type, body.clone())
+            .await?;
+        if status != StatusCode::TOO_MANY_REQUESTS {
+            return Ok((status, answer));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    anyhow::bail!("{path}: still 429 after {MAX_RETRIES} tries")
+}
+
 async fn expect(
     client: &H2,
     method: Method,
@@ -66,7 +91,7 @@ async fn expect(
     body: Bytes,
     ok: &[StatusCode],
 ) -> anyhow::Result<Bytes> {
-    let (status, answer) = client.call(method, path, content_type, body).await?;
+    let (status, answer) = call(client, method, path, content_type, body).await?;
     anyhow::ensure!(
         ok.contains(&status),
         "{path}: {status}: {}",
@@ -103,7 +128,15 @@ async fn join(server: &FleetdbProcess, token: &str, name: &str) -> anyhow::Resul
     )
     .await?;
     let certificate = loop {
-        let body = anonymous.get(&format!("{CSRS}/{name}")).await?;
+        let body = expect(
+            &anonymous,
+            Method::GET,
+            &format!("{CSRS}/{name}"),
+            None,
+            Bytes::new(),
+            &[StatusCode::OK],
+        )
+        .await?;
         let object: serde_json::Value = serde_json::from_slice(&body)?;
         if let Some(certificate) = object["status"]["certificate"].as_str() {
             break STANDARD.decode(certificate)?;
