@@ -100,6 +100,21 @@ async fn expect(
     Ok(answer)
 }
 
+/// An agent creating its own Host, as `fleetdb agent` does when no fetcher recorded it.
+async fn create_host(client: &H2, name: &str) -> anyhow::Result<()> {
+    let host = json!({"apiVersion": "fleetdb.io/v1alpha1", "kind": "Host", "metadata": {"name": name}, "spec": {}});
+    expect(
+        client,
+        Method::POST,
+        HOSTS,
+        Some("application/json"),
+        Bytes::from(host.to_string()),
+        &[StatusCode::CREATED],
+    )
+    .await?;
+    Ok(())
+}
+
 /// One agent joining: its key and request, the certificate, then its Host.
 async fn join(server: &FleetdbProcess, token: &str, name: &str) -> anyhow::Result<()> {
     let key = rcgen::KeyPair::generate()?;
@@ -158,17 +173,7 @@ async fn join(server: &FleetdbProcess, token: &str, name: &str) -> anyhow::Resul
     )?
     .connect()
     .await?;
-    let host = json!({"apiVersion": "fleetdb.io/v1alpha1", "kind": "Host", "metadata": {"name": name}, "spec": {}});
-    expect(
-        &agent,
-        Method::POST,
-        HOSTS,
-        Some("application/json"),
-        Bytes::from(host.to_string()),
-        &[StatusCode::CREATED],
-    )
-    .await?;
-    Ok(())
+    create_host(&agent, name).await
 }
 
 async fn joining(server: &FleetdbProcess, joiners: usize) -> anyhow::Result<()> {
@@ -256,16 +261,7 @@ async fn heartbeats(
                 &[StatusCode::CREATED],
             )
             .await?;
-            let host = json!({"apiVersion": "fleetdb.io/v1alpha1", "kind": "Host", "metadata": {"name": name}, "spec": {}});
-            expect(
-                &client,
-                Method::POST,
-                HOSTS,
-                Some("application/json"),
-                Bytes::from(host.to_string()),
-                &[StatusCode::CREATED],
-            )
-            .await?;
+            create_host(&client, &name).await?;
             anyhow::Ok(client)
         }))
         .await;

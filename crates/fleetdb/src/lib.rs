@@ -66,23 +66,26 @@ impl ServerSettings {
     }
 }
 
-/// Opens the store the settings name (creating the data directory, readable by its owner
-/// only: it holds the CA's private key and every object).
-pub async fn open_store(settings: &ServerSettings) -> anyhow::Result<Arc<dyn Store>> {
+/// Creates a directory (and its parents) readable by its owner only, or makes an existing
+/// one so.
+pub fn private_dir(path: &std::path::Path) -> std::io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(&settings.data_dir)
-        .and_then(|()| {
-            std::fs::set_permissions(&settings.data_dir, std::fs::Permissions::from_mode(0o700))
-        })
-        .with_context(|| {
-            format!(
-                "cannot create the data directory {}",
-                settings.data_dir.display()
-            )
-        })?;
+        .create(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Opens the store the settings name (creating the data directory, readable by its owner
+/// only: it holds the CA's private key and every object).
+pub async fn open_store(settings: &ServerSettings) -> anyhow::Result<Arc<dyn Store>> {
+    private_dir(&settings.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            settings.data_dir.display()
+        )
+    })?;
     Ok(match &settings.store {
         StoreSettings::Embedded => Arc::new(
             EmbeddedStore::open(settings.data_dir.join("store"))

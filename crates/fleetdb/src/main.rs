@@ -293,6 +293,15 @@ fn lifetime(text: &str) -> Result<std::time::Duration, String> {
     }
 }
 
+/// The kubeconfig an administrator's command uses: the one given, else the data
+/// directory's `admin.kubeconfig` when there is one (else the usual lookup).
+fn admin_kubeconfig(given: Option<PathBuf>, data_dir: &std::path::Path) -> Option<PathBuf> {
+    given.or_else(|| {
+        let admin = data_dir.join("admin.kubeconfig");
+        admin.exists().then_some(admin)
+    })
+}
+
 /// A kube-rs client from an explicit kubeconfig, or from the usual lookup.
 async fn client(kubeconfig: Option<PathBuf>) -> anyhow::Result<kube::Client> {
     Ok(kube::Client::try_from(config(kubeconfig).await?)?)
@@ -446,10 +455,7 @@ fn main() -> anyhow::Result<()> {
             kubeconfig,
             data_dir,
         } => runtime.block_on(async move {
-            let kubeconfig = kubeconfig.or_else(|| {
-                let admin = data_dir.join("admin.kubeconfig");
-                admin.exists().then_some(admin)
-            });
+            let kubeconfig = admin_kubeconfig(kubeconfig, &data_dir);
             let client = client(kubeconfig).await?;
             let revoked = revoke(client, user, serial, reason).await?;
             println!("{revoked}");
@@ -491,10 +497,7 @@ fn main() -> anyhow::Result<()> {
             kubeconfig,
             data_dir,
         } => runtime.block_on(async move {
-            let kubeconfig = kubeconfig.or_else(|| {
-                let admin = data_dir.join("admin.kubeconfig");
-                admin.exists().then_some(admin)
-            });
+            let kubeconfig = admin_kubeconfig(kubeconfig, &data_dir);
             let config = config(kubeconfig).await?;
             let server_url = config.cluster_url.to_string();
             let client = kube::Client::try_from(config)?;

@@ -59,6 +59,15 @@ fn csr_manifest(name: &str, pem: &str, signer: &str) -> String {
     )
 }
 
+/// Files a host certificate request named `name` with `kubeconfig`'s identity.
+fn file_host_request(server: &Fleetdb, kubeconfig: &std::path::Path, name: &str, pem: &str) {
+    let manifest = server.write(
+        &format!("{name}.yaml"),
+        &csr_manifest(name, pem, "fleetdb.io/host"),
+    );
+    server.ok_as(kubeconfig, &["create", "-f", manifest.to_str().unwrap()]);
+}
+
 /// Waits for a request's condition column to read `want`; returns the request as JSON.
 fn wait_for(server: &Fleetdb, name: &str, want: &str) -> serde_json::Value {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -164,20 +173,7 @@ fn hosts_join_with_tokens_and_get_certificates() {
 
     // Auto-approved and signed; the requester is who filed it, whatever the body said.
     let (pem, key) = request("fleetdb:host:web-1", &["fleetdb:hosts"]);
-    server.ok_as(
-        &bootstrap,
-        &[
-            "create",
-            "-f",
-            server
-                .write(
-                    "web-1.yaml",
-                    &csr_manifest("web-1", &pem, "fleetdb.io/host"),
-                )
-                .to_str()
-                .unwrap(),
-        ],
-    );
+    file_host_request(&server, &bootstrap, "web-1", &pem);
     let signed = wait_for(&server, "web-1", "Approved,Issued");
     assert_eq!(
         signed["spec"]["username"],
@@ -228,20 +224,7 @@ fn hosts_join_with_tokens_and_get_certificates() {
     // Without auto-approval a request waits for a person.
     let manual_config = token_kubeconfig(&server, "manual.kubeconfig", &manual);
     let (pem, _) = request("fleetdb:host:web-2", &["fleetdb:hosts"]);
-    server.ok_as(
-        &manual_config,
-        &[
-            "create",
-            "-f",
-            server
-                .write(
-                    "web-2.yaml",
-                    &csr_manifest("web-2", &pem, "fleetdb.io/host"),
-                )
-                .to_str()
-                .unwrap(),
-        ],
-    );
+    file_host_request(&server, &manual_config, "web-2", &pem);
     std::thread::sleep(std::time::Duration::from_millis(500));
     assert!(server.ok(&["get", "csr", "web-2"]).contains("Pending"));
     // The requester may not approve its own request.
@@ -253,20 +236,7 @@ fn hosts_join_with_tokens_and_get_certificates() {
     server.ok(&["certificate", "approve", "web-2"]);
     wait_for(&server, "web-2", "Approved,Issued");
     let (pem, _) = request("fleetdb:host:web-3", &["fleetdb:hosts"]);
-    server.ok_as(
-        &manual_config,
-        &[
-            "create",
-            "-f",
-            server
-                .write(
-                    "web-3.yaml",
-                    &csr_manifest("web-3", &pem, "fleetdb.io/host"),
-                )
-                .to_str()
-                .unwrap(),
-        ],
-    );
+    file_host_request(&server, &manual_config, "web-3", &pem);
     server.ok(&["certificate", "deny", "web-3"]);
     let denied = wait_for(&server, "web-3", "Denied");
     assert!(denied["status"].get("certificate").is_none());
@@ -280,20 +250,7 @@ fn hosts_join_with_tokens_and_get_certificates() {
     // A host certificate for someone else, or an approved administrator certificate, is
     // never issued.
     let (pem, _) = request("fleetdb:host:web-9", &["fleetdb:hosts", "system:masters"]);
-    server.ok_as(
-        &bootstrap,
-        &[
-            "create",
-            "-f",
-            server
-                .write(
-                    "web-9.yaml",
-                    &csr_manifest("web-9", &pem, "fleetdb.io/host"),
-                )
-                .to_str()
-                .unwrap(),
-        ],
-    );
+    file_host_request(&server, &bootstrap, "web-9", &pem);
     let failed = wait_for(&server, "web-9", "Approved,Failed");
     assert!(
         failed["status"]["conditions"][1]["message"]

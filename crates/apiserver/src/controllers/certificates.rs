@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use fleetdb_store::EventKind;
-use futures::StreamExt;
 use serde_json::{Value, json};
 
 use super::events;
@@ -32,8 +31,6 @@ pub const CLIENT_SIGNER: &str = "kubernetes.io/kube-apiserver-client";
 /// The longest certificate the client signer issues (and what it issues when the request
 /// names no `expirationSeconds`).
 pub const MAX_CLIENT_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
-/// Pause before the watch is established again after a failure.
-const RETRY: Duration = Duration::from_secs(1);
 
 /// What a signer and an approver are told of a request.
 pub struct Request<'a> {
@@ -403,42 +400,32 @@ impl Controller {
 
 /// Runs until the server shuts down.
 pub fn spawn(controller: Controller) {
-    tokio::spawn(async move {
-        let storage = controller.registry.storage().clone();
-        let Some(prefix) = controller
-            .target("x", Subresource::Status)
-            .map(|t| t.resource.key_prefix(None))
-        else {
-            return;
-        };
-        let mut shutdown = storage.shutdown_signal();
-        loop {
-            if storage.is_shutting_down() {
-                return;
-            }
-            let Ok(after) = storage.current_revision().await else {
-                tokio::time::sleep(RETRY).await;
-                continue;
-            };
-            controller.reconcile_all(&prefix).await;
-            let Ok(mut changes) = storage.store().watch(&prefix, after).await else {
-                tokio::time::sleep(RETRY).await;
-                continue;
-            };
-            loop {
-                tokio::select! {
-                    _ = shutdown.changed() => return,
-                    change = changes.next() => match change {
-                        Some(Ok(event)) if event.kind == EventKind::Put => {
-                            if let Ok(object) = codec::decode(&event.kv) {
-                                controller.reconcile(&object).await;
-                            }
-                        }
-                        Some(Ok(_)) => {}
-                        _ => break,
-                    },
+    let Some(prefix) = controller
+        .target("x", Subresource::Status)
+        .map(|t| t.resource.key_prefix(None))
+    else {
+        return;
+    };
+    let storage = controller.registry.storage().clone();
+    let controller = Arc::new(controller);
+    let (all, one) = (controller.clone(), controller);
+    let resync_prefix = prefix.clone();
+    super::follow(
+        storage,
+        prefix,
+        move || {
+            let (controller, prefix) = (all.clone(), resync_prefix.clone());
+            async move { controller.reconcile_all(&prefix).await }
+        },
+        move |event| {
+            let controller = one.clone();
+            async move {
+                if event.kind == EventKind::Put
+                    && let Ok(object) = codec::decode(&event.kv)
+                {
+                    controller.reconcile(&object).await;
                 }
             }
-        }
-    });
+        },
+    );
 }

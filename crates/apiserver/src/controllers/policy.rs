@@ -5,10 +5,8 @@
 //! `kubectl get clusterrole view -o yaml` shows what it grants.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use fleetdb_machinery::rbac::{GROUP, PolicyRule};
-use futures::StreamExt;
 use serde_json::{Value, json};
 
 use crate::api::catalog::{RBAC_GROUP, certificate_revocations};
@@ -17,8 +15,6 @@ use crate::registry::{AdmitAll, FieldValidation, Registry, Target, WriteOptions}
 
 /// The identity the controller acts with.
 const USER: &str = "system:fleetdb:policy-controller";
-/// Pause before a watch is established again after a failure.
-const RETRY: Duration = Duration::from_secs(1);
 /// The label Kubernetes puts on its default roles and bindings.
 pub const BOOTSTRAP_LABEL: &str = "kubernetes.io/bootstrapping";
 /// The annotation that lets the server add what a default role or binding lacks at start-up
@@ -337,39 +333,21 @@ async fn write_aggregated_rules(registry: &Registry) {
     }
 }
 
-/// Follows one prefix, calling `reload` after every change, until the server shuts down.
+/// Follows one prefix, calling `reload` at the start and after every change, until the
+/// server shuts down.
 fn follow<F, Fut>(registry: Arc<Registry>, prefix: String, reload: F)
 where
-    F: Fn(Arc<Registry>) -> Fut + Send + 'static,
+    F: Fn(Arc<Registry>) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
-    tokio::spawn(async move {
-        let storage = registry.storage().clone();
-        let mut shutdown = storage.shutdown_signal();
-        loop {
-            if storage.is_shutting_down() {
-                return;
-            }
-            let Ok(after) = storage.current_revision().await else {
-                tokio::time::sleep(RETRY).await;
-                continue;
-            };
-            reload(registry.clone()).await;
-            let Ok(mut changes) = storage.store().watch(&prefix, after).await else {
-                tokio::time::sleep(RETRY).await;
-                continue;
-            };
-            loop {
-                tokio::select! {
-                    _ = shutdown.changed() => return,
-                    change = changes.next() => match change {
-                        Some(Ok(_)) => reload(registry.clone()).await,
-                        _ => break,
-                    },
-                }
-            }
-        }
-    });
+    let storage = registry.storage().clone();
+    let (first, again) = (registry.clone(), reload.clone());
+    super::follow(
+        storage,
+        prefix,
+        move || reload(first.clone()),
+        move |_| again(registry.clone()),
+    );
 }
 
 /// Runs until the server shuts down.

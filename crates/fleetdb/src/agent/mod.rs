@@ -376,17 +376,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     tokio::pin!(shutdown);
     let host = host_name(settings.name.as_deref())?;
-    {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&settings.data_dir)
-            .and_then(|()| {
-                std::fs::set_permissions(&settings.data_dir, std::fs::Permissions::from_mode(0o700))
-            })
-            .with_context(|| format!("cannot create {}", settings.data_dir.display()))?;
-    }
+    crate::private_dir(&settings.data_dir)
+        .with_context(|| format!("cannot create {}", settings.data_dir.display()))?;
     let ca_pem = std::fs::read_to_string(&settings.ca_file).with_context(|| {
         format!(
             "cannot read the CA certificate {}",
