@@ -389,6 +389,22 @@ pub struct ClusterSpec {
     pub provider: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Checks the agents of the cluster's hosts run before anything is installed (each
+    /// agent runs them only if its own configuration allows checks from the Cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preflight: Option<PreflightSpec>,
+}
+
+/// Preflight checks: ports that must be free to bind, peers that must accept TCP
+/// connections.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PreflightSpec {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<u16>,
+    /// `host:port`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<String>,
 }
 
 /// What is observed about a cluster.

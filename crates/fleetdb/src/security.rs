@@ -90,6 +90,7 @@ pub fn default_policy() -> Vec<Value> {
             vec![
                 rule(&["create", "get", "list", "watch"], &["hosts"]),
                 rule(&["get", "patch", "update"], &["hosts/status"]),
+                rule(&["get"], &["clusters"]),
                 json!(PolicyRule::resources(
                     &["create", "get", "list", "watch"],
                     &["certificates.k8s.io"],

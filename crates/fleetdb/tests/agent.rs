@@ -644,3 +644,53 @@ fn agents_whose_machine_matches_the_inventory_join_without_a_person() {
     assert!(described.contains("Started"), "{described}");
     drop(web8);
 }
+
+#[test]
+fn preflight_checks_from_the_cluster_run_only_where_the_agent_allows_them() {
+    let server = Fleetdb::start(Backend::Embedded);
+    let token = token(&server, &["--auto-approve"]);
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    server.ok_input(
+        &["apply", "-f", "-"],
+        &format!(
+            "apiVersion: fleetdb.io/v1alpha1\nkind: Cluster\nmetadata: {{name: edge}}\nspec:\n  preflight: {{peers: [\"127.0.0.1:{closed}\"]}}\n"
+        ),
+    );
+    let allowing = server.write("allowing.yaml", "preflight: {allowClusterChecks: true}\n");
+    let web1 = Agent::start_with(
+        &server,
+        "web-1",
+        Some(&token),
+        &["--config", allowing.to_str().unwrap()],
+    );
+    let web2 = Agent::start(&server, "web-2", Some(&token));
+    for (agent, host) in [(&web1, "web-1"), (&web2, "web-2")] {
+        eventually(agent, 30, "the Host", || {
+            !agent_status(&server, host)["cpus"].is_null()
+        });
+        server.ok(&[
+            "patch",
+            "host",
+            host,
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec": {"cluster": "edge"}}"#,
+        ]);
+    }
+    eventually(&web1, 20, "the Cluster's check", || {
+        condition(&agent_status(&server, "web-1"), "Preflight")["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&format!("127.0.0.1:{closed}")))
+    });
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(
+        condition(&agent_status(&server, "web-2"), "Preflight").is_null(),
+        "an agent whose configuration does not allow the Cluster's checks ran them"
+    );
+}

@@ -25,6 +25,8 @@ pub const MAX_RECORDED_RUNS: usize = 100;
 /// Most run ids remembered as started (beyond it the oldest ids no longer in the spec are
 /// forgotten; ids still in the spec never are, so a listed run never runs twice).
 pub const MAX_REMEMBERED_RUNS: usize = 10_000;
+/// Most ports and most peers taken from a Cluster's checks.
+pub const MAX_CLUSTER_CHECKS: usize = 64;
 /// How long all preflight checks together may take.
 pub const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a hook (maintenance, upgrade, reboot) may run unless configured.
@@ -70,6 +72,10 @@ pub struct PreflightConfig {
     /// `host:port` that must accept TCP connections.
     #[serde(default)]
     pub peers: Vec<String>,
+    /// Also run the checks the host's Cluster lists (`spec.preflight`). Off by default: a
+    /// record would otherwise choose where this host opens connections.
+    #[serde(default)]
+    pub allow_cluster_checks: bool,
 }
 
 /// What the agent says of itself when it joins.
@@ -400,13 +406,32 @@ impl Actions {
         }
     }
 
-    /// Checks preflight; a change of the result is worth reporting.
-    pub async fn check_preflight(&mut self, generation: i64) {
-        let config = &self.config.preflight;
-        if config.ports.is_empty() && config.peers.is_empty() {
+    /// Checks preflight: the configured checks and, when the configuration allows them,
+    /// the Cluster's.
+    pub async fn check_preflight(
+        &mut self,
+        generation: i64,
+        cluster: Option<&fleetdb_fleet::PreflightSpec>,
+    ) {
+        let mut checks = self.config.preflight.clone();
+        if checks.allow_cluster_checks
+            && let Some(cluster) = cluster
+        {
+            checks
+                .ports
+                .extend(cluster.ports.iter().take(MAX_CLUSTER_CHECKS));
+            checks
+                .peers
+                .extend(cluster.peers.iter().take(MAX_CLUSTER_CHECKS).cloned());
+            checks.ports.sort_unstable();
+            checks.ports.dedup();
+            checks.peers.sort();
+            checks.peers.dedup();
+        }
+        if checks.ports.is_empty() && checks.peers.is_empty() {
             return;
         }
-        let failures = preflight(config).await;
+        let failures = preflight(&checks).await;
         if failures.is_empty() {
             self.state.set_condition(
                 generation,

@@ -107,6 +107,7 @@ struct Agent {
     uid: Uid,
     heartbeat: Duration,
     hosts: Api<DynamicObject>,
+    clusters: Api<DynamicObject>,
     leases: Api<DynamicObject>,
     events: Api<DynamicObject>,
 }
@@ -120,6 +121,10 @@ impl Agent {
             hosts: Api::all_with(
                 client.clone(),
                 &resource("fleetdb.io", "v1alpha1", "Host", "hosts"),
+            ),
+            clusters: Api::all_with(
+                client.clone(),
+                &resource("fleetdb.io", "v1alpha1", "Cluster", "clusters"),
             ),
             leases: Api::namespaced_with(
                 client.clone(),
@@ -205,6 +210,12 @@ impl Agent {
         }
     }
 
+    /// The preflight checks the Cluster `name` lists, if it exists and lists any.
+    async fn cluster_checks(&self, name: &str) -> Option<fleetdb_fleet::PreflightSpec> {
+        let object = self.clusters.get(name).await.ok()?;
+        serde_json::from_value(object.data["spec"]["preflight"].clone()).ok()
+    }
+
     fn remember_uid(&self, object: &DynamicObject) {
         if let Some(uid) = &object.metadata.uid {
             *self.uid.lock().unwrap_or_else(|e| e.into_inner()) = Some(uid.clone());
@@ -283,7 +294,14 @@ async fn act_once(
     };
     let generation = host.metadata.generation.unwrap_or(0);
     if checked.is_none_or(|(g, at)| g != generation || at.elapsed() >= PREFLIGHT_INTERVAL) {
-        work.check_preflight(generation).await;
+        let cluster = match (
+            &host.spec.cluster,
+            work.config.preflight.allow_cluster_checks,
+        ) {
+            (Some(name), true) => agent.cluster_checks(name).await,
+            _ => None,
+        };
+        work.check_preflight(generation, cluster.as_ref()).await;
         *checked = Some((generation, Instant::now()));
     }
     let authorized = host.spec.authorized == Some(true);
