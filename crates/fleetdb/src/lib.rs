@@ -66,6 +66,31 @@ impl ServerSettings {
     }
 }
 
+/// A time in RFC 3339, whole seconds (`2026-11-30T18:00:00Z`).
+pub fn rfc3339(at: time::OffsetDateTime) -> Option<String> {
+    at.replace_nanosecond(0)
+        .ok()?
+        .format(&time::format_description::well_known::Rfc3339)
+        .ok()
+}
+
+/// Writes a file readable and writable by its owner only, replacing it atomically (a
+/// temporary file beside it, synced, then renamed).
+pub fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let temporary = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)
+}
+
 /// Creates a directory (and its parents) readable by its owner only, or makes an existing
 /// one so.
 pub fn private_dir(path: &std::path::Path) -> std::io::Result<()> {

@@ -38,14 +38,6 @@ pub fn parse_ttl(text: &str) -> Option<Duration> {
     number.checked_mul(seconds).map(Duration::from_secs)
 }
 
-/// A time in RFC 3339, whole seconds (`2026-11-30T18:00:00Z`).
-pub fn rfc3339(at: time::OffsetDateTime) -> Option<String> {
-    at.replace_nanosecond(0)
-        .ok()?
-        .format(&time::format_description::well_known::Rfc3339)
-        .ok()
-}
-
 /// A new random token: `[a-z0-9]{6}.[a-z0-9]{16}`.
 pub fn generate() -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
@@ -76,7 +68,7 @@ pub fn secret(
     put("usage-bootstrap-authentication", "true");
     if !ttl.is_zero() {
         let expires = now + time::Duration::seconds(ttl.as_secs() as i64);
-        put("expiration", &rfc3339(expires)?);
+        put("expiration", &crate::rfc3339(expires)?);
     }
     if let Some(description) = description {
         put("description", description);

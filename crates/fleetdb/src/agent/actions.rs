@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use fleetdb_apiserver::registry::now;
 use fleetdb_fleet::{Condition, Host, RunSpec, RunStatus};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
@@ -163,7 +164,7 @@ impl State {
 
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
         let text = serde_json::to_string_pretty(self)?;
-        super::identity::write_private(path, &text)
+        crate::write_private(path, &text)
             .with_context(|| format!("cannot write {}", path.display()))
     }
 
@@ -201,10 +202,6 @@ impl State {
             self.runs.drain(..extra);
         }
     }
-}
-
-fn now() -> String {
-    crate::tokens::rfc3339(time::OffsetDateTime::now_utc()).unwrap_or_default()
 }
 
 /// How a program ended.
@@ -750,7 +747,7 @@ impl Actions {
                 }
                 text.push_str(&format!("{name}: {}\n", unsafe_yaml(value)));
             }
-            super::identity::write_private(&file, &text)?;
+            crate::write_private(&file, &text)?;
             argv.extend(["--extra-vars".to_owned(), format!("@{}", file.display())]);
         }
         argv.push(playbook.path.clone());

@@ -8,10 +8,7 @@ use fleetdb_fleet::{AgentReport, DiskReport, HostAddress, OsReport};
 pub const MAX_REPORTED_ITEMS: usize = 64;
 
 fn rfc3339(unix: i64) -> Option<String> {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()?
-        .format(&time::format_description::well_known::Rfc3339)
-        .ok()
+    crate::rfc3339(time::OffsetDateTime::from_unix_timestamp(unix).ok()?)
 }
 
 /// What this machine looks like now.

@@ -15,6 +15,7 @@ use serde_json::json;
 
 use crate::joining::HOST_SIGNER;
 use crate::security::{HOST_PREFIX, HOSTS_GROUP};
+use crate::write_private;
 
 /// The file names in the agent's data directory: the certificate and its key together (one
 /// file, replaced in one rename, so they always match).
@@ -73,22 +74,6 @@ fn requests(client: kube::Client) -> Api<DynamicObject> {
         plural: "certificatesigningrequests".into(),
     };
     Api::all_with(client, &resource)
-}
-
-/// Writes a file readable and writable by its owner only, replacing it atomically.
-pub fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let temporary = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temporary)?;
-    file.write_all(contents.as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, path)
 }
 
 fn read(path: &Path) -> Option<String> {

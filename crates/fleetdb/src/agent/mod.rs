@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use fleetdb_apiserver::registry::now as timestamp;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::discovery::ApiResource;
 use serde_json::json;
@@ -84,16 +85,12 @@ fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource
 /// Kubernetes' `MicroTime`: RFC 3339 with microseconds.
 fn micro_time() -> String {
     let now = time::OffsetDateTime::now_utc();
-    let seconds = crate::tokens::rfc3339(now).unwrap_or_default();
+    let seconds = crate::rfc3339(now).unwrap_or_default();
     format!(
         "{}.{:06}Z",
         seconds.trim_end_matches('Z'),
         now.microsecond()
     )
-}
-
-fn timestamp() -> String {
-    crate::tokens::rfc3339(time::OffsetDateTime::now_utc()).unwrap_or_default()
 }
 
 /// The Host's uid, shared by the connections the agent makes over its life.
