@@ -4,7 +4,9 @@
 //! act for one Source or one Host — the one place where what they may write is decided.
 
 use fleetdb_apiserver::api::{ApiError, Resource};
-use fleetdb_apiserver::controllers::policy::{cluster_role, cluster_role_binding};
+use fleetdb_apiserver::controllers::policy::{
+    cluster_role, cluster_role_binding, cluster_role_binding_of,
+};
 use fleetdb_apiserver::registry::{Admission, AdmissionRequest, Operation, Subresource};
 use fleetdb_fleet::{GROUP, labels};
 use fleetdb_machinery::rbac::PolicyRule;
@@ -113,17 +115,11 @@ pub fn default_policy() -> Vec<Value> {
         cluster_role_binding("fleetdb:monitor", &[MONITORS_GROUP]),
         cluster_role_binding("fleetdb:host", &[HOSTS_GROUP]),
         // Bootstrap tokens may file and follow certificate requests, nothing else.
-        json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": {
-                "name": "fleetdb:bootstrappers",
-                "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"},
-                "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"},
-            },
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:node-bootstrapper"},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": fleetdb_apiserver::pipeline::authn::BOOTSTRAPPERS_GROUP}],
-        }),
+        cluster_role_binding_of(
+            "fleetdb:bootstrappers",
+            "system:node-bootstrapper",
+            &[fleetdb_apiserver::pipeline::authn::BOOTSTRAPPERS_GROUP],
+        ),
     ]
 }
 

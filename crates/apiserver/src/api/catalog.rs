@@ -64,6 +64,18 @@ pub struct ScaleSpec {
     pub label_selector_path: Option<String>,
 }
 
+/// The verbs every stored kind serves.
+pub const STORED_KIND_VERBS: [&str; 8] = [
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+
 /// One served group/version/resource.
 #[derive(Clone, Debug)]
 pub struct Resource {
@@ -141,16 +153,7 @@ impl Resource {
         if self.kind_tag == Kind::Review {
             return vec!["create"];
         }
-        vec![
-            "create",
-            "delete",
-            "deletecollection",
-            "get",
-            "list",
-            "patch",
-            "update",
-            "watch",
-        ]
+        STORED_KIND_VERBS.to_vec()
     }
 }
 
@@ -412,9 +415,40 @@ pub const COORDINATION_GROUP: &str = "coordination.k8s.io";
 /// The group of the newer Event API.
 pub const EVENTS_GROUP: &str = "events.k8s.io";
 
+/// A column whose cell the Table code computes (`count`: keys of a map; `age`: since a
+/// time; `object`: `kind/name` of a reference; `duration`: seconds, humanly; `conditions`:
+/// a CertificateSigningRequest's state).
+fn computed(name: &str, json_path: &str, type_: &str) -> PrinterColumn {
+    PrinterColumn {
+        type_: type_.into(),
+        ..column(name, json_path, 0)
+    }
+}
+
+/// An Event resource: core `v1` (`message`, `involvedObject`, `lastTimestamp`) or
+/// `events.k8s.io/v1` (`note`, `regarding`, `eventTime`).
+fn events(group: &str, seen: &str, about: &str, text: (&str, &str)) -> Resource {
+    let mut events = builtin(
+        group,
+        "events",
+        "Event",
+        true,
+        Kind::Event,
+        vec![
+            computed("Last Seen", seen, "age"),
+            column("Type", ".type", 0),
+            column("Reason", ".reason", 0),
+            computed("Object", about, "object"),
+            column(text.0, text.1, 0),
+        ],
+    );
+    events.short_names = vec!["ev".into()];
+    events
+}
+
 /// Secrets, ConfigMaps, Events (both APIs), Leases and CertificateSigningRequests.
 pub fn joining_resources() -> Vec<Resource> {
-    let mut secrets = builtin(
+    let secrets = builtin(
         "",
         "secrets",
         "Secret",
@@ -422,55 +456,19 @@ pub fn joining_resources() -> Vec<Resource> {
         Kind::Secret,
         vec![
             column("Type", ".type", 0),
-            column("Data", ".data", 0),
+            computed("Data", ".data", "count"),
             age_column(),
         ],
     );
-    secrets.printer_columns[1].type_ = "count".into();
     let mut configmaps = builtin(
         "",
         "configmaps",
         "ConfigMap",
         true,
         Kind::ConfigMap,
-        vec![column("Data", ".data", 0), age_column()],
+        vec![computed("Data", ".data", "count"), age_column()],
     );
-    configmaps.printer_columns[0].type_ = "count".into();
     configmaps.short_names = vec!["cm".into()];
-    let mut events = builtin(
-        "",
-        "events",
-        "Event",
-        true,
-        Kind::Event,
-        vec![
-            column("Last Seen", ".lastTimestamp", 0),
-            column("Type", ".type", 0),
-            column("Reason", ".reason", 0),
-            column("Object", ".involvedObject", 0),
-            column("Message", ".message", 0),
-        ],
-    );
-    events.printer_columns[0].type_ = "age".into();
-    events.printer_columns[3].type_ = "object".into();
-    events.short_names = vec!["ev".into()];
-    let mut new_events = builtin(
-        EVENTS_GROUP,
-        "events",
-        "Event",
-        true,
-        Kind::Event,
-        vec![
-            column("Last Seen", ".eventTime", 0),
-            column("Type", ".type", 0),
-            column("Reason", ".reason", 0),
-            column("Object", ".regarding", 0),
-            column("Note", ".note", 0),
-        ],
-    );
-    new_events.printer_columns[0].type_ = "age".into();
-    new_events.printer_columns[3].type_ = "object".into();
-    new_events.short_names = vec!["ev".into()];
     let leases = builtin(
         COORDINATION_GROUP,
         "leases",
@@ -489,16 +487,26 @@ pub fn joining_resources() -> Vec<Resource> {
             age_column(),
             column("SignerName", ".spec.signerName", 0),
             column("Requestor", ".spec.username", 0),
-            column("RequestedDuration", ".spec.expirationSeconds", 0),
-            column("Condition", ".status", 0),
+            computed("RequestedDuration", ".spec.expirationSeconds", "duration"),
+            computed("Condition", ".status", "conditions"),
         ],
     );
-    csrs.printer_columns[3].type_ = "duration".into();
-    csrs.printer_columns[4].type_ = "conditions".into();
     csrs.short_names = vec!["csr".into()];
     csrs.status_subresource = true;
     csrs.approval_subresource = true;
-    vec![secrets, configmaps, events, new_events, leases, csrs]
+    vec![
+        secrets,
+        configmaps,
+        events(
+            "",
+            ".lastTimestamp",
+            ".involvedObject",
+            ("Message", ".message"),
+        ),
+        events(EVENTS_GROUP, ".eventTime", ".regarding", ("Note", ".note")),
+        leases,
+        csrs,
+    ]
 }
 
 fn strings(value: &Value) -> Vec<String> {

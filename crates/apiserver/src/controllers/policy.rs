@@ -54,6 +54,11 @@ pub fn aggregated_cluster_role(name: &str, labels: Value, label: &str) -> Value 
 
 /// A default ClusterRoleBinding of ClusterRole `name` (the binding's name too) to groups.
 pub fn cluster_role_binding(name: &str, groups: &[&str]) -> Value {
+    cluster_role_binding_of(name, name, groups)
+}
+
+/// A default ClusterRoleBinding `name` of ClusterRole `role` to groups.
+pub fn cluster_role_binding_of(name: &str, role: &str, groups: &[&str]) -> Value {
     let subjects: Vec<Value> = groups
         .iter()
         .map(|g| json!({"kind": "Group", "apiGroup": GROUP, "name": g}))
@@ -62,7 +67,7 @@ pub fn cluster_role_binding(name: &str, groups: &[&str]) -> Value {
         "apiVersion": format!("{GROUP}/v1"),
         "kind": "ClusterRoleBinding",
         "metadata": metadata(name, json!({})),
-        "roleRef": {"apiGroup": GROUP, "kind": "ClusterRole", "name": name},
+        "roleRef": {"apiGroup": GROUP, "kind": "ClusterRole", "name": role},
         "subjects": subjects,
     })
 }
@@ -70,16 +75,7 @@ pub fn cluster_role_binding(name: &str, groups: &[&str]) -> Value {
 /// The roles and bindings kube-apiserver bootstraps, those that apply to this server.
 pub fn kubernetes_defaults() -> Vec<Value> {
     const READ: [&str; 3] = ["get", "list", "watch"];
-    const READ_WRITE: [&str; 8] = [
-        "create",
-        "delete",
-        "deletecollection",
-        "get",
-        "list",
-        "patch",
-        "update",
-        "watch",
-    ];
+    const READ_WRITE: [&str; 8] = crate::api::catalog::STORED_KIND_VERBS;
     let aggregate =
         |to: &str| json!({format!("rbac.authorization.k8s.io/aggregate-to-{to}"): "true"});
     vec![

@@ -49,18 +49,6 @@ fn full_authority() -> Vec<PolicyRule> {
     ]
 }
 
-fn rules_of(object: &Value) -> Vec<PolicyRule> {
-    object["rules"]
-        .as_array()
-        .map(|rules| {
-            rules
-                .iter()
-                .filter_map(|r| serde_json::from_value(r.clone()).ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn has_aggregation(object: &Value) -> bool {
     object["aggregationRule"]["clusterRoleSelectors"]
         .as_array()
@@ -135,7 +123,7 @@ impl Admission for EscalationPrevention {
                 if self.allowed(user, &escalate) {
                     return Ok(());
                 }
-                if let Some(message) = self.not_held(user, namespace, &rules_of(object)) {
+                if let Some(message) = self.not_held(user, namespace, &rbac::rules_of(object)) {
                     return Err(forbidden(&message));
                 }
                 let aggregates =

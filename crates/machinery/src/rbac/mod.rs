@@ -12,7 +12,7 @@ mod tests;
 
 use serde::{Deserialize, Serialize};
 
-pub use policy::{Grant, Policy, Verdict};
+pub use policy::{Grant, Policy, Verdict, rules_of};
 
 /// The API group of the RBAC kinds.
 pub const GROUP: &str = "rbac.authorization.k8s.io";

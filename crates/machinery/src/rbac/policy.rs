@@ -46,7 +46,9 @@ pub struct Policy {
     aggregated: BTreeMap<String, Vec<PolicyRule>>,
 }
 
-fn rules_of(object: &Value) -> Vec<PolicyRule> {
+/// The rules of a stored Role or ClusterRole (rules that do not read as a PolicyRule are
+/// left out).
+pub fn rules_of(object: &Value) -> Vec<PolicyRule> {
     object["rules"]
         .as_array()
         .map(|rules| {
