@@ -72,15 +72,11 @@ impl Selectors {
         if self.is_everything() {
             return Ok(true);
         }
-        let quick = |field: &str| {
-            matches!(
-                field,
-                "metadata.name" | "metadata.namespace" | "status.phase"
-            )
-        };
-        let Some(read) = meta::selectable(&kv.value)
-            .filter(|_| self.fields.fields().iter().all(|field| quick(field)))
-        else {
+        // Other fields than these need the whole object decoded.
+        let quick =
+            self.fields
+                .names_only(&["metadata.name", "metadata.namespace", "status.phase"]);
+        let Some(read) = quick.then(|| meta::selectable(&kv.value)).flatten() else {
             return Ok(self.matches(&codec::decode(kv)?));
         };
         Ok(self.labels.matches(&read.labels)

@@ -705,6 +705,14 @@ impl FieldSelector {
         self.terms.is_empty()
     }
 
+    /// Whether every field the selector mentions is one of `names` (without allocating:
+    /// asked once per object of a selected list).
+    pub fn names_only(&self, names: &[&str]) -> bool {
+        self.terms
+            .iter()
+            .all(|term| names.contains(&term.field.as_str()))
+    }
+
     /// The distinct field names the selector mentions, in term order, so the
     /// caller can reject unsupported ones.
     pub fn fields(&self) -> Vec<&str> {
