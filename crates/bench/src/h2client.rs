@@ -39,24 +39,12 @@ impl Credentials {
     /// Reads the CA and the admin certificate from a fleetdb data directory.
     pub fn from_data_dir(data_dir: &Path, address: std::net::SocketAddr) -> anyhow::Result<Self> {
         let pki = data_dir.join("pki");
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_file_iter(pki.join("ca.crt"))? {
-            roots.add(cert?)?;
-        }
-        let chain =
-            CertificateDer::pem_file_iter(pki.join("admin.crt"))?.collect::<Result<Vec<_>, _>>()?;
-        let key = PrivateKeyDer::from_pem_file(pki.join("admin.key"))?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_client_auth_cert(chain, key)?;
-        config.alpn_protocols = vec![b"h2".to_vec()];
-        Ok(Self {
-            config: Arc::new(config),
+        Self::from_pem(
+            data_dir,
             address,
-            authorization: None,
-        })
+            &std::fs::read(pki.join("admin.crt"))?,
+            &std::fs::read(pki.join("admin.key"))?,
+        )
     }
 
     /// The same server with a bearer token and no client certificate (a joining agent).
