@@ -237,3 +237,88 @@ async fn send_initial_events_ends_with_the_annotated_bookmark() {
         "true"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_v2_is_served_as_json_and_protobuf_with_an_entity_tag() {
+    let f = TestServer::embedded().await;
+    let (status, headers, body) = f
+        .call_with(admin(), Method::GET, "/openapi/v2", &[], Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["swagger"], "2.0");
+    assert!(
+        body["definitions"]["io.k8s.api.core.v1.Namespace"]["x-kubernetes-group-version-kind"]
+            .is_array()
+    );
+    let etag = headers["etag"].to_str().unwrap().to_owned();
+    let (status, _, _) = f
+        .call_with(
+            admin(),
+            Method::GET,
+            "/openapi/v2",
+            &[("if-none-match", &etag)],
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_MODIFIED);
+    let (status, headers, _) = f
+        .call_with(
+            admin(),
+            Method::GET,
+            "/openapi/v2",
+            &[(
+                "accept",
+                "application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
+            )],
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        headers["content-type"],
+        "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+    );
+    // A new kind changes the document and its tag.
+    f.install_widgets().await;
+    let (_, headers, body) = f
+        .call_with(admin(), Method::GET, "/openapi/v2", &[], Value::Null)
+        .await;
+    assert_ne!(headers["etag"].to_str().unwrap(), etag);
+    assert!(
+        body["paths"]["/apis/example.com/v1/namespaces/{namespace}/widgets/{name}"]["patch"]
+            .is_object()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_rows_carry_what_include_object_asks_for() {
+    let f = TestServer::embedded().await;
+    let table = "application/json;as=Table;v=v1;g=meta.k8s.io";
+    let rows = |include: &'static str| {
+        let f = &f;
+        async move {
+            let uri = format!("/api/v1/namespaces?includeObject={include}");
+            f.call_with(
+                admin(),
+                Method::GET,
+                &uri,
+                &[("accept", table)],
+                Value::Null,
+            )
+            .await
+        }
+    };
+    let (_, _, body) = rows("").await;
+    assert_eq!(body["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+    let (_, _, body) = rows("None").await;
+    assert!(body["rows"][0]["object"].is_null(), "{body}");
+    let (_, _, body) = rows("Object").await;
+    assert_eq!(body["rows"][0]["object"]["kind"], "Namespace");
+    assert_eq!(body["rows"][0]["object"]["status"]["phase"], "Active");
+    let (status, _, body) = rows("Everything").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body["message"],
+        "unrecognized includeObject value: \"Everything\""
+    );
+}

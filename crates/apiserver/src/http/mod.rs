@@ -12,6 +12,7 @@ pub mod extensions;
 mod fairness;
 pub mod negotiate;
 pub mod openapi;
+pub mod openapi_v2;
 pub mod protobuf;
 pub mod query;
 mod resources;

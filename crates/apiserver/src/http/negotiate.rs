@@ -10,12 +10,55 @@ use crate::api::ApiError;
 pub const AGGREGATED_DISCOVERY: &str =
     "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
+/// What a Table row's `object` holds (`includeObject`, as kube-apiserver defines it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum IncludeObject {
+    /// `null`.
+    None,
+    /// The object's metadata as a `PartialObjectMetadata` (the default).
+    #[default]
+    Metadata,
+    /// The whole object (kubectl asks for it to sort by a field outside `metadata`).
+    Object,
+}
+
+impl IncludeObject {
+    /// The `includeObject` query parameter (absent or empty: the default).
+    pub fn parse(value: Option<&str>) -> Result<Self, ApiError> {
+        match value.unwrap_or_default() {
+            "" | "Metadata" => Ok(Self::Metadata),
+            "None" => Ok(Self::None),
+            "Object" => Ok(Self::Object),
+            other => Err(ApiError::bad_request(format!(
+                "unrecognized includeObject value: {other:?}"
+            ))),
+        }
+    }
+}
+
+/// A Table asked for: its `meta.k8s.io` version and what its rows carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableForm {
+    /// `v1` or `v1beta1`.
+    pub version: &'static str,
+    pub include: IncludeObject,
+}
+
+impl TableForm {
+    fn of(version: &'static str) -> Representation {
+        Representation::Table(Self {
+            version,
+            include: IncludeObject::default(),
+        })
+    }
+}
+
 /// What the client asked the response to be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Representation {
     Json,
-    /// A `meta.k8s.io` Table of this version (`v1` or `v1beta1`).
-    Table(&'static str),
+    /// A `meta.k8s.io` Table (the rows' objects are set by the request's query).
+    Table(TableForm),
     /// Aggregated discovery (`apidiscovery.k8s.io/v2` or `v2beta1`).
     AggregatedDiscovery(&'static str),
 }
@@ -61,10 +104,10 @@ pub fn representation(headers: &HeaderMap) -> Result<Representation, ApiError> {
                 match (param("as"), param("g"), param("v")) {
                     (None, _, _) => return Ok(Representation::Json),
                     (Some("Table"), Some("meta.k8s.io"), Some("v1")) => {
-                        return Ok(Representation::Table("v1"));
+                        return Ok(TableForm::of("v1"));
                     }
                     (Some("Table"), Some("meta.k8s.io"), Some("v1beta1")) => {
-                        return Ok(Representation::Table("v1beta1"));
+                        return Ok(TableForm::of("v1beta1"));
                     }
                     (Some("APIGroupDiscoveryList"), Some("apidiscovery.k8s.io"), Some("v2")) => {
                         return Ok(Representation::AggregatedDiscovery("v2"));
@@ -120,7 +163,7 @@ mod tests {
         let accept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
         assert_eq!(
             representation(&with_accept(accept)).unwrap(),
-            Representation::Table("v1")
+            TableForm::of("v1")
         );
     }
 

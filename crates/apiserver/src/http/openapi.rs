@@ -1,13 +1,78 @@
-//! OpenAPI v3 documents, one per group/version, generated from the registry.
+//! OpenAPI v3 documents, one per group/version, generated from the registry, and the cache
+//! that serializes every document (v3 and v2, `openapi_v2.rs`) once per catalog snapshot.
 //!
 //! kubectl needs them: `create`/`apply`/`edit` look for a `fieldValidation` parameter on the
 //! kind's PATCH operation (found: they send `fieldValidation=Strict` and let the server
 //! validate), and `explain` reads `components.schemas` entries tagged with
 //! `x-kubernetes-group-version-kind`.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+
 use serde_json::{Value, json};
 
+use super::openapi_v2;
 use crate::api::{Resource, Snapshot};
+
+/// Every OpenAPI document of one catalog snapshot, serialized.
+pub struct Documents {
+    /// `/openapi/v3`.
+    pub v3_index: Vec<u8>,
+    /// `/openapi/v3/<path key>` by path key (`api/v1`, `apis/G/V`).
+    pub v3: HashMap<String, Vec<u8>>,
+    /// `/openapi/v2` in JSON and as gnostic protobuf.
+    pub v2_json: Vec<u8>,
+    pub v2_protobuf: Vec<u8>,
+    /// The v2 document's entity tag (quoted), for `If-None-Match`.
+    pub v2_etag: String,
+}
+
+impl Documents {
+    fn build(snapshot: &Snapshot) -> Self {
+        let mut v3 = HashMap::new();
+        let mut paths = serde_json::Map::new();
+        for (group, versions) in snapshot.groups() {
+            for version in versions {
+                let document = document(snapshot, group, version);
+                let key = path_key(group, version);
+                paths.insert(
+                    key.clone(),
+                    json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={}", content_hash(&document))}),
+                );
+                v3.insert(key, document.to_string().into_bytes());
+            }
+        }
+        let v2 = openapi_v2::document(snapshot);
+        Self {
+            v3_index: json!({"paths": paths}).to_string().into_bytes(),
+            v3,
+            v2_protobuf: openapi_v2::protobuf(&v2),
+            v2_etag: format!("\"{}\"", content_hash(&v2)),
+            v2_json: v2.to_string().into_bytes(),
+        }
+    }
+}
+
+/// The documents of the latest snapshot asked for: rebuilt when the catalog's snapshot is
+/// replaced (a CRD changed), served from memory otherwise.
+#[derive(Default)]
+pub struct Cache {
+    current: Mutex<Option<(Weak<Snapshot>, Arc<Documents>)>>,
+}
+
+impl Cache {
+    pub fn documents(&self, snapshot: &Arc<Snapshot>) -> Arc<Documents> {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((of, documents)) = current.as_ref()
+            && of.upgrade().is_some_and(|of| Arc::ptr_eq(&of, snapshot))
+        {
+            return documents.clone();
+        }
+        let documents = Arc::new(Documents::build(snapshot));
+        *current = Some((Arc::downgrade(snapshot), documents.clone()));
+        documents
+    }
+}
 
 /// The path key of a group/version in the index (`api/v1`, `apis/G/V`).
 pub fn path_key(group: &str, version: &str) -> String {
@@ -29,23 +94,7 @@ fn content_hash(document: &Value) -> String {
     format!("{hash:016X}")
 }
 
-/// `GET /openapi/v3`.
-pub fn index(snapshot: &Snapshot) -> Value {
-    let mut paths = serde_json::Map::new();
-    for (group, versions) in snapshot.groups() {
-        for version in versions {
-            let document = document(snapshot, group, version);
-            let key = path_key(group, version);
-            paths.insert(
-                key.clone(),
-                json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={}", content_hash(&document))}),
-            );
-        }
-    }
-    json!({"paths": paths})
-}
-
-fn schema_name(resource: &Resource) -> String {
+pub(crate) fn schema_name(resource: &Resource) -> String {
     let reversed: Vec<&str> = resource.group.split('.').rev().collect();
     let group = if resource.group.is_empty() {
         "io.k8s.api.core".to_owned()
@@ -55,9 +104,9 @@ fn schema_name(resource: &Resource) -> String {
     format!("{group}.{}.{}", resource.version, resource.kind)
 }
 
-const OBJECT_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
+pub(crate) const OBJECT_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
 
-fn object_meta_schema() -> Value {
+pub(crate) fn object_meta_schema() -> Value {
     let string = |d: &str| json!({"type": "string", "description": d});
     let map = |d: &str| json!({"type": "object", "additionalProperties": {"type": "string"}, "description": d});
     json!({
@@ -82,7 +131,7 @@ fn object_meta_schema() -> Value {
 }
 
 /// The schema of a kind: its CRD schema (or an open object) plus apiVersion/kind/metadata.
-fn kind_schema(resource: &Resource) -> Value {
+pub(crate) fn kind_schema(resource: &Resource) -> Value {
     let mut schema = resource
         .schema_document
         .clone()

@@ -12,7 +12,7 @@ use fleetdb_machinery::apply;
 use fleetdb_machinery::field::FieldError;
 use serde_json::{Value, json};
 
-use super::negotiate::{self, Representation};
+use super::negotiate::{self, IncludeObject, Representation};
 use super::protobuf;
 use super::query::Query;
 use super::responses::{json, raw_json, with_warnings};
@@ -53,8 +53,13 @@ impl Request<'_> {
         self.server.registry()
     }
 
-    fn representation(&self) -> Result<Representation, ApiError> {
-        negotiate::representation(self.headers)
+    /// What the response should be; a Table's rows carry what `includeObject` asks for.
+    pub(super) fn representation(&self) -> Result<Representation, ApiError> {
+        let mut representation = negotiate::representation(self.headers)?;
+        if let Representation::Table(form) = &mut representation {
+            form.include = IncludeObject::parse(self.query.get("includeObject"))?;
+        }
+        Ok(representation)
     }
 
     fn dry_run(&self) -> Result<bool, ApiError> {
@@ -237,11 +242,11 @@ fn object_response(
 ) -> Response {
     let object = served_as(resource, object);
     match representation {
-        Representation::Table(version) => {
+        Representation::Table(form) => {
             let metadata = json!({"resourceVersion": object["metadata"]["resourceVersion"]});
             json(
                 status,
-                &table::table(resource, version, &[object], metadata, true),
+                &table::table(resource, form, &[object], metadata, true),
             )
         }
         _ => json(status, &object),
@@ -499,7 +504,7 @@ pub async fn list(request: &Request<'_>) -> Result<Response, ApiError> {
     let resource = page.resource.clone();
     if let Some(rest) = page.rest {
         let encoding = match representation {
-            Representation::Table(version) => Encoding::Table(TableWriter::new(&resource, version)),
+            Representation::Table(form) => Encoding::Table(TableWriter::new(&resource, form)),
             _ => Encoding::List,
         };
         return streamed_list(&resource, encoding, page.kvs, page.revision, rest);
@@ -508,11 +513,11 @@ pub async fn list(request: &Request<'_>) -> Result<Response, ApiError> {
     if let Some(token) = &page.continue_token {
         metadata["continue"] = json!(token);
     }
-    if let Representation::Table(version) = representation {
+    if let Representation::Table(form) = representation {
         let objects = Registry::decode_items(&resource, &page.kvs)?;
         return Ok(json(
             StatusCode::OK,
-            &table::table(&resource, version, &objects, metadata, true),
+            &table::table(&resource, form, &objects, metadata, true),
         ));
     }
     let mut body = list_head(&resource, metadata);

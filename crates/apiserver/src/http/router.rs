@@ -13,7 +13,7 @@ use super::negotiate::{self, AGGREGATED_DISCOVERY, Representation};
 use super::query::Query;
 use super::responses::{json, raw_json, text};
 use super::server::ApiServer;
-use super::{audit, discovery, openapi, resources, watch};
+use super::{audit, discovery, openapi_v2, resources, watch};
 use crate::api::{ApiError, Identity, Kind, Snapshot};
 use crate::pipeline::{Attributes, Impersonation, authn};
 use crate::registry::{Subresource, Target};
@@ -364,6 +364,58 @@ fn percent_decode(text: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// `/openapi/v2`, `/openapi/v3` and `/openapi/v3/<group version>`, from the documents of
+/// the current snapshot.
+fn openapi_document(
+    server: &ApiServer,
+    snapshot: &Arc<Snapshot>,
+    rest: &[&str],
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let documents = server.openapi.documents(snapshot);
+    let (body, content_type) = match rest {
+        ["v2"] => {
+            let not_modified = headers
+                .get(header::IF_NONE_MATCH)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|tags| tags.split(',').any(|t| t.trim() == documents.v2_etag));
+            let accept = headers
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            let protobuf = accept.contains(openapi_v2::PROTOBUF)
+                || accept.contains(openapi_v2::PROTOBUF_LEGACY);
+            let mut response = if not_modified {
+                StatusCode::NOT_MODIFIED.into_response()
+            } else if protobuf {
+                (
+                    [(header::CONTENT_TYPE, openapi_v2::PROTOBUF_LEGACY)],
+                    documents.v2_protobuf.clone(),
+                )
+                    .into_response()
+            } else {
+                raw_json(StatusCode::OK, documents.v2_json.clone())
+            };
+            let etag = documents.v2_etag.parse().expect("a valid header value");
+            response.headers_mut().insert(header::ETAG, etag);
+            response
+                .headers_mut()
+                .insert(header::VARY, header::HeaderValue::from_static("Accept"));
+            return Ok(response);
+        }
+        ["v3"] => (documents.v3_index.clone(), "application/json"),
+        ["v3", key @ ..] => {
+            let body = documents
+                .v3
+                .get(&key.join("/"))
+                .ok_or_else(ApiError::no_such_path)?;
+            (body.clone(), "application/json")
+        }
+        _ => return Err(ApiError::no_such_path()),
+    };
+    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
+}
+
 /// `/api` or `/apis`: aggregated discovery when asked for, the legacy documents otherwise.
 fn discovery_root(
     server: &ApiServer,
@@ -477,28 +529,17 @@ async fn route(
     // Discovery and OpenAPI: paths, not resources.
     let document = match segments.as_slice() {
         [""] => Some(
-            json!({"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/openapi/v3", "/readyz", "/version"]}),
+            json!({"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/openapi/v2", "/openapi/v3", "/readyz", "/version"]}),
         ),
         ["api"] | ["apis"] => {
             authorize_path(server, identity, method, path, audit)?;
             get_only()?;
             return discovery_root(server, &snapshot, path == "/api", headers);
         }
-        ["openapi", "v3"] => Some(openapi::index(&snapshot)),
-        ["openapi", "v3", rest @ ..] => {
-            let (group, version) = match rest {
-                ["api", version] => (String::new(), (*version).to_owned()),
-                ["apis", group, version] => ((*group).to_owned(), (*version).to_owned()),
-                _ => return Err(ApiError::no_such_path()),
-            };
-            if !snapshot
-                .groups()
-                .get(&group)
-                .is_some_and(|v| v.contains(&version))
-            {
-                return Err(ApiError::no_such_path());
-            }
-            Some(openapi::document(&snapshot, &group, &version))
+        ["openapi", ..] => {
+            authorize_path(server, identity, method, path, audit)?;
+            get_only()?;
+            return openapi_document(server, &snapshot, &segments[1..], headers);
         }
         ["apis", group] => {
             Some(discovery::group(&snapshot, group).ok_or_else(ApiError::no_such_path)?)

@@ -120,6 +120,8 @@ pub struct ApiServer {
     pub(crate) watches: super::fairness::PerUser,
     pub(crate) watch_starts: super::fairness::RatePerUser,
     extensions: RwLock<Vec<Arc<dyn Extension>>>,
+    /// The OpenAPI documents of the current catalog snapshot, serialized once.
+    pub(crate) openapi: super::openapi::Cache,
     audit: Option<Arc<super::audit::AuditLog>>,
     server_address: String,
     ready: AtomicBool,
@@ -170,6 +172,7 @@ impl ApiServer {
                 WATCH_START_BURST,
             ),
             extensions: RwLock::new(Vec::new()),
+            openapi: Default::default(),
             audit,
             server_address,
             ready: AtomicBool::new(true),

@@ -2,12 +2,14 @@
 //!
 //! Columns are `Name` plus the resource's printer columns; a resource without any gets a
 //! default `Age` column (as Kubernetes does for CRDs). `date` cells are ages ("5m", "3d4h").
-//! Each row carries the object's metadata so `-A` and `--show-labels` work.
+//! Each row carries what `includeObject` asks for: the object's metadata by default (so `-A`
+//! and `--show-labels` work), the whole object (`--sort-by` a spec field), or nothing.
 
 use serde_json::{Value, json};
 
 use fleetdb_machinery::jsonpath;
 
+use super::negotiate::{IncludeObject, TableForm};
 use crate::api::{PrinterColumn, Resource};
 
 /// Formats a duration the way Kubernetes' `HumanDuration` does.
@@ -160,17 +162,19 @@ fn columns(resource: &Resource) -> Vec<PrinterColumn> {
     resource.printer_columns.clone()
 }
 
-fn row(object: &Value, columns: &[PrinterColumn]) -> Value {
+fn row(object: &Value, columns: &[PrinterColumn], include: IncludeObject) -> Value {
     let mut cells = vec![object["metadata"]["name"].clone()];
     cells.extend(columns.iter().map(|c| cell(object, c)));
-    json!({
-        "cells": cells,
-        "object": {
+    let object = match include {
+        IncludeObject::None => Value::Null,
+        IncludeObject::Metadata => json!({
             "kind": "PartialObjectMetadata",
             "apiVersion": "meta.k8s.io/v1",
             "metadata": object["metadata"],
-        },
-    })
+        }),
+        IncludeObject::Object => object.clone(),
+    };
+    json!({"cells": cells, "object": object})
 }
 
 /// The column definitions of a resource's Tables: `Name` and its printer columns.
@@ -197,16 +201,19 @@ fn definitions(columns: &[PrinterColumn]) -> Vec<Value> {
 /// A Table of `objects`; `list_metadata` is the list's metadata (resourceVersion, continue).
 pub fn table(
     resource: &Resource,
-    version: &str,
+    form: TableForm,
     objects: &[Value],
     list_metadata: Value,
     with_columns: bool,
 ) -> Value {
     let columns = columns(resource);
-    let rows: Vec<Value> = objects.iter().map(|o| row(o, &columns)).collect();
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|o| row(o, &columns, form.include))
+        .collect();
     json!({
         "kind": "Table",
-        "apiVersion": format!("meta.k8s.io/{version}"),
+        "apiVersion": format!("meta.k8s.io/{}", form.version),
         "metadata": list_metadata,
         "columnDefinitions": if with_columns { Value::Array(definitions(&columns)) } else { Value::Array(vec![]) },
         "rows": rows,
@@ -217,14 +224,14 @@ pub fn table(
 /// (everything up to the opening bracket of `rows`), rows as they are read, then `]}`.
 pub struct TableWriter {
     columns: Vec<PrinterColumn>,
-    version: &'static str,
+    form: TableForm,
 }
 
 impl TableWriter {
-    pub fn new(resource: &Resource, version: &'static str) -> Self {
+    pub fn new(resource: &Resource, form: TableForm) -> Self {
         Self {
             columns: columns(resource),
-            version,
+            form,
         }
     }
 
@@ -232,7 +239,7 @@ impl TableWriter {
     pub fn head(&self, list_metadata: Value) -> Vec<u8> {
         let envelope = json!({
             "kind": "Table",
-            "apiVersion": format!("meta.k8s.io/{}", self.version),
+            "apiVersion": format!("meta.k8s.io/{}", self.form.version),
             "metadata": list_metadata,
             "columnDefinitions": definitions(&self.columns),
         });
@@ -249,7 +256,7 @@ impl TableWriter {
                 out.push(b',');
             }
             first = false;
-            serde_json::to_writer(&mut *out, &row(object, &self.columns))
+            serde_json::to_writer(&mut *out, &row(object, &self.columns, self.form.include))
                 .expect("JSON values serialize");
         }
     }
@@ -267,13 +274,18 @@ mod tests {
             .map(|i| json!({"metadata": {"name": format!("n{i}"), "creationTimestamp": "2026-01-01T00:00:00Z"}, "status": {"phase": "Active"}}))
             .collect();
         let metadata = json!({"resourceVersion": "7"});
-        let writer = TableWriter::new(&resource, "v1");
+        let form = TableForm {
+            version: "v1",
+            include: IncludeObject::Object,
+        };
+        let writer = TableWriter::new(&resource, form);
         let mut pieces = writer.head(metadata.clone());
         writer.write_rows(&mut pieces, &objects[..1], true);
         writer.write_rows(&mut pieces, &objects[1..], false);
         pieces.extend_from_slice(b"]}");
         let pieces: Value = serde_json::from_slice(&pieces).unwrap();
-        assert_eq!(pieces, table(&resource, "v1", &objects, metadata, true));
+        assert_eq!(pieces, table(&resource, form, &objects, metadata, true));
+        assert_eq!(pieces["rows"][2]["object"], objects[2]);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -17,11 +18,15 @@ use crate::api::ApiError;
 use crate::registry::{WatchFormat, WatchOptions};
 
 pub async fn watch(request: &Request<'_>) -> Result<Response, ApiError> {
-    let format = match super::negotiate::representation(request.headers)? {
-        Representation::Table(version) => {
+    let format = match request.representation()? {
+        // As kube-apiserver does, the first event's Table carries the column definitions
+        // and the later ones leave them out.
+        Representation::Table(form) => {
+            let first = AtomicBool::new(true);
             WatchFormat::Rendered(Arc::new(move |resource, object| {
                 let metadata = json!({"resourceVersion": object["metadata"]["resourceVersion"]});
-                table::table(resource, version, &[object], metadata, false)
+                let with_columns = first.swap(false, Ordering::Relaxed);
+                table::table(resource, form, &[object], metadata, with_columns)
             }))
         }
         _ => WatchFormat::Json,

@@ -30,18 +30,21 @@
 //! were no schema). Without a schema the top-level fields (`spec`, `data`...)
 //! are treated as declared fields and everything below them as map entries.
 //!
+//! As in Kubernetes, an apply onto an object without managed fields first gives everything
+//! it holds to `before-first-apply`, and `kubectl apply --server-side` takes over fields of a
+//! client-side apply whose last-applied configuration still matches (`last_applied.rs`).
+//!
 //! Known differences from a real API server: duplicate keys in an applied
 //! list are dropped (first one wins) instead of rejected with 422; `null` in
 //! an applied configuration is stored as a value (CRD pruning of nulls is the
 //! caller's business); `Update` entries are per manager and subresource (not
-//! per apiVersion); field sets are never converted between API versions;
-//! there is no `before-first-apply` manager, no last-applied-annotation
-//! upgrade and no cap on the number of `Update` entries; under `metadata`
+//! per apiVersion); field sets are never converted between API versions; under `metadata`
 //! only `labels`, `annotations`, `finalizers` and `ownerReferences` are
 //! tracked (Kubernetes also tracks e.g. `generateName`).
 
 mod entries;
 mod fields;
+mod last_applied;
 mod merge;
 
 #[cfg(test)]
@@ -60,6 +63,7 @@ use entries::{
     same_entries_ignoring_time, same_ignoring_managed_fields, write_entries,
 };
 use fields::{FieldSet, format_path};
+pub use last_applied::{BEFORE_FIRST_APPLY, KUBECTL, LAST_APPLIED};
 use merge::{Ctx, Diff, collect_owned, compare, merge_value, prune};
 
 /// The outcome of a successful server-side apply.
@@ -128,6 +132,28 @@ pub fn apply(
 
     let old_entries = read_entries(base);
     let mut entries = old_entries.clone();
+    let untracked = match base.pointer("/metadata/managedFields") {
+        None | Some(Value::Null) => true,
+        Some(Value::Array(list)) => list.is_empty(),
+        Some(_) => false,
+    };
+    if live.is_some() && untracked {
+        // An object nobody's fields were recorded for (created before tracking, or its
+        // managedFields cleared): what it holds belongs to `before-first-apply`. (Unreadable
+        // entries are ignored, not taken for an absence.)
+        let mut diff = Diff::default();
+        compare(Some(&empty), Some(base), root, &mut Vec::new(), &mut diff);
+        if !diff.added.is_empty() {
+            entries.push(Entry {
+                manager: BEFORE_FIRST_APPLY.to_string(),
+                apply: false,
+                api_version: api_version.to_string(),
+                time: Some(now.to_string()),
+                subresource: String::new(),
+                set: diff.added,
+            });
+        }
+    }
     let previous = entries
         .iter()
         .position(|e| e.is(manager, true, sub))
@@ -151,26 +177,35 @@ pub fn apply(
     changed.union_with(&diff.modified);
 
     let mut conflicts = Vec::new();
-    for e in entries.iter_mut() {
+    let mut contested = FieldSet::default();
+    for e in &entries {
         let taken = e.set.intersection(&changed);
-        if taken.is_empty() {
-            continue;
-        }
         for path in taken.members() {
             conflicts.push(Conflict {
                 manager: e.manager.clone(),
                 field: format_path(&path),
             });
         }
-        if force {
-            e.set.subtract(&taken);
-        }
+        contested.union_with(&taken);
     }
+    // `kubectl apply --server-side` after client-side applies: conflicts on fields the
+    // last-applied configuration set, still at the value it gave them, are taken over.
+    let force = force
+        || (!conflicts.is_empty()
+            && manager == KUBECTL
+            && last_applied::allowed_conflicts(base, root).is_some_and(|allowed| {
+                let mut rest = contested.clone();
+                rest.subtract(&allowed);
+                rest.is_empty()
+            }));
     if !force && !conflicts.is_empty() {
         conflicts.sort_by(|a, b| a.manager.cmp(&b.manager));
         let mut seen = BTreeSet::new();
         conflicts.retain(|c| seen.insert((c.manager.clone(), c.field.clone())));
         return Err(conflicts);
+    }
+    for e in entries.iter_mut() {
+        e.set.subtract(&contested);
     }
 
     for e in entries.iter_mut() {
@@ -186,6 +221,9 @@ pub fn apply(
     });
     entries.retain(|e| !e.set.is_empty());
     cap_update_entries(&mut entries);
+    if manager == KUBECTL {
+        last_applied::keep_annotation_current(&mut merged, base, config);
+    }
 
     if live.is_some()
         && same_ignoring_managed_fields(base, &merged)

@@ -4,6 +4,7 @@ use super::*;
 use crate::schema::Schema;
 
 mod fuzz;
+mod last_applied;
 
 /// `super::apply` with the schema given as a document (compiled here).
 #[allow(clippy::too_many_arguments)]
