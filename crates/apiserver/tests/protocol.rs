@@ -322,3 +322,111 @@ async fn table_rows_carry_what_include_object_asks_for() {
         "unrecognized includeObject value: \"Everything\""
     );
 }
+
+/// A CRD of gadgets with `selectableFields`.
+fn gadgets(selectable: Value) -> Value {
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gadgets.example.com"},
+        "spec": {
+            "group": "example.com",
+            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+            "scope": "Cluster",
+            "versions": [{
+                "name": "v1", "served": true, "storage": true,
+                "selectableFields": selectable,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "properties": {
+                        "owner": {"type": "string"},
+                        "on": {"type": "boolean"},
+                        "level": {"type": "integer"},
+                        "tags": {"type": "array", "items": {"type": "string"}},
+                    }},
+                }}},
+            }],
+        },
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crds_declare_the_fields_their_selectors_may_name() {
+    let f = TestServer::embedded().await;
+    const CRDS: &str = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+    let refused = [
+        (
+            json!([{"jsonPath": ".spec.tags"}]),
+            "must point to a field of type string, boolean or integer",
+        ),
+        (json!([{"jsonPath": "spec.owner"}]), "is an invalid path"),
+        (
+            json!([{"jsonPath": ".spec.owner"}, {"jsonPath": ".spec.owner"}]),
+            "Duplicate value",
+        ),
+        (
+            json!([{"jsonPath": ".spec.missing"}]),
+            "must point to a field of type",
+        ),
+        (json!([{}]), "Required value"),
+    ];
+    for (fields, message) in refused {
+        let (status, body) = f.call(Method::POST, CRDS, gadgets(fields.clone())).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{fields}: {body}");
+        assert!(
+            body["message"].as_str().unwrap().contains(message),
+            "{fields}: {body}"
+        );
+    }
+    let fields =
+        json!([{"jsonPath": ".spec.owner"}, {"jsonPath": ".spec.on"}, {"jsonPath": ".spec.level"}]);
+    let (status, body) = f.call(Method::POST, CRDS, gadgets(fields)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    for (name, spec) in [
+        ("a", json!({"owner": "ann", "on": true, "level": 1})),
+        ("b", json!({"owner": "bob", "on": false, "level": 2})),
+        ("c", json!({"level": 1})),
+    ] {
+        let gadget = json!({"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": name}, "spec": spec});
+        let (status, body) = f
+            .call(Method::POST, "/apis/example.com/v1/gadgets", gadget)
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let select = |selector: &'static str| {
+        let f = &f;
+        async move {
+            let (status, body) = f
+                .call(
+                    Method::GET,
+                    &format!("/apis/example.com/v1/gadgets?fieldSelector={selector}"),
+                    Value::Null,
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{selector}: {body}");
+            body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["metadata"]["name"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(select("spec.owner=ann").await, ["a"]);
+    assert_eq!(select("spec.on=false").await, ["b"]);
+    assert_eq!(select("spec.level=1").await, ["a", "c"]);
+    // An absent field reads as empty, as in kube-apiserver.
+    assert_eq!(select("spec.owner=").await, ["c"]);
+    assert_eq!(select("spec.owner!=,spec.level!=2").await, ["a"]);
+    let (status, body) = f
+        .call(
+            Method::GET,
+            "/apis/example.com/v1/gadgets?fieldSelector=spec.tags=x",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body["message"],
+        "\"spec.tags\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\", \"spec.owner\", \"spec.on\", \"spec.level\""
+    );
+}

@@ -102,10 +102,26 @@ pub struct Condition {
         description = "Taken out of service by a person"
     ),
     printcolumn(
+        name = "Authorized",
+        type_ = "boolean",
+        json_path = ".spec.authorized",
+        description = "Whether the host's agent may act on its spec"
+    ),
+    printcolumn(
+        name = "Cluster",
+        type_ = "string",
+        json_path = ".spec.cluster",
+        description = "The cluster the host is attached to (none: in the pool)"
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
-    )
+    ),
+    selectable = ".spec.cluster",
+    selectable = ".spec.authorized",
+    selectable = ".spec.role",
+    selectable = ".status.state"
 )]
 #[serde(rename_all = "camelCase")]
 pub struct HostSpec {
@@ -285,7 +301,10 @@ pub struct HostStatus {
     /// syncs write nothing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_seen: Option<String>,
+    /// Conditions, one per type, each owned by whoever sets it (`Present` by fetchers,
+    /// `Ready` by the controllers).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// What the host's own agent reports (its field manager owns these fields alone, so
     /// neither it nor a fetcher overwrites the other).
@@ -361,7 +380,8 @@ pub struct AgentReport {
     pub runs: Vec<RunStatus>,
 }
 
-/// A named group of hosts.
+/// A named group of hosts, which takes authorized hosts from the pool (hosts without a
+/// cluster) up to its size.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "fleetdb.io",
@@ -372,9 +392,20 @@ pub struct AgentReport {
     category = "fleet",
     status = "ClusterStatus",
     doc = "A named group of hosts.",
-    printcolumn(name = "Region", type_ = "string", json_path = ".spec.region"),
-    printcolumn(name = "Provider", type_ = "string", json_path = ".spec.provider"),
+    scale(
+        spec_replicas_path = ".spec.size",
+        status_replicas_path = ".status.hosts"
+    ),
+    printcolumn(name = "Size", type_ = "integer", json_path = ".spec.size"),
     printcolumn(name = "Hosts", type_ = "integer", json_path = ".status.hosts"),
+    printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyHosts"),
+    printcolumn(name = "Region", type_ = "string", json_path = ".spec.region"),
+    printcolumn(
+        name = "Provider",
+        type_ = "string",
+        priority = 1,
+        json_path = ".spec.provider"
+    ),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -389,10 +420,62 @@ pub struct ClusterSpec {
     pub provider: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// How many hosts the cluster should have; the controller attaches hosts from the pool
+    /// or detaches them to match (unset: it attaches nothing and detaches nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub size: Option<i32>,
+    /// Which pool hosts the cluster may take (a label selector; none: any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_selector: Option<LabelSelector>,
     /// Checks the agents of the cluster's hosts run before anything is installed (each
-    /// agent runs them only if its own configuration allows checks from the Cluster).
+    /// agent runs them only if its own configuration allows checks from the Cluster). With
+    /// checks, only pool hosts whose agent reports them passed are attached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preflight: Option<PreflightSpec>,
+}
+
+/// A Kubernetes label selector (`matchLabels` and `matchExpressions`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LabelSelector {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub match_labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub match_expressions: Vec<LabelSelectorRequirement>,
+}
+
+/// One requirement of a label selector.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LabelSelectorRequirement {
+    pub key: String,
+    /// `In`, `NotIn`, `Exists` or `DoesNotExist`.
+    pub operator: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+}
+
+impl LabelSelector {
+    /// The selector in the query-string form of `labelSelector=` (`a=b,c in (d,e),!f`).
+    pub fn to_query(&self) -> String {
+        let mut parts: Vec<String> = self
+            .match_labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        for requirement in &self.match_expressions {
+            let key = &requirement.key;
+            let values = requirement.values.join(",");
+            parts.push(match requirement.operator.as_str() {
+                "In" => format!("{key} in ({values})"),
+                "NotIn" => format!("{key} notin ({values})"),
+                "DoesNotExist" => format!("!{key}"),
+                _ => key.clone(),
+            });
+        }
+        parts.join(",")
+    }
 }
 
 /// Preflight checks: ports that must be free to bind, peers that must accept TCP
@@ -414,7 +497,19 @@ pub struct ClusterStatus {
     /// Member hosts.
     #[serde(default)]
     pub hosts: u32,
+    /// Members whose agent heartbeats and that are not in maintenance.
+    #[serde(default)]
+    pub ready_hosts: u32,
+    /// The members' names, sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
+    /// The generation of the spec this status answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready` (as many ready members as the size) and `Progressing` (attaching or
+    /// detaching, or waiting for the pool, with the reason).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
 }
 
@@ -675,7 +770,31 @@ mod tests {
             .collect();
         assert_eq!(
             columns,
-            ["Role", "Provider", "Region", "State", "Maintenance", "Age"]
+            [
+                "Role",
+                "Provider",
+                "Region",
+                "State",
+                "Maintenance",
+                "Authorized",
+                "Cluster",
+                "Age"
+            ]
+        );
+        let selectable: Vec<&str> = crd["spec"]["versions"][0]["selectableFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["jsonPath"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            selectable,
+            [
+                ".spec.cluster",
+                ".spec.authorized",
+                ".spec.role",
+                ".status.state"
+            ]
         );
     }
 

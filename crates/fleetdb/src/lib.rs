@@ -3,6 +3,7 @@
 //! discovery) — once, for `fleetdb serve`, the tests and the benchmarks alike.
 
 pub mod agent;
+pub mod controllers;
 pub mod discovery;
 pub mod joining;
 pub mod security;
@@ -48,6 +49,8 @@ pub struct ServerSettings {
     pub audit: Option<fleetdb_apiserver::http::audit::AuditSettings>,
     /// How long host agents' certificates last.
     pub host_certificate_lifetime: Duration,
+    /// The controllers run in the server's process with these settings (`None`: not here).
+    pub controllers: Option<controllers::Settings>,
 }
 
 impl ServerSettings {
@@ -62,6 +65,7 @@ impl ServerSettings {
             limits: fleetdb_apiserver::Limits::default(),
             audit: None,
             host_certificate_lifetime: joining::DEFAULT_HOST_CERTIFICATE_LIFETIME,
+            controllers: Some(controllers::Settings::default()),
         }
     }
 }
@@ -131,6 +135,49 @@ pub async fn open_store(settings: &ServerSettings) -> anyhow::Result<Arc<dyn Sto
     })
 }
 
+/// How long the in-process controllers' certificate lasts (it lives in memory only and is
+/// issued again at every start).
+const CONTROLLERS_CERTIFICATE_DAYS: u32 = fleetdb_apiserver::pki::MAX_CLIENT_CERTIFICATE_DAYS;
+
+/// The controllers of a server, as API clients of it with their own identity (a client
+/// certificate issued at start, kept in memory): they reach it on its listen address (the
+/// loopback address when it listens on all).
+async fn run_controllers(settings: ServerSettings, controllers: controllers::Settings) {
+    let ip = match settings.listen.ip() {
+        ip if ip.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
+        ip => ip,
+    };
+    let url = format!("https://{}", SocketAddr::new(ip, settings.listen.port()));
+    // The server writes its CA at start; wait for it.
+    let client = loop {
+        match controllers_client(&settings.data_dir, &url).await {
+            Ok(client) => break client,
+            Err(error) => {
+                tracing::debug!(%error, "controllers: no client yet");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
+    controllers::run(client, controllers).await;
+}
+
+async fn controllers_client(data_dir: &std::path::Path, url: &str) -> anyhow::Result<kube::Client> {
+    let issued = fleetdb_apiserver::pki::user_kubeconfig(
+        data_dir,
+        url,
+        controllers::USER,
+        &[controllers::GROUP],
+        CONTROLLERS_CERTIFICATE_DAYS,
+    )?;
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&issued.kubeconfig)?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
 /// Serves the fleetdb API on `store` until `shutdown` completes: retention of the history,
 /// the fleet CRDs installed at start-up, and the extensions.
 pub async fn serve(
@@ -172,7 +219,14 @@ pub async fn serve(
             },
         },
     };
+    let controllers = settings
+        .controllers
+        .clone()
+        .map(|controllers| tokio::spawn(run_controllers(settings.clone(), controllers)));
     let result = fleetdb_apiserver::serve(store, config, shutdown).await;
     retention.abort();
+    if let Some(controllers) = controllers {
+        controllers.abort();
+    }
     result.map_err(|e| anyhow::anyhow!(e))
 }

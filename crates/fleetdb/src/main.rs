@@ -94,6 +94,24 @@ enum Command {
         /// renew them at 70–80 % of their life.
         #[arg(long, default_value = "7d", value_parser = lifetime)]
         host_certificate_lifetime: std::time::Duration,
+        /// Run the controllers (clusters, stale hosts) in this process; `--controllers=false`
+        /// when they run elsewhere (`fleetdb controllers`). Replicas elect one to act.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        controllers: bool,
+        /// How long a host agent's Lease may go unrenewed before its Host is `Ready=False`.
+        #[arg(long, default_value = "40s", value_parser = ttl)]
+        host_stale_after: std::time::Duration,
+    },
+    /// The controllers alone, against any API server with the fleet's CRDs (docs/controllers.md).
+    /// Several may run: a Lease in fleetdb-system elects the one that acts.
+    Controllers {
+        /// A kubeconfig of the controllers' identity (`fleetdb kubeconfig --controllers`);
+        /// default: $KUBECONFIG.
+        #[arg(long, env = "FLEETDB_KUBECONFIG")]
+        kubeconfig: Option<PathBuf>,
+        /// How long a host agent's Lease may go unrenewed before its Host is `Ready=False`.
+        #[arg(long, default_value = "40s", value_parser = ttl)]
+        host_stale_after: std::time::Duration,
     },
     /// The host agent: joins with a bootstrap token, then heartbeats and reports this
     /// machine's facts into its Host (docs/agent.md).
@@ -151,7 +169,7 @@ enum Command {
         #[arg(long, default_value = "./fleetdb-data", env = "FLEETDB_DATA_DIR")]
         data_dir: PathBuf,
         /// The user name (certificate CN), e.g. `alice`.
-        #[arg(long, required_unless_present = "fetcher", conflicts_with = "fetcher")]
+        #[arg(long, required_unless_present_any = ["fetcher", "controllers"], conflicts_with_all = ["fetcher", "controllers"])]
         user: Option<String>,
         /// A group (certificate O), repeatable, e.g. `fleetdb:inventory` for Ansible or
         /// `fleetdb:monitors` for Prometheus.
@@ -159,8 +177,11 @@ enum Command {
         groups: Vec<String>,
         /// An identity for the fetcher of one Source: user `fleetdb:fetcher:SOURCE` in group
         /// `fleetdb:fetchers`, which may write that Source's hosts and status only.
-        #[arg(long, value_name = "SOURCE")]
+        #[arg(long, value_name = "SOURCE", conflicts_with = "controllers")]
         fetcher: Option<String>,
+        /// An identity for `fleetdb controllers`: user and group `fleetdb:controllers`.
+        #[arg(long)]
+        controllers: bool,
         /// How many days the certificate is valid (at most 366).
         #[arg(long, default_value_t = fleetdb_apiserver::pki::CLIENT_CERTIFICATE_DAYS,
               value_parser = clap::value_parser!(u32).range(1..=i64::from(fleetdb_apiserver::pki::MAX_CLIENT_CERTIFICATE_DAYS)))]
@@ -360,6 +381,8 @@ fn main() -> anyhow::Result<()> {
             audit_log_maxsize,
             audit_log_maxbackup,
             host_certificate_lifetime,
+            controllers,
+            host_stale_after,
         } => runtime.block_on(async move {
             // Everything the server writes (keys, data) is its owner's alone.
             // SAFETY: umask only sets the process's file-creation mask; it cannot fail.
@@ -391,6 +414,10 @@ fn main() -> anyhow::Result<()> {
                 },
                 audit: None,
                 host_certificate_lifetime,
+                controllers: controllers.then(|| fleetdb::controllers::Settings {
+                    host_stale_after,
+                    ..Default::default()
+                }),
             };
             let audit = match audit_log_path {
                 None => None,
@@ -415,11 +442,26 @@ fn main() -> anyhow::Result<()> {
             let store = fleetdb::open_store(&settings).await?;
             fleetdb::serve(store, &settings, shutdown_signal()).await
         }),
+        Command::Controllers {
+            kubeconfig,
+            host_stale_after,
+        } => runtime.block_on(async move {
+            let client = client(kubeconfig).await?;
+            let settings = fleetdb::controllers::Settings {
+                host_stale_after,
+                ..Default::default()
+            };
+            tokio::select! {
+                () = fleetdb::controllers::run(client, settings) => Ok(()),
+                () = shutdown_signal() => Ok(()),
+            }
+        }),
         Command::Kubeconfig {
             data_dir,
             user,
             mut groups,
             fetcher,
+            controllers,
             days,
             server,
             out,
@@ -428,6 +470,10 @@ fn main() -> anyhow::Result<()> {
                 (Some(source), _) => {
                     groups.push(fleetdb::security::FETCHERS_GROUP.into());
                     format!("{}{source}", fleetdb::security::FETCHER_PREFIX)
+                }
+                (None, _) if controllers => {
+                    groups.push(fleetdb::controllers::GROUP.into());
+                    fleetdb::controllers::USER.to_owned()
                 }
                 (None, Some(user)) => user,
                 (None, None) => anyhow::bail!("--user or --fetcher is required"),

@@ -41,6 +41,17 @@ fn rule(verbs: &[&str], resources: &[&str]) -> Value {
     json!(PolicyRule::resources(verbs, &[GROUP], resources))
 }
 
+/// A default ClusterRole or ClusterRoleBinding made a Role or RoleBinding of `namespace`.
+fn in_namespace(namespace: &str, mut object: Value) -> Value {
+    let kind = object["kind"].as_str().unwrap_or_default();
+    object["kind"] = json!(kind.trim_start_matches("Cluster"));
+    object["metadata"]["namespace"] = json!(namespace);
+    if object["roleRef"]["kind"] == "ClusterRole" {
+        object["roleRef"]["kind"] = json!("Role");
+    }
+    object
+}
+
 /// The fleet's default roles and their bindings to the tools' groups.
 pub fn default_policy() -> Vec<Value> {
     const READ: [&str; 3] = ["get", "list", "watch"];
@@ -109,6 +120,44 @@ pub fn default_policy() -> Vec<Value> {
                     &["events"],
                 )),
             ],
+        ),
+        cluster_role(
+            "fleetdb:controllers",
+            json!({}),
+            vec![
+                rule(
+                    &["get", "list", "watch", "patch", "update"],
+                    &["hosts", "clusters"],
+                ),
+                rule(
+                    &["get", "patch", "update"],
+                    &["hosts/status", "clusters/status"],
+                ),
+                json!(PolicyRule::resources(
+                    &["create", "patch", "update"],
+                    &["", "events.k8s.io"],
+                    &["events"],
+                )),
+            ],
+        ),
+        cluster_role_binding("fleetdb:controllers", &[crate::controllers::GROUP]),
+        // The Leases the controllers read (agents' heartbeats) and hold (their leader's)
+        // are those of fleetdb-system only.
+        in_namespace(
+            HEARTBEAT_NAMESPACE,
+            cluster_role(
+                "fleetdb:controllers",
+                json!({}),
+                vec![json!(PolicyRule::resources(
+                    &["create", "get", "list", "watch", "update", "patch"],
+                    &["coordination.k8s.io"],
+                    &["leases"],
+                ))],
+            ),
+        ),
+        in_namespace(
+            HEARTBEAT_NAMESPACE,
+            cluster_role_binding("fleetdb:controllers", &[crate::controllers::GROUP]),
         ),
         cluster_role_binding("fleetdb:fetcher", &[FETCHERS_GROUP]),
         cluster_role_binding("fleetdb:inventory", &[INVENTORY_GROUP]),

@@ -94,6 +94,8 @@ fn datacenter_csv_syncs_and_people_keep_their_changes() {
             "REGION",
             "STATE",
             "MAINTENANCE",
+            "AUTHORIZED",
+            "CLUSTER",
             "AGE"
         ]
     );

@@ -96,6 +96,9 @@ pub struct Resource {
     /// The scale subresource, when the CRD version defines one.
     pub scale: Option<ScaleSpec>,
     pub printer_columns: Vec<PrinterColumn>,
+    /// Fields of the object its field selectors may name besides `metadata.name` and
+    /// `metadata.namespace` (a CRD version's `selectableFields`, without the leading dot).
+    pub selectable_fields: Vec<String>,
     /// The version's `openAPIV3Schema` as written in the CRD (for the OpenAPI documents).
     pub schema_document: Option<Value>,
     /// The same schema compiled (what prune, default, validate and apply walk).
@@ -202,6 +205,7 @@ pub fn namespaces() -> Resource {
                 json_path: ".metadata.creationTimestamp".into(),
             },
         ],
+        selectable_fields: Vec::new(),
         schema_document: Some(builtin_schema()),
         schema: None,
         kind_tag: Kind::Namespace,
@@ -232,6 +236,7 @@ pub fn custom_resource_definitions() -> Resource {
             priority: 0,
             json_path: ".metadata.creationTimestamp".into(),
         }],
+        selectable_fields: Vec::new(),
         schema_document: Some(builtin_schema()),
         schema: None,
         kind_tag: Kind::CustomResourceDefinition,
@@ -285,6 +290,7 @@ fn builtin(
         approval_subresource: false,
         scale: None,
         printer_columns,
+        selectable_fields: Vec::new(),
         schema_document: Some(builtin_schema()),
         schema: None,
         kind_tag,
@@ -575,10 +581,18 @@ pub fn resources_of_crd(crd: &Value) -> Vec<Resource> {
                         .collect()
                 })
                 .unwrap_or_default();
+            let selectable_fields = v["selectableFields"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f["jsonPath"].as_str())
+                .map(|path| path.trim_start_matches('.').to_owned())
+                .collect();
             Some(Resource {
                 group: group.to_owned(),
                 version: name.to_owned(),
                 served_versions: served_versions.clone(),
+                selectable_fields,
                 plural: plural.to_owned(),
                 singular: singular.clone(),
                 kind: kind.to_owned(),

@@ -69,9 +69,15 @@ pub fn selectors(
         None => FieldSelector::everything(),
     };
     let supported = strategy::for_resource(resource).selectable_fields();
+    let declared = &resource.selectable_fields;
     for field in fields.fields() {
-        if !supported.contains(&field) {
-            let list: Vec<String> = supported.iter().map(|f| format!("\"{f}\"")).collect();
+        if !supported.contains(&field) && !declared.iter().any(|d| d == field) {
+            let list: Vec<String> = supported
+                .iter()
+                .copied()
+                .chain(declared.iter().map(String::as_str))
+                .map(|f| format!("\"{f}\""))
+                .collect();
             return Err(ApiError::bad_request(format!(
                 "\"{field}\" is not a known field selector: only {}",
                 list.join(", ")

@@ -163,6 +163,11 @@ impl Fleetdb {
         replica
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, std::process::Child::id)
+    }
+
     /// The URL of this server.
     pub fn url(&self) -> String {
         format!("https://127.0.0.1:{}", self.port)

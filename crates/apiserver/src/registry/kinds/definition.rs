@@ -162,8 +162,82 @@ fn validate_crd(crd: &Value) -> Vec<FieldError> {
                     let base = format!("{field}.schema.openAPIV3Schema");
                     causes.extend(check_structural(schema, &base));
                 }
+                causes.extend(validate_selectable_fields(
+                    &version["selectableFields"],
+                    schema,
+                    &format!("{field}.selectableFields"),
+                ));
             }
         }
+    }
+    causes
+}
+
+/// Most selectable fields a CRD version may declare (kube-apiserver's limit).
+pub const MAX_SELECTABLE_FIELDS: usize = 8;
+
+/// A version's `selectableFields`, as kube-apiserver checks them: each a simple path from
+/// the root (`.spec.cluster`) to a string, boolean or integer of the schema, none twice, at
+/// most [`MAX_SELECTABLE_FIELDS`].
+fn validate_selectable_fields(fields: &Value, schema: &Value, base: &str) -> Vec<FieldError> {
+    let mut causes = Vec::new();
+    let Some(fields) = fields.as_array() else {
+        return causes;
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, field) in fields.iter().enumerate() {
+        let at = format!("{base}[{i}].jsonPath");
+        let Some(path) = field["jsonPath"].as_str().filter(|p| !p.is_empty()) else {
+            causes.push(FieldError::required(at, ""));
+            continue;
+        };
+        if !seen.insert(path) {
+            causes.push(FieldError::new(
+                "FieldValueDuplicate",
+                &at,
+                format!("Duplicate value: {path:?}"),
+            ));
+            continue;
+        }
+        let segments: Option<Vec<&str>> = path.strip_prefix('.').map(|p| p.split('.').collect());
+        let simple = segments.as_ref().is_some_and(|s| {
+            s.iter().all(|segment| {
+                !segment.is_empty()
+                    && segment
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            })
+        });
+        if !simple {
+            causes.push(FieldError::invalid(
+                &at,
+                format!("Invalid value: {path:?}: is an invalid path: must be a simple path to a field of the object, like .spec.name"),
+            ));
+            continue;
+        }
+        let node = segments
+            .unwrap_or_default()
+            .iter()
+            .try_fold(schema, |node, segment| node["properties"].get(*segment));
+        let typed = node
+            .and_then(|n| n["type"].as_str())
+            .is_some_and(|t| matches!(t, "string" | "boolean" | "integer"));
+        if !typed {
+            causes.push(FieldError::invalid(
+                &at,
+                format!("Invalid value: {path:?}: must point to a field of type string, boolean or integer. Enum string fields and strings with formats are allowed."),
+            ));
+        }
+    }
+    if seen.len() > MAX_SELECTABLE_FIELDS {
+        causes.push(FieldError::new(
+            "FieldValueTooMany",
+            base,
+            format!(
+                "Too many: {}: must have at most {MAX_SELECTABLE_FIELDS} items",
+                seen.len()
+            ),
+        ));
     }
     causes
 }

@@ -1,0 +1,168 @@
+//! fleetdb's controllers: API clients (kube-rs) that converge what is declared with what is
+//! observed, run inside `fleetdb serve` or alone as `fleetdb controllers`.
+//!
+//! * [`clusters`]: a Cluster takes authorized hosts from the pool (hosts without
+//!   `spec.cluster`) up to `spec.size` and gives them back on scale-down;
+//! * [`stale`]: a host whose agent stops renewing its Lease becomes `Ready=False`
+//!   (`HeartbeatMissed`), and `Ready=True` again when it comes back.
+//!
+//! They never reach into the store: everything goes through the API with the identity
+//! `fleetdb:controllers` (ClusterRole `fleetdb:controllers`), so they work against any
+//! server with the fleet's CRDs. Several replicas may run them: a Lease in `fleetdb-system`
+//! ([`leader`]) elects the one that acts; the others wait. Every action is an Event on the
+//! object it touched.
+
+pub mod clusters;
+pub mod leader;
+pub mod stale;
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Event, ObjectReference};
+use kube::api::{Api, PostParams};
+use serde_json::json;
+
+/// The field manager, Event source and user name of the controllers.
+pub const MANAGER: &str = "fleetdb-controllers";
+/// The identity the controllers act as (`fleetdb kubeconfig --controllers`).
+pub const USER: &str = "fleetdb:controllers";
+/// The group bound to the ClusterRole `fleetdb:controllers`.
+pub const GROUP: &str = "fleetdb:controllers";
+
+/// How long a host's Lease may go unrenewed before the host is not ready.
+pub const DEFAULT_HOST_STALE_AFTER: Duration = Duration::from_secs(40);
+
+/// How the controllers run.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// See [`DEFAULT_HOST_STALE_AFTER`].
+    pub host_stale_after: Duration,
+    /// This replica's name in the leader Lease (default: host name and process id).
+    pub identity: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let host = sysinfo::System::host_name().unwrap_or_else(|_| "fleetdb".into());
+        Self {
+            host_stale_after: DEFAULT_HOST_STALE_AFTER,
+            identity: format!("{host}_{}", std::process::id()),
+        }
+    }
+}
+
+/// Runs the controllers until the process ends: waits for leadership, acts while it holds
+/// it, and goes back to waiting when it loses it.
+pub async fn run(client: kube::Client, settings: Settings) {
+    let elector = leader::Elector::new(client.clone(), &settings.identity);
+    loop {
+        let leading = elector.acquire().await;
+        tracing::info!(identity = %settings.identity, "leading the controllers");
+        let work = async {
+            tokio::join!(
+                clusters::run(client.clone()),
+                stale::run(client.clone(), settings.host_stale_after),
+            );
+        };
+        tokio::select! {
+            () = work => {}
+            () = elector.hold(leading) => {
+                tracing::warn!(identity = %settings.identity, "lost the controllers' leadership; waiting to lead again");
+            }
+        }
+    }
+}
+
+/// A time in RFC 3339 with microseconds (`MicroTime`, as Leases and Events carry).
+pub(crate) fn micro_time() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let seconds = crate::rfc3339(now).unwrap_or_default();
+    format!(
+        "{}.{:06}Z",
+        seconds.trim_end_matches('Z'),
+        now.microsecond()
+    )
+}
+
+/// A time in RFC 3339, whole seconds.
+pub(crate) fn now() -> String {
+    crate::rfc3339(time::OffsetDateTime::now_utc()).unwrap_or_default()
+}
+
+/// Records a `v1` Event about `object` in `default` (cluster-scoped objects' Events live
+/// there, as kube-apiserver's do); failures are logged only.
+pub(crate) async fn record(
+    client: &kube::Client,
+    object: ObjectReference,
+    event_type: &str,
+    reason: &str,
+    message: &str,
+) {
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let now = now();
+    let name = object.name.clone().unwrap_or_default();
+    let suffix: u64 = rand::random();
+    let event = json!({
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": format!("{name}.{suffix:016x}"), "namespace": "default"},
+        "involvedObject": object,
+        "reason": reason,
+        "message": message,
+        "type": event_type,
+        "source": {"component": MANAGER},
+        "reportingComponent": MANAGER,
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    });
+    let Ok(event) = serde_json::from_value::<Event>(event) else {
+        return;
+    };
+    let params = PostParams {
+        field_manager: Some(MANAGER.into()),
+        ..PostParams::default()
+    };
+    if let Err(error) = events.create(&params, &event).await {
+        tracing::warn!(%error, reason, "cannot record an event");
+    }
+}
+
+/// The reference of a fleet object for Events.
+pub(crate) fn reference<K>(object: &K) -> ObjectReference
+where
+    K: kube::Resource<DynamicType = ()>,
+{
+    ObjectReference {
+        api_version: Some(K::api_version(&()).into_owned()),
+        kind: Some(K::kind(&()).into_owned()),
+        name: object.meta().name.clone(),
+        uid: object.meta().uid.clone(),
+        ..ObjectReference::default()
+    }
+}
+
+/// A condition whose `lastTransitionTime` stays what it was unless its status changes.
+pub(crate) fn condition(
+    old: &[fleetdb_fleet::Condition],
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+) -> fleetdb_fleet::Condition {
+    let status = if status { "True" } else { "False" };
+    let since = old
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .and_then(|c| c.last_transition_time.clone())
+        .unwrap_or_else(now);
+    fleetdb_fleet::Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message,
+        last_transition_time: Some(since),
+        observed_generation: generation,
+    }
+}
