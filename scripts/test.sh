@@ -18,3 +18,4 @@ cargo run --locked -q -p fleetdb-bench -- schema --objects 2000
 cargo build --locked -q -p fleetdb -p fleetdb-bench
 "${CARGO_TARGET_DIR:-target}/debug/fleetdb-bench" api --quick
 "${CARGO_TARGET_DIR:-target}/debug/fleetdb-bench" agents --quick
+"${CARGO_TARGET_DIR:-target}/debug/fleetdb-bench" rollout --quick

@@ -11,6 +11,7 @@ pub mod fetch_bench;
 pub mod h2client;
 pub mod hosts;
 pub mod inventory_bench;
+pub mod rollout_bench;
 pub mod schema_bench;
 pub mod server_process;
 pub mod stats;

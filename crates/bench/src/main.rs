@@ -5,6 +5,8 @@
 //!   over HTTPS with HTTP/2, with raw etcd as the baseline in the same run.
 //! * `fleetdb-bench agents` measures the server under host agents: many joining at once
 //!   with one bootstrap token, and thousands heartbeating their Leases.
+//! * `fleetdb-bench rollout` runs one Rollout over 10,000 hosts with `fleetdb controllers`
+//!   and simulated agents: time to complete, the controllers' CPU, API requests per host.
 //! * `fleetdb-bench store` measures the store backends side by side — the embedded engine and a
 //!   real etcd it starts itself on 127.0.0.1 — in the same run on the same machine, and prints a
 //!   table with the ratio embedded/etcd for each figure.
@@ -15,7 +17,8 @@
 //!   that every acknowledged write survived.
 
 use fleetdb_bench::{
-    agents_bench, api_bench, crash_writer, fetch_bench, inventory_bench, schema_bench, store_bench,
+    agents_bench, api_bench, crash_writer, fetch_bench, inventory_bench, rollout_bench,
+    schema_bench, store_bench,
 };
 
 use std::path::PathBuf;
@@ -38,6 +41,8 @@ enum Command {
     Api(api_bench::ApiBenchArgs),
     /// Benchmark the server under host agents: joining at once, and heartbeating.
     Agents(agents_bench::AgentsBenchArgs),
+    /// Benchmark a Rollout over many hosts run by `fleetdb controllers`, with simulated agents.
+    Rollout(rollout_bench::RolloutBenchArgs),
     /// Benchmark the embedded store against etcd in the same run.
     Store(store_bench::StoreBenchArgs),
     /// Benchmark a fetcher syncing a datacenter export into an empty fleetdb, then re-syncing.
@@ -68,6 +73,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Api(args) => runtime.block_on(api_bench::run(args)),
         Command::Agents(args) => runtime.block_on(agents_bench::run(args)),
+        Command::Rollout(args) => runtime.block_on(rollout_bench::run(args)),
         Command::Store(args) => runtime.block_on(store_bench::run(args)),
         Command::Fetch(args) => runtime.block_on(fetch_bench::run(args)),
         Command::Inventory(args) => runtime.block_on(inventory_bench::run(args)),

@@ -132,6 +132,9 @@ fn included(
     stale_after: Option<Duration>,
     now: OffsetDateTime,
 ) -> bool {
+    if host.is_decommissioning() {
+        return false;
+    }
     if !config.include_maintenance && host.in_maintenance() {
         return false;
     }

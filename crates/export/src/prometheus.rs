@@ -67,7 +67,10 @@ pub fn target_groups(
     let mut groups = Vec::new();
     for host in hosts {
         let in_maintenance = host.in_maintenance();
-        if host.is_terminated() || (in_maintenance && maintenance == Maintenance::Exclude) {
+        if host.is_terminated()
+            || host.is_decommissioning()
+            || (in_maintenance && maintenance == Maintenance::Exclude)
+        {
             continue;
         }
         let Some(address) = target(host, port) else {

@@ -1,4 +1,4 @@
-//! The fleet model: `Host`, `Cluster` and `Source` in API group `fleetdb.io`, version
+//! The fleet model: `Host`, `Cluster`, `Source` and `Rollout` in API group `fleetdb.io`, version
 //! `v1alpha1`, defined once as Rust types. The server installs their CRDs at start-up
 //! ([`crds`]); every tool (fetchers, inventory, monitor) uses the same types through kube-rs.
 //!
@@ -10,6 +10,8 @@
 // kube's `printcolumn(name = .., type_ = ..)` attributes repeat keys by design.
 #![allow(clippy::duplicated_attributes)]
 
+pub mod rollout;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -17,6 +19,10 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::{CustomResource, CustomResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+/// The finalizer every Host carries: its deletion waits for its agent's decommission
+/// command (or a timeout) before the record goes.
+pub const DECOMMISSION_FINALIZER: &str = "fleetdb.io/decommission";
 
 /// The API group of the fleet kinds.
 pub const GROUP: &str = "fleetdb.io";
@@ -654,6 +660,12 @@ impl Host {
         self.status.as_ref().and_then(|s| s.state) == Some(HostState::Terminated)
     }
 
+    /// Whether it is being decommissioned (deleted, waiting for its finalizers): out of the
+    /// inventory and monitoring at once.
+    pub fn is_decommissioning(&self) -> bool {
+        self.metadata.deletion_timestamp.is_some()
+    }
+
     /// The first of its addresses whose type comes first in `preference`.
     pub fn preferred_address<'a, S: AsRef<str>>(
         &'a self,
@@ -715,7 +727,12 @@ fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 
 /// The CRDs of the fleet kinds, as the server installs them.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![Host::crd(), Cluster::crd(), Source::crd()]
+    vec![
+        Host::crd(),
+        Cluster::crd(),
+        Source::crd(),
+        rollout::Rollout::crd(),
+    ]
 }
 
 /// The same CRDs as JSON documents.

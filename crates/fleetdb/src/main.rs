@@ -101,6 +101,9 @@ enum Command {
         /// How long a host agent's Lease may go unrenewed before its Host is `Ready=False`.
         #[arg(long, default_value = "40s", value_parser = ttl)]
         host_stale_after: std::time::Duration,
+        /// How long a deleted Host waits for its agent's decommission report.
+        #[arg(long, default_value = "10m", value_parser = ttl)]
+        decommission_timeout: std::time::Duration,
     },
     /// The controllers alone, against any API server with the fleet's CRDs (docs/controllers.md).
     /// Several may run: a Lease in fleetdb-system elects the one that acts.
@@ -112,6 +115,9 @@ enum Command {
         /// How long a host agent's Lease may go unrenewed before its Host is `Ready=False`.
         #[arg(long, default_value = "40s", value_parser = ttl)]
         host_stale_after: std::time::Duration,
+        /// How long a deleted Host waits for its agent's decommission report.
+        #[arg(long, default_value = "10m", value_parser = ttl)]
+        decommission_timeout: std::time::Duration,
     },
     /// The host agent: joins with a bootstrap token, then heartbeats and reports this
     /// machine's facts into its Host (docs/agent.md).
@@ -383,6 +389,7 @@ fn main() -> anyhow::Result<()> {
             host_certificate_lifetime,
             controllers,
             host_stale_after,
+            decommission_timeout,
         } => runtime.block_on(async move {
             // Everything the server writes (keys, data) is its owner's alone.
             // SAFETY: umask only sets the process's file-creation mask; it cannot fail.
@@ -416,6 +423,7 @@ fn main() -> anyhow::Result<()> {
                 host_certificate_lifetime,
                 controllers: controllers.then(|| fleetdb::controllers::Settings {
                     host_stale_after,
+                    decommission_timeout,
                     ..Default::default()
                 }),
             };
@@ -445,16 +453,21 @@ fn main() -> anyhow::Result<()> {
         Command::Controllers {
             kubeconfig,
             host_stale_after,
+            decommission_timeout,
         } => runtime.block_on(async move {
             let client = client(kubeconfig).await?;
             let settings = fleetdb::controllers::Settings {
                 host_stale_after,
+                decommission_timeout,
                 ..Default::default()
             };
+            let elector = fleetdb::controllers::leader::Elector::new(client.clone(), &settings.identity);
             tokio::select! {
-                () = fleetdb::controllers::run(client, settings) => Ok(()),
-                () = shutdown_signal() => Ok(()),
+                () = fleetdb::controllers::run(client, settings) => {}
+                () = shutdown_signal() => {}
             }
+            elector.release().await;
+            Ok(())
         }),
         Command::Kubeconfig {
             data_dir,

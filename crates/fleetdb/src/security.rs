@@ -62,12 +62,12 @@ pub fn default_policy() -> Vec<Value> {
         cluster_role(
             "fleetdb:aggregate-to-view",
             aggregate("view"),
-            vec![rule(&READ, &["clusters", "hosts", "sources"])],
+            vec![rule(&READ, &["clusters", "hosts", "sources", "rollouts"])],
         ),
         cluster_role(
             "fleetdb:aggregate-to-edit",
             aggregate("edit"),
-            vec![rule(&WRITE, &["clusters", "hosts", "sources"])],
+            vec![rule(&WRITE, &["clusters", "hosts", "sources", "rollouts"])],
         ),
         cluster_role(
             "fleetdb:fetcher",
@@ -129,9 +129,10 @@ pub fn default_policy() -> Vec<Value> {
                     &["get", "list", "watch", "patch", "update"],
                     &["hosts", "clusters"],
                 ),
+                rule(&["get", "list", "watch"], &["rollouts"]),
                 rule(
                     &["get", "patch", "update"],
-                    &["hosts/status", "clusters/status"],
+                    &["hosts/status", "clusters/status", "rollouts/status"],
                 ),
                 json!(PolicyRule::resources(
                     &["create", "patch", "update"],
@@ -149,7 +150,9 @@ pub fn default_policy() -> Vec<Value> {
                 "fleetdb:controllers",
                 json!({}),
                 vec![json!(PolicyRule::resources(
-                    &["create", "get", "list", "watch", "update", "patch"],
+                    &[
+                        "create", "get", "list", "watch", "update", "patch", "delete"
+                    ],
                     &["coordination.k8s.io"],
                     &["leases"],
                 ))],

@@ -87,6 +87,15 @@ impl Agent {
     }
 }
 
+impl Agent {
+    /// Stops the agent unless it has already exited.
+    fn stop_if_running(&mut self) {
+        if self.child.try_wait().unwrap().is_none() {
+            self.stop();
+        }
+    }
+}
+
 impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -693,4 +702,154 @@ fn preflight_checks_from_the_cluster_run_only_where_the_agent_allows_them() {
         condition(&agent_status(&server, "web-2"), "Preflight").is_null(),
         "an agent whose configuration does not allow the Cluster's checks ran them"
     );
+}
+
+#[test]
+fn a_deleted_host_waits_for_its_agent_to_decommission_it_then_the_agent_stops() {
+    let server = Fleetdb::start(Backend::Embedded);
+    let token = token(&server, &["--auto-approve"]);
+    let marker = server.dir.path().join("decommissioned");
+    let config = server.write(
+        "decommission.yaml",
+        &format!(
+            "decommission: [\"/bin/sh\", \"-c\", \"sleep 1; echo wiped > {}\"]\n",
+            marker.display()
+        ),
+    );
+    let mut agent = Agent::start_with(
+        &server,
+        "old-1",
+        Some(&token),
+        &["--config", config.to_str().unwrap()],
+    );
+    eventually(&agent, 30, "the Host", || {
+        !agent_status(&server, "old-1")["cpus"].is_null()
+    });
+    server.ok(&[
+        "patch",
+        "host",
+        "old-1",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec": {"authorized": true}}"#,
+    ]);
+    eventually(&agent, 20, "the finalizer", || {
+        server
+            .ok(&[
+                "get",
+                "host",
+                "old-1",
+                "-o",
+                "jsonpath={.metadata.finalizers}",
+            ])
+            .contains("fleetdb.io/decommission")
+    });
+    server.ok(&["delete", "host", "old-1", "--wait=false"]);
+    // The record stays while the command runs, then goes; the agent stops on its own.
+    eventually(&agent, 30, "the record removed", || {
+        !server.kubectl(&["get", "host", "old-1"]).status.success()
+    });
+    assert_eq!(std::fs::read_to_string(&marker).unwrap().trim(), "wiped");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = agent.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent did not stop:\n{}",
+            agent.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    };
+    assert!(status.success(), "{}", agent.log());
+    assert!(agent.log().contains("decommissioned"), "{}", agent.log());
+    let events = server.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=old-1,reason=Decommissioned",
+        "-o",
+        "jsonpath={.items[*].source.component}",
+    ]);
+    // One from the agent (its command), one from the controllers (the release).
+    assert!(
+        events.contains("fleetdb-agent") && events.contains("fleetdb-controllers"),
+        "{events}"
+    );
+    // Its heartbeat Lease went with it, and was not renewed again.
+    assert!(
+        !server
+            .kubectl(&["get", "lease", "old-1", "-n", "fleetdb-system"])
+            .status
+            .success()
+    );
+    agent.stop_if_running();
+}
+
+#[test]
+fn a_rollout_runs_on_real_agents_one_rack_at_a_time() {
+    let server = Fleetdb::start(Backend::Embedded);
+    let token = token(&server, &["--auto-approve"]);
+    let log = server.dir.path().join("rollout.log");
+    let config = server.write("runs.yaml", "runs: {allowedPrograms: [/bin/sh]}\n");
+    let mut agents = Vec::new();
+    for (name, rack) in [("db-1", "r1"), ("db-2", "r1"), ("db-3", "r2")] {
+        let agent = Agent::start_with(
+            &server,
+            name,
+            Some(&token),
+            &["--config", config.to_str().unwrap()],
+        );
+        eventually(&agent, 30, "the Host", || {
+            !agent_status(&server, name)["cpus"].is_null()
+        });
+        server.ok(&[
+            "label",
+            "host",
+            name,
+            &format!("fleetdb.io/rack={rack}"),
+            "role=db",
+        ]);
+        server.ok(&[
+            "patch",
+            "host",
+            name,
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec": {"authorized": true}}"#,
+        ]);
+        agents.push(agent);
+    }
+    server.ok_input(
+        &["apply", "-f", "-"],
+        &format!(
+            "apiVersion: fleetdb.io/v1alpha1\nkind: Rollout\nmetadata: {{name: patch}}\nspec:\n  selector: {{matchLabels: {{role: db}}}}\n  run: {{command: [/bin/sh, -c, \"echo $(date +%s%N) >> {}\"]}}\n  maxUnavailable: 2\n  maxPerTopology: [{{key: fleetdb.io/rack, max: 1}}]\n",
+            log.display()
+        ),
+    );
+    eventually(&agents[0], 60, "the rollout completed", || {
+        server.ok(&["get", "rollout", "patch", "-o", "jsonpath={.status.phase}"]) == "Completed"
+    });
+    let runs = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(runs.lines().count(), 3, "{runs}");
+    for name in ["db-1", "db-2", "db-3"] {
+        assert_eq!(
+            run(&agent_status(&server, name), "rollout-patch")["phase"],
+            "Succeeded",
+            "{name}"
+        );
+        assert_eq!(
+            server.ok(&[
+                "get",
+                "host",
+                name,
+                "-o",
+                "jsonpath={.metadata.labels.rollout\\.fleetdb\\.io/patch}"
+            ]),
+            "Succeeded"
+        );
+    }
 }

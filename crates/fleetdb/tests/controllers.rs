@@ -324,7 +324,7 @@ fn one_replica_leads_and_another_takes_over_when_it_stops() {
         (second, first)
     };
     stopped.stop();
-    let deadline = Instant::now() + Duration::from_secs(40);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let now_holder = holder(&survivor);
         if now_holder != leader {
@@ -348,4 +348,86 @@ fn one_replica_leads_and_another_takes_over_when_it_stops() {
         "status from the new leader",
         |c| condition(c, "Progressing")["reason"] == "Complete",
     );
+}
+
+/// Waits until `kubectl get host NAME` answers NotFound.
+fn wait_gone(server: &Fleetdb, name: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let output = server.kubectl(&["get", "host", name]);
+        if !output.status.success() && String::from_utf8_lossy(&output.stderr).contains("NotFound")
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} is still there:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn deleted_hosts_wait_for_their_agent_to_decommission_them() {
+    let server = Fleetdb::start_with(Backend::Embedded, &["--decommission-timeout", "4s"]);
+    let mut hosts = String::new();
+    for name in ["plain", "managed", "silent"] {
+        hosts.push_str(&host(name, true, ""));
+    }
+    server.ok_input(&["apply", "-f", "-"], &hosts);
+    // Every host gets the finalizer.
+    for name in ["plain", "managed", "silent"] {
+        wait_for(&server, &["host", name], "the finalizer", |h| {
+            h["metadata"]["finalizers"] == serde_json::json!(["fleetdb.io/decommission"])
+        });
+    }
+    // Two have an agent that acts on them (a simulated one: its report).
+    for name in ["managed", "silent"] {
+        server.ok(&[
+            "patch",
+            "host",
+            name,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"agent":{"hostname":"x","addresses":[{"type":"InternalIP","address":"10.0.0.9"}]}}}"#,
+        ]);
+    }
+    // Without an agent: gone at once.
+    server.ok(&["delete", "host", "plain", "--wait=false"]);
+    wait_gone(&server, "plain", Duration::from_secs(20));
+
+    // With one: it stays, out of Prometheus discovery, until the agent reports.
+    server.ok(&["delete", "host", "managed", "--wait=false"]);
+    std::thread::sleep(Duration::from_secs(1));
+    let managed = json(&server.ok(&["get", "host", "managed", "-o", "json"]));
+    assert!(managed["metadata"]["deletionTimestamp"].is_string());
+    let targets = server.ok(&["get", "--raw", "/sd/prometheus?port=9100"]);
+    assert!(!targets.contains("managed"), "{targets}");
+    server.ok(&[
+        "patch",
+        "host",
+        "managed",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"agent":{"conditions":[{"type":"Decommissioned","status":"True","reason":"CommandSucceeded","message":"the decommission command exited with 0"}]}}}"#,
+    ]);
+    wait_gone(&server, "managed", Duration::from_secs(20));
+
+    // An agent that never reports: released after the timeout, with a warning.
+    server.ok(&["delete", "host", "silent", "--wait=false"]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(server.kubectl(&["get", "host", "silent"]).status.success());
+    wait_gone(&server, "silent", Duration::from_secs(20));
+    let events = server.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=silent,reason=DecommissionTimedOut,type=Warning",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(events.lines().count(), 1, "{events}");
 }

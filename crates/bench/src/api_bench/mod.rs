@@ -50,7 +50,7 @@ const MERGE_PATCH: &str = "application/merge-patch+json";
 /// etcd's backend quota for the benchmark (its default of 2 GiB is too small for long runs).
 const ETCD_QUOTA_BYTES: &str = "--quota-backend-bytes=8589934592";
 /// Clients that load hosts before a measurement.
-const LOAD_CLIENTS: usize = 64;
+pub(crate) const LOAD_CLIENTS: usize = 64;
 /// Watch streams multiplexed on one HTTP/2 connection (client-go multiplexes the same way).
 const WATCHES_PER_CONNECTION: usize = 100;
 /// Watchers of every host in the watch scenario (discovery, controllers).
@@ -298,7 +298,7 @@ fn backends(etcd: Option<&mut Etcd>) -> Vec<Backend> {
 }
 
 /// Throughput and latency of one measured batch of requests.
-struct Measured {
+pub(crate) struct Measured {
     per_second: f64,
     p50_ms: f64,
     p99_ms: f64,
@@ -333,7 +333,7 @@ async fn connections_as(
 
 /// Creates hosts `range` (named with `prefix`) with `clients` concurrent clients, each on its
 /// own connection; every create must succeed.
-async fn create_hosts(
+pub(crate) async fn create_hosts(
     server: &FleetdbProcess,
     prefix: &str,
     range: std::ops::Range<usize>,

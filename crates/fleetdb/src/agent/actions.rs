@@ -107,6 +107,10 @@ pub struct AgentConfig {
     pub runs: RunsConfig,
     #[serde(default)]
     pub preflight: PreflightConfig,
+    /// Run once when the host's record is deleted (the controllers wait for its report,
+    /// `Decommissioned`, before the record goes): wipe, power off, hand back...
+    #[serde(default)]
+    pub decommission: Vec<String>,
 }
 
 impl AgentConfig {
@@ -139,6 +143,9 @@ pub struct State {
     pub started: Vec<String>,
     #[serde(default)]
     pub conditions: Vec<Condition>,
+    /// The uid of the Host record the decommission command ran for (once per record).
+    #[serde(default)]
+    pub decommissioned: Option<String>,
 }
 
 impl State {
@@ -447,6 +454,42 @@ impl Actions {
             );
         }
         self.save();
+    }
+
+    /// The host's record is being deleted: runs the configured decommission command once
+    /// per record (`uid`) and reports it in the condition `Decommissioned`; returns an Event
+    /// (type, reason, message) the first time.
+    pub async fn decommission(
+        &mut self,
+        generation: i64,
+        uid: &str,
+    ) -> Option<(String, String, String)> {
+        if self.state.decommissioned.as_deref() == Some(uid) {
+            return None;
+        }
+        // Recorded before it starts: an agent stopped during the command does not run it again.
+        self.state.decommissioned = Some(uid.to_owned());
+        self.save();
+        let (ok, reason, message) = if self.config.decommission.is_empty() {
+            (
+                true,
+                "NoCommand",
+                "no decommission command is configured".to_owned(),
+            )
+        } else {
+            let outcome = execute(&self.config.decommission, &[], DEFAULT_HOOK_TIMEOUT).await;
+            let message = outcome.describe("the decommission command");
+            if outcome.succeeded() {
+                (true, "CommandSucceeded", message)
+            } else {
+                (false, "CommandFailed", message)
+            }
+        };
+        self.state
+            .set_condition(generation, "Decommissioned", ok, reason, &message);
+        self.save();
+        let kind = if ok { "Normal" } else { "Warning" };
+        Some((kind.into(), "Decommissioned".into(), message))
     }
 
     /// Brings maintenance to what the spec wants; returns an Event (type, reason, message)

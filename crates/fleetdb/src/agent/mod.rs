@@ -11,6 +11,8 @@ pub mod facts;
 pub mod identity;
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -102,6 +104,9 @@ struct Agent {
     host: String,
     /// The Host's uid, once read (Events name it, so `kubectl describe host` finds them).
     uid: Uid,
+    /// Set once the agent reported its Host's decommission: from then on a missing Host is
+    /// the end of the agent, not a Host to create.
+    decommissioned: Arc<AtomicBool>,
     heartbeat: Duration,
     hosts: Api<DynamicObject>,
     clusters: Api<DynamicObject>,
@@ -110,10 +115,17 @@ struct Agent {
 }
 
 impl Agent {
-    fn new(client: kube::Client, host: &str, heartbeat: Duration, uid: Uid) -> Self {
+    fn new(
+        client: kube::Client,
+        host: &str,
+        heartbeat: Duration,
+        uid: Uid,
+        decommissioned: Arc<AtomicBool>,
+    ) -> Self {
         Self {
             host: host.to_owned(),
             uid,
+            decommissioned,
             heartbeat,
             hosts: Api::all_with(
                 client.clone(),
@@ -130,6 +142,11 @@ impl Agent {
             ),
             events: Api::namespaced_with(client, "default", &resource("", "v1", "Event", "events")),
         }
+    }
+
+    /// Whether the Host record no longer exists.
+    async fn gone(&self) -> bool {
+        matches!(self.hosts.get(&self.host).await, Err(kube::Error::Api(status)) if status.code == 404)
     }
 
     /// Renews the Lease (creating it the first time).
@@ -187,6 +204,12 @@ impl Agent {
             self.remember_uid(object);
         }
         match patched {
+            // Decommissioned: the record is gone for good.
+            Err(kube::Error::Api(status))
+                if status.code == 404 && self.decommissioned.load(Ordering::Relaxed) =>
+            {
+                Ok(())
+            }
             Err(kube::Error::Api(status)) if status.code == 404 => {
                 let host: DynamicObject = serde_json::from_value(json!({
                     "apiVersion": "fleetdb.io/v1alpha1",
@@ -290,6 +313,15 @@ async fn act_once(
         return Ok(());
     };
     let generation = host.metadata.generation.unwrap_or(0);
+    let authorized = host.spec.authorized == Some(true);
+    if authorized && host.is_decommissioning() {
+        let uid = host.metadata.uid.clone().unwrap_or_default();
+        if let Some((kind, reason, message)) = work.decommission(generation, &uid).await {
+            agent.record(&kind, &reason, &message).await;
+        }
+        agent.decommissioned.store(true, Ordering::Relaxed);
+        return agent.write_actions(work, generation, written).await;
+    }
     if checked.is_none_or(|(g, at)| g != generation || at.elapsed() >= PREFLIGHT_INTERVAL) {
         let cluster = match (
             &host.spec.cluster,
@@ -301,7 +333,6 @@ async fn act_once(
         work.check_preflight(generation, cluster.as_ref()).await;
         *checked = Some((generation, Instant::now()));
     }
-    let authorized = host.spec.authorized == Some(true);
     if authorized {
         let mut events = Vec::new();
         events.extend(work.maintenance(&host, generation).await);
@@ -442,13 +473,25 @@ pub async fn run(
     let work = actions::Actions::new(settings.config.clone(), &settings.data_dir)?;
     let client = identity::client(&server, &ca_pem, current.credentials()).await?;
     let uid = Uid::default();
-    let (agents, latest) =
-        tokio::sync::watch::channel(Agent::new(client, &host, settings.heartbeat, uid.clone()));
+    let decommissioned = Arc::new(AtomicBool::new(false));
+    let (agents, latest) = tokio::sync::watch::channel(Agent::new(
+        client,
+        &host,
+        settings.heartbeat,
+        uid.clone(),
+        decommissioned.clone(),
+    ));
     let _actor = AbortOnDrop(tokio::spawn(act(latest, work)));
     let mut started = false;
     loop {
         let client = identity::client(&server, &ca_pem, current.credentials()).await?;
-        let agent = Agent::new(client, &host, settings.heartbeat, uid.clone());
+        let agent = Agent::new(
+            client,
+            &host,
+            settings.heartbeat,
+            uid.clone(),
+            decommissioned.clone(),
+        );
         agents.send_replace(agent.clone());
         let renew_at = current.renew_at();
         let mut last_report: Option<Instant> = None;
@@ -479,7 +522,20 @@ pub async fn run(
                     Err(_) => tracing::warn!("the renewed certificate is not issued yet"),
                 }
             }
-            let beat = agent.heartbeat().await;
+            if decommissioned.load(Ordering::Relaxed) && agent.gone().await {
+                tracing::info!(
+                    host,
+                    "the host was decommissioned and its record removed: the agent stops"
+                );
+                return Ok(());
+            }
+            // Once decommissioned (flagged before the report that releases the record), no
+            // heartbeat: the controllers remove the Lease with the record.
+            let beat = if decommissioned.load(Ordering::Relaxed) {
+                Ok(())
+            } else {
+                agent.heartbeat().await
+            };
             let due = last_report.is_none_or(|at| at.elapsed() >= FACTS_INTERVAL);
             let reported = if due && beat.is_ok() {
                 let reported = agent.report().await;

@@ -3,6 +3,10 @@
 //!
 //! * [`clusters`]: a Cluster takes authorized hosts from the pool (hosts without
 //!   `spec.cluster`) up to `spec.size` and gives them back on scale-down;
+//! * [`rollouts`]: one change over many hosts, a few at a time, within `maxUnavailable`,
+//!   `maxPerTopology` and `maxFailures`;
+//! * [`decommission`]: every Host carries a finalizer; a deleted host waits for its agent's
+//!   decommission report (or a timeout) before it goes;
 //! * [`stale`]: a host whose agent stops renewing its Lease becomes `Ready=False`
 //!   (`HeartbeatMissed`), and `Ready=True` again when it comes back.
 //!
@@ -13,7 +17,9 @@
 //! object it touched.
 
 pub mod clusters;
+pub mod decommission;
 pub mod leader;
+pub mod rollouts;
 pub mod stale;
 
 use std::time::Duration;
@@ -37,6 +43,8 @@ pub const DEFAULT_HOST_STALE_AFTER: Duration = Duration::from_secs(40);
 pub struct Settings {
     /// See [`DEFAULT_HOST_STALE_AFTER`].
     pub host_stale_after: Duration,
+    /// See [`decommission::DEFAULT_DECOMMISSION_TIMEOUT`].
+    pub decommission_timeout: Duration,
     /// This replica's name in the leader Lease (default: host name and process id).
     pub identity: String,
 }
@@ -46,6 +54,7 @@ impl Default for Settings {
         let host = sysinfo::System::host_name().unwrap_or_else(|_| "fleetdb".into());
         Self {
             host_stale_after: DEFAULT_HOST_STALE_AFTER,
+            decommission_timeout: decommission::DEFAULT_DECOMMISSION_TIMEOUT,
             identity: format!("{host}_{}", std::process::id()),
         }
     }
@@ -61,6 +70,8 @@ pub async fn run(client: kube::Client, settings: Settings) {
         let work = async {
             tokio::join!(
                 clusters::run(client.clone()),
+                decommission::run(client.clone(), settings.decommission_timeout),
+                rollouts::run(client.clone()),
                 stale::run(client.clone(), settings.host_stale_after),
             );
         };

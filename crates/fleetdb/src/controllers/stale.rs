@@ -3,6 +3,8 @@
 //! `HeartbeatMissed`) and a Warning Event; when the Lease moves again, `Ready=True` (reason
 //! `HeartbeatReceived`) and a Normal Event.
 //!
+//! A stale Lease whose Host no longer exists is removed.
+//!
 //! As kube's node lifecycle controller does, a Lease's age is measured from when this
 //! controller saw it change, on its own clock (a skewed agent clock cannot make a host
 //! stale or fresh), and a new leader gives every Lease a full period before judging it.
@@ -63,6 +65,14 @@ pub async fn run(client: kube::Client, stale_after: Duration) {
                     let fresh = beat.changed.elapsed() < stale_after;
                     if beat.ready != Some(fresh) {
                         match set_ready(&client, &hosts, &name, fresh, stale_after).await {
+                            // A stale Lease without its Host (decommissioned, deleted):
+                            // nobody renews it any more.
+                            Ok(false) if !fresh => {
+                                if let Err(error) = leases.delete(&name, &Default::default()).await
+                                {
+                                    tracing::debug!(%error, lease = %name, "cannot remove a stale Lease");
+                                }
+                            }
                             Ok(written) => beat.ready = written.then_some(fresh),
                             Err(error) => {
                                 tracing::warn!(%error, host = %name, "cannot set the host's Ready condition")
