@@ -124,12 +124,25 @@ pub async fn run(args: RolloutBenchArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| temporary.path().to_owned());
     let audit_log = dir.join("audit.log");
+    // The controllers' requests only, in one file that never rotates.
+    let policy = dir.join("audit-policy.yaml");
+    std::fs::write(
+        &policy,
+        format!(
+            "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n  users: [\"{}\"]\n- level: None\n",
+            fleetdb::controllers::USER
+        ),
+    )?;
     let server = FleetdbProcess::start_with(
         &dir.join("server"),
         Backend::Embedded,
         &[
             "--audit-log-path",
             audit_log.to_str().context("a UTF-8 path")?,
+            "--audit-policy-file",
+            policy.to_str().context("a UTF-8 path")?,
+            "--audit-log-maxsize",
+            "100000",
         ],
     )
     .await?;

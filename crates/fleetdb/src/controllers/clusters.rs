@@ -162,7 +162,7 @@ async fn reconcile(cluster: Arc<Cluster>, context: Arc<Context>) -> Result<Actio
         return Ok(Action::await_change());
     }
     let members_of = ListParams::default().fields(&format!("spec.cluster={cluster_name}"));
-    let mut members = context.hosts.list(&members_of).await?.items;
+    let mut members = super::list_hosts(&context.hosts, &members_of).await?;
     let wanted = cluster.spec.size.map(|s| s.max(0) as usize);
     let mut progress: Option<(String, String)> = None;
     let mut changed = false;
@@ -175,11 +175,8 @@ async fn reconcile(cluster: Arc<Cluster>, context: Arc<Context>) -> Result<Actio
                     pool_query = pool_query.labels(&query);
                 }
             }
-            let mut pool: Vec<Host> = context
-                .hosts
-                .list(&pool_query)
+            let mut pool: Vec<Host> = super::list_hosts(&context.hosts, &pool_query)
                 .await?
-                .items
                 .into_iter()
                 .filter(|h| {
                     h.metadata.deletion_timestamp.is_none()

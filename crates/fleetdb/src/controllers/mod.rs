@@ -84,6 +84,40 @@ pub async fn run(client: kube::Client, settings: Settings) {
     }
 }
 
+/// Hosts read a page at a time ([`LIST_PAGE`]); each is kept without what no controller
+/// looks at (managed fields, Ansible variables, hardware, addresses, disks), so a pass over
+/// many hosts holds one page of whole objects at most.
+pub(crate) async fn list_hosts(
+    hosts: &Api<fleetdb_fleet::Host>,
+    params: &kube::api::ListParams,
+) -> Result<Vec<fleetdb_fleet::Host>, kube::Error> {
+    let mut params = params.clone().limit(LIST_PAGE);
+    let mut all = Vec::new();
+    loop {
+        let page = hosts.list(&params).await?;
+        all.extend(page.items.into_iter().map(|mut host| {
+            host.metadata.managed_fields = None;
+            host.spec.ansible = None;
+            if let Some(status) = host.status.as_mut() {
+                status.hardware = None;
+                status.addresses = Vec::new();
+                if let Some(agent) = status.agent.as_mut() {
+                    agent.disks = Vec::new();
+                    agent.addresses = Vec::new();
+                }
+            }
+            host
+        }));
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(all),
+        }
+    }
+}
+
+/// Objects per page when the controllers list hosts.
+pub const LIST_PAGE: u32 = 2500;
+
 /// A time in RFC 3339 with microseconds (`MicroTime`, as Leases and Events carry).
 pub(crate) fn micro_time() -> String {
     let now = time::OffsetDateTime::now_utc();

@@ -377,7 +377,7 @@ async fn reconcile(rollout: Arc<Rollout>, context: Arc<Context>) -> Result<Actio
     if let Some(cluster) = &spec.cluster {
         query = query.fields(&format!("spec.cluster={cluster}"));
     }
-    let mut hosts = context.hosts.list(&query).await?.items;
+    let mut hosts = super::list_hosts(&context.hosts, &query).await?;
     hosts.sort_by_key(name_of);
     let mut progress: Vec<HostProgress> = hosts
         .iter()
