@@ -16,6 +16,10 @@ pub const PROGRESS_LABEL_PREFIX: &str = "rollout.fleetdb.io/";
 /// The annotation recording when a rollout started on a host (RFC 3339), same suffix.
 pub const STARTED_ANNOTATION_PREFIX: &str = "started.rollout.fleetdb.io/";
 
+/// The finalizer of every Rollout: deleting one first takes its marks off the hosts and
+/// undoes what is still in progress (maintenance ended, the run taken off the spec).
+pub const CLEANUP_FINALIZER: &str = "fleetdb.io/rollout-cleanup";
+
 /// A host's progress in a rollout, as its label says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HostProgress {

@@ -129,7 +129,7 @@ pub fn default_policy() -> Vec<Value> {
                     &["get", "list", "watch", "patch", "update"],
                     &["hosts", "clusters"],
                 ),
-                rule(&["get", "list", "watch"], &["rollouts"]),
+                rule(&["get", "list", "watch", "patch", "update"], &["rollouts"]),
                 rule(
                     &["get", "patch", "update"],
                     &["hosts/status", "clusters/status", "rollouts/status"],

@@ -321,3 +321,66 @@ fn check(server: &Fleetdb, status: &Value, held_messages: &BTreeSet<String>, see
     ]);
     assert_eq!(events.lines().count(), HOSTS, "{events}");
 }
+
+#[test]
+fn deleting_a_rollout_undoes_what_is_in_progress_and_takes_its_marks_off() {
+    let server = Fleetdb::start(Backend::Embedded);
+    let mut hosts = String::new();
+    for i in 0..3 {
+        hosts.push_str(&format!(
+            "apiVersion: fleetdb.io/v1alpha1\nkind: Host\nmetadata:\n  name: {}\n  labels: {{team: b}}\nspec: {{}}\n---\n",
+            host_name(i)
+        ));
+    }
+    server.ok_input(&["apply", "-f", "-"], &hosts);
+    server.ok_input(
+        &["apply", "-f", "-"],
+        "apiVersion: fleetdb.io/v1alpha1\nkind: Rollout\nmetadata: {name: drain}\nspec:\n  selector: {matchLabels: {team: b}}\n  maintenance: {duration: 1h}\n  maxUnavailable: 1\n",
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = json(&server.ok(&["get", "rollout", "drain", "-o", "json"]))["status"].clone();
+        if status["inProgress"] == 1 {
+            assert_eq!(status["pending"], 2, "{status}");
+            assert_eq!(
+                status["heldMessage"],
+                "held: 2 hosts, 1 of at most 1 hosts unavailable"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "{status}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let in_maintenance = server.ok(&[
+        "get",
+        "hosts",
+        "-l",
+        "rollout.fleetdb.io/drain=InProgress",
+        "-o",
+        "jsonpath={.items[*].spec.maintenance}",
+    ]);
+    assert_eq!(in_maintenance, "true");
+    // A selector that would widen the rollout is refused by the schema.
+    let err = server.fails_input(
+        &["apply", "-f", "-"],
+        "apiVersion: fleetdb.io/v1alpha1\nkind: Rollout\nmetadata: {name: wide}\nspec:\n  selector: {matchExpressions: [{key: team, operator: Maybe}]}\n  maintenance: {duration: 1m}\n",
+    );
+    assert!(err.contains("Unsupported value: \"Maybe\""), "{err}");
+
+    server.ok(&["delete", "rollout", "drain", "--timeout=30s"]);
+    let hosts = json(&server.ok(&["get", "hosts", "-o", "json"]));
+    for host in hosts["items"].as_array().unwrap() {
+        assert!(host["spec"]["maintenance"] != true, "{host}");
+        let labels = host["metadata"]["labels"].as_object().unwrap();
+        assert!(!labels.contains_key("rollout.fleetdb.io/drain"), "{host}");
+    }
+    let abandoned = server.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "reason=RolloutAbandoned",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(abandoned.lines().count(), 1, "{abandoned}");
+}

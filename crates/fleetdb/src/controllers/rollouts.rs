@@ -22,7 +22,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fleetdb_fleet::rollout::{
-    Held, HostProgress, PROGRESS_LABEL_PREFIX, Rollout, RolloutStatus, STARTED_ANNOTATION_PREFIX,
+    CLEANUP_FINALIZER, Held, HostProgress, PROGRESS_LABEL_PREFIX, Rollout, RolloutStatus,
+    STARTED_ANNOTATION_PREFIX,
 };
 use fleetdb_fleet::{Host, parse_interval};
 use futures::StreamExt;
@@ -339,7 +340,21 @@ fn invalid(rollout: &Rollout) -> Option<String> {
 
 async fn reconcile(rollout: Arc<Rollout>, context: Arc<Context>) -> Result<Action, Error> {
     let name = rollout.metadata.name.clone().unwrap_or_default();
+    let finalizers = rollout.metadata.finalizers.clone().unwrap_or_default();
+    let ours = finalizers.iter().any(|f| f == CLEANUP_FINALIZER);
     if rollout.metadata.deletion_timestamp.is_some() {
+        if ours {
+            if !clean_up(&context, &rollout, &name).await? {
+                // A host changed under us keeps its mark: try again soon.
+                return Ok(Action::requeue(ACTIVE_REQUEUE));
+            }
+            set_finalizer(&context, &rollout, false).await?;
+        }
+        return Ok(Action::await_change());
+    }
+    if !ours {
+        set_finalizer(&context, &rollout, true).await?;
+        // The write wakes the next pass.
         return Ok(Action::await_change());
     }
     let generation = rollout.metadata.generation;
@@ -560,6 +575,66 @@ async fn reconcile(rollout: Arc<Rollout>, context: Arc<Context>) -> Result<Actio
     } else {
         Action::requeue(IDLE_REQUEUE)
     })
+}
+
+/// Adds or removes [`CLEANUP_FINALIZER`], conditionally on the version read.
+async fn set_finalizer(context: &Context, rollout: &Rollout, add: bool) -> Result<(), Error> {
+    let mut finalizers = rollout.metadata.finalizers.clone().unwrap_or_default();
+    finalizers.retain(|f| f != CLEANUP_FINALIZER);
+    if add {
+        finalizers.push(CLEANUP_FINALIZER.into());
+    }
+    let patch = json!({"metadata": {
+        "finalizers": finalizers,
+        "resourceVersion": rollout.metadata.resource_version,
+    }});
+    let params = PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..PatchParams::default()
+    };
+    let name = rollout.metadata.name.clone().unwrap_or_default();
+    match context
+        .rollouts
+        .patch(&name, &params, &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => Ok(()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// A deleted rollout: every host it marked loses the mark; what is in progress is undone
+/// (maintenance ended, the run taken off the spec; an OS upgrade asked for stays asked).
+/// Whether every mark is gone.
+async fn clean_up(context: &Context, rollout: &Rollout, name: &str) -> Result<bool, Error> {
+    let key = format!("{PROGRESS_LABEL_PREFIX}{name}");
+    let marked = super::list_hosts(&context.hosts, &ListParams::default().labels(&key)).await?;
+    let mut all = true;
+    for host in &marked {
+        let in_progress = HostProgress::from_label(label(host, &key)) == HostProgress::InProgress;
+        let mut patch = if in_progress {
+            outcome(rollout, name, host).1
+        } else {
+            json!({})
+        };
+        patch["metadata"]["labels"] = json!({&key: null});
+        patch["metadata"]["annotations"] =
+            json!({format!("{STARTED_ANNOTATION_PREFIX}{name}"): null});
+        if !patch_host(context, host, patch).await? {
+            all = false;
+        } else if in_progress {
+            record(
+                &context.client,
+                reference(host),
+                "Warning",
+                "RolloutAbandoned",
+                &format!("rollout {name} was deleted while in progress here: undone"),
+            )
+            .await;
+        }
+    }
+    Ok(all)
 }
 
 async fn write_status(
