@@ -430,3 +430,55 @@ async fn crds_declare_the_fields_their_selectors_may_name() {
         "\"spec.tags\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\", \"spec.owner\", \"spec.on\", \"spec.level\""
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_the_store_and_its_failures_say_when_to_retry() {
+    let f = TestServer::embedded().await;
+    let get = |path: &'static str| {
+        let f = &f;
+        async move {
+            let request = Request::builder().uri(path).body(Body::empty()).unwrap();
+            let response = dispatch(f.server.clone(), Identity::anonymous(), request).await;
+            let status = response.status();
+            let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            (status, String::from_utf8(body.to_vec()).unwrap())
+        }
+    };
+    assert_eq!(get("/readyz").await, (StatusCode::OK, "ok".to_owned()));
+    assert_eq!(
+        get("/readyz?verbose").await,
+        (
+            StatusCode::OK,
+            "[+]ping ok\n[+]started ok\n[+]store ok\nreadyz check passed".to_owned()
+        )
+    );
+    f.store
+        .fail_all
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let (status, body) = get("/readyz").await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        body,
+        "[+]ping ok\n[+]started ok\n[-]store failed: reason withheld\nreadyz check failed"
+    );
+    assert_eq!(
+        get("/readyz/store").await.0,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    assert_eq!(get("/readyz/ping").await.0, StatusCode::OK);
+    // Liveness is about the process, not the store.
+    assert_eq!(get("/livez").await, (StatusCode::OK, "ok".to_owned()));
+    // What the store cannot serve is a 503 with Retry-After.
+    let (status, headers, body) = f
+        .call_with(admin(), Method::GET, "/api/v1/namespaces", &[], Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(headers["retry-after"], "1");
+    assert_eq!(body["details"]["retryAfterSeconds"], 1);
+    f.store
+        .fail_all
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(get("/readyz").await.0, StatusCode::OK);
+}

@@ -183,6 +183,9 @@ pub struct Held {
     pub limit: String,
     /// Why, e.g. "rack r07 already has 1 in progress".
     pub reason: String,
+    /// The first few of those hosts, by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub examples: Vec<String>,
 }
 
 /// A rollout's progress.

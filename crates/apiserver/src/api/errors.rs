@@ -34,6 +34,9 @@ pub struct ApiError {
     pub details: Option<Value>,
 }
 
+/// The `Retry-After` of answers that the store could not serve.
+pub const STORE_RETRY_AFTER_SECONDS: u64 = 1;
+
 impl ApiError {
     fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
         Self {
@@ -266,7 +269,10 @@ impl ApiError {
                 "resource version {requested} is newer than the latest ({current})"
             )),
             StoreError::Unavailable(_) | StoreError::Closed => {
-                Self::unavailable("the storage backend is unavailable; retry shortly")
+                // `Retry-After`, so client-go tries again rather than failing.
+                Self::unavailable("the storage backend is unavailable; retry shortly").with_details(
+                    serde_json::json!({"retryAfterSeconds": STORE_RETRY_AFTER_SECONDS}),
+                )
             }
             StoreError::InvalidKey { reason, .. } => Self::bad_request(reason),
             other => {

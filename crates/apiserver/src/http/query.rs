@@ -34,6 +34,11 @@ impl Query {
             .filter(|v| !v.is_empty())
     }
 
+    /// Whether the parameter is present at all, with or without a value (`?verbose`).
+    pub fn has(&self, name: &str) -> bool {
+        self.values.contains_key(name)
+    }
+
     /// A boolean parameter: `true`/`1` or `false`/`0`; absent is false.
     pub fn flag(&self, name: &str) -> Result<bool, ApiError> {
         match self.values.get(name).map(String::as_str) {

@@ -364,6 +364,71 @@ fn percent_decode(text: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// How long `/readyz` waits for the store to answer a linearizable read.
+pub const READYZ_STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `/readyz` (or one of its checks, `/readyz/<check>`), as kube-apiserver answers it: `ok`
+/// when every check passes (each check on its line with `?verbose`), otherwise 500 with each
+/// check on its line (`[-]store failed: reason withheld`, the reason in the server's log)
+/// and `readyz check failed`. The checks: `ping`; `started` (start-up finished, not shutting
+/// down); `store` (a linearizable read of the store answered within
+/// [`READYZ_STORE_TIMEOUT`] — on etcd, a quorum answers).
+async fn readyz(server: &ApiServer, path: &str, verbose: bool) -> Response {
+    let only = path.strip_prefix("/readyz/");
+    let wanted = |check: &str| only.is_none_or(|o| o == check);
+    let mut checks: Vec<(&str, Result<(), String>)> = Vec::new();
+    if wanted("ping") {
+        checks.push(("ping", Ok(())));
+    }
+    if wanted("started") {
+        let started = if server.is_ready() {
+            Ok(())
+        } else {
+            Err("starting or shutting down".to_owned())
+        };
+        checks.push(("started", started));
+    }
+    if wanted("store") {
+        let store = server.registry().storage().store().clone();
+        let read = tokio::time::timeout(READYZ_STORE_TIMEOUT, store.current_revision()).await;
+        let store = match read {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err(format!(
+                "no answer within {} s",
+                READYZ_STORE_TIMEOUT.as_secs()
+            )),
+        };
+        checks.push(("store", store));
+    }
+    let failed = checks.iter().any(|(_, r)| r.is_err());
+    if !failed && !verbose {
+        return text(StatusCode::OK, "ok");
+    }
+    let mut body = String::new();
+    for (name, result) in &checks {
+        match result {
+            Ok(()) => body.push_str(&format!("[+]{name} ok\n")),
+            Err(reason) => {
+                tracing::warn!(check = name, %reason, "readyz check failed");
+                body.push_str(&format!("[-]{name} failed: reason withheld\n"));
+            }
+        }
+    }
+    let (status, verdict) = if failed {
+        (StatusCode::INTERNAL_SERVER_ERROR, "readyz check failed")
+    } else {
+        (StatusCode::OK, "readyz check passed")
+    };
+    body.push_str(verdict);
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
 /// `/openapi/v2`, `/openapi/v3` and `/openapi/v3/<group version>`, from the documents of
 /// the current snapshot.
 fn openapi_document(
@@ -469,15 +534,8 @@ async fn route(
         "/healthz" | "/livez" | "/healthz/ping" | "/livez/ping" => {
             return Ok(text(StatusCode::OK, "ok"));
         }
-        "/readyz" | "/readyz/ping" => {
-            return Ok(if server.is_ready() {
-                text(StatusCode::OK, "ok")
-            } else {
-                text(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "[-]store not ready\nreadyz check failed",
-                )
-            });
+        "/readyz" | "/readyz/ping" | "/readyz/started" | "/readyz/store" => {
+            return Ok(readyz(server, path, query.has("verbose")).await);
         }
         "/version" => return Ok(json(StatusCode::OK, &version_info())),
         _ => {}

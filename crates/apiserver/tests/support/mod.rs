@@ -52,6 +52,9 @@ impl Faulty {
 #[async_trait]
 impl Store for Faulty {
     async fn current_revision(&self) -> fleetdb_store::Result<Revision> {
+        if self.fail_all.load(Ordering::SeqCst) {
+            return Err(Self::failure());
+        }
         self.inner.current_revision().await
     }
     async fn compacted_revision(&self) -> fleetdb_store::Result<Revision> {

@@ -40,6 +40,8 @@ use super::{MANAGER, condition, record, reference};
 pub const ACTIVE_REQUEUE: Duration = Duration::from_secs(2);
 /// How often a finished or paused rollout is looked at.
 pub const IDLE_REQUEUE: Duration = Duration::from_secs(30);
+/// Host names each `status.held` entry gives as examples.
+pub const HELD_EXAMPLES: usize = 5;
 /// Most `status.held` entries.
 pub const MAX_HELD_REASONS: usize = 10;
 
@@ -136,8 +138,8 @@ pub fn max_unavailable(value: Option<&Value>, total: usize) -> Result<usize, Str
 #[derive(Debug, Default, PartialEq)]
 pub struct Plan {
     pub start: Vec<String>,
-    /// (limit, reason) → hosts held.
-    pub held: BTreeMap<(String, String), u32>,
+    /// (limit, reason) → how many hosts it holds, and the first [`HELD_EXAMPLES`] of them.
+    pub held: BTreeMap<(String, String), (u32, Vec<String>)>,
 }
 
 /// A target as the planner sees it.
@@ -167,8 +169,12 @@ pub fn plan<'a>(targets: &[Target<'a>], max_unavailable: usize, limits: &[(&str,
         count_in(&mut per_domain, target);
     }
     let mut plan = Plan::default();
-    let mut hold = |limit: &str, reason: String| {
-        *plan.held.entry((limit.to_owned(), reason)).or_default() += 1;
+    let mut hold = |limit: &str, reason: String, host: &str| {
+        let (count, examples) = plan.held.entry((limit.to_owned(), reason)).or_default();
+        *count += 1;
+        if examples.len() < HELD_EXAMPLES {
+            examples.push(host.to_owned());
+        }
     };
     let mut start = Vec::new();
     for target in targets
@@ -176,13 +182,14 @@ pub fn plan<'a>(targets: &[Target<'a>], max_unavailable: usize, limits: &[(&str,
         .filter(|t| t.progress == HostProgress::Pending)
     {
         if target.not_ready {
-            hold("Ready", "not ready".into());
+            hold("Ready", "not ready".into(), target.name);
             continue;
         }
         if used >= max_unavailable {
             hold(
                 "maxUnavailable",
                 format!("{used} of at most {max_unavailable} hosts unavailable"),
+                target.name,
             );
             continue;
         }
@@ -197,7 +204,7 @@ pub fn plan<'a>(targets: &[Target<'a>], max_unavailable: usize, limits: &[(&str,
                     .then(|| format!("{key}={domain} already has {count} unavailable (max {max})"))
             });
         if let Some(reason) = full {
-            hold("maxPerTopology", reason);
+            hold("maxPerTopology", reason, target.name);
             continue;
         }
         used += 1;
@@ -493,10 +500,11 @@ async fn reconcile(rollout: Arc<Rollout>, context: Arc<Context>) -> Result<Actio
     let mut held: Vec<Held> = planned
         .held
         .into_iter()
-        .map(|((limit, reason), hosts)| Held {
+        .map(|((limit, reason), (hosts, examples))| Held {
             hosts,
             limit,
             reason,
+            examples,
         })
         .collect();
     held.sort_by(|a, b| b.hosts.cmp(&a.hosts).then(a.reason.cmp(&b.reason)));
@@ -699,19 +707,26 @@ mod tests {
         ];
         let plan = plan(&targets, 3, &[("rack", 1)]);
         assert_eq!(plan.start, ["b1", "c1"]);
-        let held = |limit: &str, reason: &str| ((limit.to_owned(), reason.to_owned()), 1);
+        let held = |limit: &str, reason: &str, host: &str| {
+            (
+                (limit.to_owned(), reason.to_owned()),
+                (1, vec![host.to_owned()]),
+            )
+        };
         assert_eq!(
             plan.held,
             BTreeMap::from([
                 held(
                     "maxPerTopology",
-                    "rack=r1 already has 1 unavailable (max 1)"
+                    "rack=r1 already has 1 unavailable (max 1)",
+                    "a2"
                 ),
                 held(
                     "maxPerTopology",
-                    "rack=r2 already has 1 unavailable (max 1)"
+                    "rack=r2 already has 1 unavailable (max 1)",
+                    "b2"
                 ),
-                held("maxUnavailable", "3 of at most 3 hosts unavailable"),
+                held("maxUnavailable", "3 of at most 3 hosts unavailable", "e1"),
             ])
         );
     }
