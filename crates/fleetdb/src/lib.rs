@@ -78,6 +78,17 @@ pub fn rfc3339(at: time::OffsetDateTime) -> Option<String> {
         .ok()
 }
 
+/// Now in RFC 3339 with microseconds (the `MicroTime` of Leases and Events).
+pub fn micro_time() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let seconds = rfc3339(now).unwrap_or_default();
+    format!(
+        "{}.{:06}Z",
+        seconds.trim_end_matches('Z'),
+        now.microsecond()
+    )
+}
+
 /// Writes a file readable and writable by its owner only, replacing it atomically (a
 /// temporary file beside it, synced, then renamed).
 pub fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {

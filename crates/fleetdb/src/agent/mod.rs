@@ -84,17 +84,6 @@ fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource
     }
 }
 
-/// Kubernetes' `MicroTime`: RFC 3339 with microseconds.
-fn micro_time() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    let seconds = crate::rfc3339(now).unwrap_or_default();
-    format!(
-        "{}.{:06}Z",
-        seconds.trim_end_matches('Z'),
-        now.microsecond()
-    )
-}
-
 /// The Host's uid, shared by the connections the agent makes over its life.
 type Uid = std::sync::Arc<std::sync::Mutex<Option<String>>>;
 
@@ -151,7 +140,7 @@ impl Agent {
 
     /// Renews the Lease (creating it the first time).
     async fn heartbeat(&self) -> Result<(), kube::Error> {
-        let now = micro_time();
+        let now = crate::micro_time();
         let patch = json!({"spec": {"renewTime": now, "holderIdentity": format!("{HOST_PREFIX}{}", self.host)}});
         match self
             .leases

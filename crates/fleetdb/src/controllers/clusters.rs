@@ -136,24 +136,9 @@ fn name(host: &Host) -> String {
 
 /// Sets (or clears) a host's cluster, conditionally on the resourceVersion it was read at.
 async fn assign(context: &Context, host: &Host, cluster: Option<&str>) -> Result<bool, Error> {
-    let patch = json!({
-        "metadata": {"resourceVersion": host.metadata.resource_version},
-        "spec": {"cluster": cluster},
-    });
-    let params = PatchParams {
-        field_manager: Some(MANAGER.into()),
-        ..PatchParams::default()
-    };
-    match context
-        .hosts
-        .patch(&name(host), &params, &Patch::Merge(&patch))
-        .await
-    {
-        Ok(_) => Ok(true),
-        // Changed since it was read (another cluster took it, someone edited it), or gone.
-        Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => Ok(false),
-        Err(error) => Err(error.into()),
-    }
+    // False: changed since it was read (another cluster took it, someone edited it), or gone.
+    let patch = json!({"spec": {"cluster": cluster}});
+    Ok(super::patch_if_unchanged(&context.hosts, host, patch).await?)
 }
 
 async fn reconcile(cluster: Arc<Cluster>, context: Arc<Context>) -> Result<Action, Error> {

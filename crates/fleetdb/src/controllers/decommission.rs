@@ -18,11 +18,10 @@ use std::time::Duration;
 use fleetdb_fleet::{DECOMMISSION_FINALIZER, Host};
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use serde_json::json;
 
-use super::{MANAGER, record, reference};
+use super::{record, reference};
 use crate::security::HEARTBEAT_NAMESPACE;
 
 /// How long a host's agent has to report its decommission before the host goes anyway.
@@ -104,24 +103,8 @@ fn decide(host: &Host, timeout: Duration) -> Next {
 /// Writes the host's finalizers (with ours added or removed), conditionally on the version
 /// read. False: it changed since, or is gone.
 async fn set_finalizers(hosts: &Api<Host>, host: &Host, ours: bool) -> Result<bool, kube::Error> {
-    let mut finalizers: Vec<String> = host.metadata.finalizers.clone().unwrap_or_default();
-    finalizers.retain(|f| f != DECOMMISSION_FINALIZER);
-    if ours {
-        finalizers.push(DECOMMISSION_FINALIZER.into());
-    }
-    let patch = json!({
-        "metadata": {"finalizers": finalizers, "resourceVersion": host.metadata.resource_version},
-    });
-    let params = PatchParams {
-        field_manager: Some(MANAGER.into()),
-        ..PatchParams::default()
-    };
-    let name = host.metadata.name.clone().unwrap_or_default();
-    match hosts.patch(&name, &params, &Patch::Merge(&patch)).await {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => Ok(false),
-        Err(error) => Err(error),
-    }
+    let patch = super::finalizer_patch(host, DECOMMISSION_FINALIZER, ours);
+    super::patch_if_unchanged(hosts, host, patch).await
 }
 
 /// Acts on one host as [`decide`] says; true when it still waits for its agent.
@@ -215,7 +198,7 @@ mod tests {
         host.metadata.finalizers = Some(vec![DECOMMISSION_FINALIZER.into()]);
         host.metadata.deletion_timestamp = deleting_for.map(|seconds| {
             let at = time::OffsetDateTime::now_utc() - time::Duration::seconds(seconds);
-            serde_json::from_value::<Time>(json!(crate::rfc3339(at).unwrap())).unwrap()
+            serde_json::from_value::<Time>(serde_json::json!(crate::rfc3339(at).unwrap())).unwrap()
         });
         host.status = Some(HostStatus {
             agent,

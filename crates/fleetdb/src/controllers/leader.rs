@@ -44,7 +44,7 @@ pub struct Elector {
 }
 
 fn micro_time() -> Option<MicroTime> {
-    serde_json::from_value(serde_json::json!(super::micro_time())).ok()
+    serde_json::from_value(serde_json::json!(crate::micro_time())).ok()
 }
 
 fn params() -> PostParams {

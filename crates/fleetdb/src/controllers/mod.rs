@@ -118,15 +118,45 @@ pub(crate) async fn list_hosts(
 /// Objects per page when the controllers list hosts.
 pub const LIST_PAGE: u32 = 2500;
 
-/// A time in RFC 3339 with microseconds (`MicroTime`, as Leases and Events carry).
-pub(crate) fn micro_time() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    let seconds = crate::rfc3339(now).unwrap_or_default();
-    format!(
-        "{}.{:06}Z",
-        seconds.trim_end_matches('Z'),
-        now.microsecond()
-    )
+/// A merge patch of `object`, conditional on the resourceVersion it was read at, by the
+/// controllers' field manager: false when it changed since (409) or is gone (404).
+pub(crate) async fn patch_if_unchanged<K>(
+    api: &Api<K>,
+    object: &K,
+    mut patch: serde_json::Value,
+) -> Result<bool, kube::Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    patch["metadata"]["resourceVersion"] = json!(object.meta().resource_version);
+    let params = kube::api::PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..kube::api::PatchParams::default()
+    };
+    let name = object.meta().name.clone().unwrap_or_default();
+    match api
+        .patch(&name, &params, &kube::api::Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => Ok(false),
+        Err(error) => Err(error),
+    }
+}
+
+/// The merge patch that leaves `object` with `finalizer` (`present`) or without it, its
+/// other finalizers as they are.
+pub(crate) fn finalizer_patch<K: kube::Resource>(
+    object: &K,
+    finalizer: &str,
+    present: bool,
+) -> serde_json::Value {
+    let mut finalizers = object.meta().finalizers.clone().unwrap_or_default();
+    finalizers.retain(|f| f != finalizer);
+    if present {
+        finalizers.push(finalizer.to_owned());
+    }
+    json!({"metadata": {"finalizers": finalizers}})
 }
 
 /// A time in RFC 3339, whole seconds.

@@ -216,21 +216,8 @@ pub fn plan<'a>(targets: &[Target<'a>], max_unavailable: usize, limits: &[(&str,
 }
 
 /// A conditional merge patch of a host (false: it changed since it was read, or is gone).
-async fn patch_host(context: &Context, host: &Host, mut patch: Value) -> Result<bool, Error> {
-    patch["metadata"]["resourceVersion"] = json!(host.metadata.resource_version);
-    let params = PatchParams {
-        field_manager: Some(MANAGER.into()),
-        ..PatchParams::default()
-    };
-    match context
-        .hosts
-        .patch(&name_of(host), &params, &Patch::Merge(&patch))
-        .await
-    {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => Ok(false),
-        Err(error) => Err(error.into()),
-    }
+async fn patch_host(context: &Context, host: &Host, patch: Value) -> Result<bool, Error> {
+    Ok(super::patch_if_unchanged(&context.hosts, host, patch).await?)
 }
 
 /// Whether the action on an in-progress host is over: `Some(true)` succeeded, `Some(false)`
@@ -587,29 +574,9 @@ async fn reconcile(rollout: Arc<Rollout>, context: Arc<Context>) -> Result<Actio
 
 /// Adds or removes [`CLEANUP_FINALIZER`], conditionally on the version read.
 async fn set_finalizer(context: &Context, rollout: &Rollout, add: bool) -> Result<(), Error> {
-    let mut finalizers = rollout.metadata.finalizers.clone().unwrap_or_default();
-    finalizers.retain(|f| f != CLEANUP_FINALIZER);
-    if add {
-        finalizers.push(CLEANUP_FINALIZER.into());
-    }
-    let patch = json!({"metadata": {
-        "finalizers": finalizers,
-        "resourceVersion": rollout.metadata.resource_version,
-    }});
-    let params = PatchParams {
-        field_manager: Some(MANAGER.into()),
-        ..PatchParams::default()
-    };
-    let name = rollout.metadata.name.clone().unwrap_or_default();
-    match context
-        .rollouts
-        .patch(&name, &params, &Patch::Merge(&patch))
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => Ok(()),
-        Err(error) => Err(error.into()),
-    }
+    let patch = super::finalizer_patch(rollout, CLEANUP_FINALIZER, add);
+    super::patch_if_unchanged(&context.rollouts, rollout, patch).await?;
+    Ok(())
 }
 
 /// A deleted rollout: every host it marked loses the mark; what is in progress is undone
