@@ -14,16 +14,47 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions, PutOptions,
-    Txn, TxnOp, TxnOpResponse, WatchOptions,
+    SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
 use futures::stream;
 
 use crate::watch_positions::{WatchPositions, advance};
 use crate::{
     Condition, Deleted, Event, EventKind, GetManyResponse, GetResponse, KeyValue, RangeRequest,
-    RangeResponse, Result, Revision, Store, StoreError, WatchStream, check_changed_range,
-    check_get_many, check_key, check_value, effective_limit, prefix_end,
+    RangeResponse, Result, Revision, Store, StoreError, Version, WatchStream, check_changed_range,
+    check_get_many, check_key, check_note, check_value, effective_limit, history_limit, prefix_end,
 };
+
+/// Where each key's change notes live: `NOTES_PREFIX` + the key (keys start with `/`). etcd
+/// has no per-revision metadata, so a write puts its note (the commit time, then the writer's
+/// note) on this sibling key in the same transaction: the sibling's history lines up with the
+/// key's, revision for revision, and a deletion leaves a note too. Keys under `/_fleetdb/`
+/// (the store's own bookkeeping) get none.
+pub const NOTES_PREFIX: &str = "/_fleetdb/notes";
+
+/// The sibling key holding `key`'s change notes, if it gets one.
+fn notes_key(key: &str) -> Option<String> {
+    (!key.starts_with("/_fleetdb/")).then(|| format!("{NOTES_PREFIX}{key}"))
+}
+
+/// A note key's value: the commit time in milliseconds (little endian), then the note.
+fn encode_note(note: &[u8]) -> Vec<u8> {
+    let mut value = Vec::with_capacity(8 + note.len());
+    value.extend_from_slice(&crate::now_millis().to_le_bytes());
+    value.extend_from_slice(note);
+    value
+}
+
+/// The time and note a note key's value holds.
+fn decode_note(value: &Bytes) -> (i64, Bytes) {
+    match value.get(..8) {
+        Some(time) => (
+            i64::from_le_bytes(time.try_into().expect("8 bytes")),
+            value.slice(8..),
+        ),
+        None => (0, Bytes::new()),
+    }
+}
 
 /// The root prefix used when none is configured.
 pub const DEFAULT_ROOT: &str = "/fleetdb";
@@ -412,16 +443,27 @@ impl Store for EtcdStore {
         ))
     }
 
-    async fn put(&self, key: &str, value: Bytes, condition: Condition) -> Result<KeyValue> {
+    async fn put_noted(
+        &self,
+        key: &str,
+        value: Bytes,
+        condition: Condition,
+        note: Bytes,
+    ) -> Result<KeyValue> {
         check_key(key)?;
         check_value(key, &value)?;
+        check_note(&note)?;
         let full = self.full_key(key);
+        let note_op =
+            notes_key(key).map(|k| TxnOp::put(self.full_key(&k), encode_note(&note), None));
         let put = || {
-            TxnOp::put(
+            let mut ops = vec![TxnOp::put(
                 full.clone(),
                 value.to_vec(),
                 Some(PutOptions::new().with_prev_key()),
-            )
+            )];
+            ops.extend(note_op.clone());
+            ops
         };
         let compare = match condition {
             Condition::Always => None,
@@ -433,10 +475,10 @@ impl Store for EtcdStore {
             )),
         };
         let txn = match compare {
-            None => Txn::new().and_then(vec![put()]),
+            None => Txn::new().and_then(put()),
             Some(compare) => Txn::new()
                 .when(vec![compare])
-                .and_then(vec![put()])
+                .and_then(put())
                 .or_else(vec![TxnOp::get(full.clone(), None)]),
         };
         let response = self
@@ -472,8 +514,9 @@ impl Store for EtcdStore {
         })
     }
 
-    async fn delete(&self, key: &str, condition: Condition) -> Result<Deleted> {
+    async fn delete_noted(&self, key: &str, condition: Condition, note: Bytes) -> Result<Deleted> {
         check_key(key)?;
+        check_note(&note)?;
         let full = self.full_key(key);
         let compare = match condition {
             Condition::Always => Compare::create_revision(full.clone(), CompareOp::Greater, 0),
@@ -486,12 +529,16 @@ impl Store for EtcdStore {
                 ));
             }
         };
+        let mut ops = vec![TxnOp::delete(
+            full.clone(),
+            Some(DeleteOptions::new().with_prev_key()),
+        )];
+        if let Some(notes) = notes_key(key) {
+            ops.push(TxnOp::put(self.full_key(&notes), encode_note(&note), None));
+        }
         let txn = Txn::new()
             .when(vec![compare])
-            .and_then(vec![TxnOp::delete(
-                full.clone(),
-                Some(DeleteOptions::new().with_prev_key()),
-            )])
+            .and_then(ops)
             .or_else(vec![TxnOp::get(full.clone(), None)]);
         let response = self.kv_client().txn(txn).await.map_err(classify)?;
         if !response.succeeded() {
@@ -511,6 +558,129 @@ impl Store for EtcdStore {
                 StoreError::Backend("etcd deleted without returning the previous value".into())
             })?;
         Ok(Deleted { revision, prev })
+    }
+
+    /// Walks back one version at a time: the key and its note key read together at a
+    /// revision name the newest change at or below it, so each step is one transaction.
+    async fn history(&self, key: &str, limit: usize) -> Result<Vec<Version>> {
+        check_key(key)?;
+        let limit = history_limit(limit);
+        let notes = notes_key(key);
+        let mut keys = vec![key.to_owned()];
+        keys.extend(notes);
+        let mut versions = Vec::new();
+        let mut at: Option<Revision> = None;
+        while versions.len() < limit {
+            let read = match self.get_in_txn(&keys, at).await {
+                Ok((kvs, _)) => kvs,
+                Err(StoreError::Compacted { .. }) => break,
+                Err(e) => return Err(e),
+            };
+            let state = read.first().cloned().flatten();
+            let noted = read.get(1).cloned().flatten();
+            let Some(revision) = [&state, &noted]
+                .iter()
+                .filter_map(|kv| kv.as_ref().map(|kv| kv.mod_revision))
+                .max()
+            else {
+                break;
+            };
+            let (time_millis, note) = noted
+                .filter(|n| n.mod_revision == revision)
+                .map_or((0, Bytes::new()), |n| decode_note(&n.value));
+            versions.push(Version {
+                revision,
+                time_millis,
+                kv: state.filter(|kv| kv.mod_revision == revision),
+                note,
+            });
+            if revision <= 1 {
+                break;
+            }
+            at = Some(revision - 1);
+        }
+        Ok(versions)
+    }
+
+    /// The revision clock that retention keeps brackets the instant (an entry at or before
+    /// it, and the next one); the notes written in between, replayed by a watch, give each
+    /// change's time.
+    async fn revision_at(&self, time_millis: i64) -> Result<Revision> {
+        let clock = crate::retention::read_clock(self).await?;
+        let compacted = self.find_compacted().await?;
+        let time = u128::try_from(time_millis).unwrap_or(0);
+        let from = match clock.iter().rev().find(|entry| entry.millis <= time) {
+            Some(entry) => entry.revision.max(compacted),
+            None if compacted > 0 => {
+                return Err(StoreError::Compacted {
+                    requested: compacted - 1,
+                    compacted,
+                });
+            }
+            None => 0,
+        };
+        let until = match clock.iter().find(|entry| entry.millis > time) {
+            Some(entry) => entry.revision,
+            None => self.current_revision().await?,
+        };
+        // The newest note at or below `until`: the replay below stops there at the latest.
+        let full_prefix = self.full_key(&format!("{NOTES_PREFIX}/"));
+        let end = prefix_end(&full_prefix).unwrap_or_else(|| vec![0]);
+        let options = GetOptions::new()
+            .with_range(end.clone())
+            .with_revision(until)
+            .with_min_mod_revision(from + 1)
+            .with_sort(SortTarget::Mod, SortOrder::Descend)
+            .with_limit(1)
+            .with_keys_only();
+        let newest = match self
+            .kv_client()
+            .get(full_prefix.clone(), Some(options))
+            .await
+        {
+            Ok(response) => response.kvs().first().map(|kv| kv.mod_revision()),
+            Err(e) => return Err(self.map_error(e, Some(until)).await),
+        };
+        let Some(last_note) = newest else {
+            return Ok(from);
+        };
+        let mut found = from;
+        let options = WatchOptions::new()
+            .with_range(end)
+            .with_start_revision(from + 1);
+        let mut stream = self
+            .client
+            .watch_client()
+            .max_decoding_message_size(MAX_RESPONSE_BYTES)
+            .watch(full_prefix, Some(options))
+            .await
+            .map_err(classify)?;
+        'replay: while let Some(response) = tokio::time::timeout(REQUEST_TIMEOUT, stream.message())
+            .await
+            .map_err(|_| {
+                StoreError::Unavailable("etcd did not replay the change notes in time".into())
+            })?
+            .map_err(classify)?
+        {
+            if response.compact_revision() > 0 {
+                return Err(StoreError::Compacted {
+                    requested: from,
+                    compacted: response.compact_revision(),
+                });
+            }
+            for event in response.events() {
+                let Some(kv) = event.kv() else { continue };
+                let (time, _) = decode_note(&Bytes::copy_from_slice(kv.value()));
+                if time > time_millis || kv.mod_revision() > until {
+                    break 'replay;
+                }
+                found = kv.mod_revision();
+                if found >= last_note {
+                    break 'replay;
+                }
+            }
+        }
+        Ok(found)
     }
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {

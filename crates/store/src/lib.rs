@@ -50,6 +50,12 @@ pub const MAX_RANGE_LIMIT: usize = 10_000;
 /// Most keys one [`Store::get_many`] call reads; callers split longer lists.
 pub const MAX_GET_MANY_KEYS: usize = 1000;
 
+/// Most bytes of a change's note (who made it and how; see [`Store::put_noted`]).
+pub const MAX_NOTE_BYTES: usize = 1024;
+
+/// Most versions one [`Store::history`] call returns.
+pub const MAX_HISTORY_VERSIONS: usize = 10_000;
+
 /// Single-key reads the default [`Store::get_many`] keeps in flight at once.
 const GET_MANY_CONCURRENCY: usize = 16;
 
@@ -167,6 +173,20 @@ impl Event {
     pub fn revision(&self) -> Revision {
         self.kv.mod_revision
     }
+}
+
+/// One change of one key as history keeps it (see [`Store::history`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Version {
+    /// The change's revision.
+    pub revision: Revision,
+    /// When the store committed it, in milliseconds since the Unix epoch; 0 when unknown
+    /// (changes written before the store recorded times).
+    pub time_millis: i64,
+    /// The key's state after the change; `None` for a deletion.
+    pub kv: Option<KeyValue>,
+    /// The note the writer gave the change (empty when none).
+    pub note: Bytes,
 }
 
 /// A stream of changes in revision order. It ends with an error item when the watch is cut off.
@@ -293,10 +313,40 @@ pub trait Store: Send + Sync + 'static {
 
     /// Writes a value if `condition` holds; returns the key's new state. The write is durable
     /// when this returns.
-    async fn put(&self, key: &str, value: Bytes, condition: Condition) -> Result<KeyValue>;
+    async fn put(&self, key: &str, value: Bytes, condition: Condition) -> Result<KeyValue> {
+        self.put_noted(key, value, condition, Bytes::new()).await
+    }
+
+    /// [`Store::put`] with a note kept beside the change for as long as history is (who made
+    /// it and how; opaque to the store, at most [`MAX_NOTE_BYTES`]), and the time the store
+    /// committed it. [`Store::history`] hands both back.
+    async fn put_noted(
+        &self,
+        key: &str,
+        value: Bytes,
+        condition: Condition,
+        note: Bytes,
+    ) -> Result<KeyValue>;
 
     /// Deletes a key if it exists and `condition` holds (`Absent` is not a valid condition).
-    async fn delete(&self, key: &str, condition: Condition) -> Result<Deleted>;
+    async fn delete(&self, key: &str, condition: Condition) -> Result<Deleted> {
+        self.delete_noted(key, condition, Bytes::new()).await
+    }
+
+    /// [`Store::delete`] with a note, as [`Store::put_noted`].
+    async fn delete_noted(&self, key: &str, condition: Condition, note: Bytes) -> Result<Deleted>;
+
+    /// The changes of one key still in history, newest first, at most `limit` (0 or above
+    /// [`MAX_HISTORY_VERSIONS`] means that bound): each with its revision, time, the key's
+    /// state after it and its note. A deletion is a version without a state. The oldest
+    /// version returned may be older than the compacted revision (the state history starts
+    /// from). Empty for a key never written, or whose history is gone.
+    async fn history(&self, key: &str, limit: usize) -> Result<Vec<Version>>;
+
+    /// The newest revision committed at or before `time_millis` (milliseconds since the Unix
+    /// epoch): reads at it show the state at that instant. Fails with `Compacted` for an
+    /// instant older than the history kept, and answers 0 for one before the first write.
+    async fn revision_at(&self, time_millis: i64) -> Result<Revision>;
 
     /// Every change under `prefix` with a revision greater than `after`, in revision order,
     /// pushed as it is committed. Fails with [`StoreError::Compacted`] when `after` is older
@@ -369,6 +419,32 @@ pub(crate) fn check_value(key: &str, value: &[u8]) -> Result<()> {
 }
 
 /// The effective page size for a requested limit.
+pub(crate) fn check_note(note: &[u8]) -> Result<()> {
+    if note.len() > MAX_NOTE_BYTES {
+        return Err(StoreError::InvalidArgument(format!(
+            "a change's note is {} bytes; the limit is {MAX_NOTE_BYTES}",
+            note.len()
+        )));
+    }
+    Ok(())
+}
+
+/// The bound of a [`Store::history`] call.
+pub(crate) fn history_limit(limit: usize) -> usize {
+    if limit == 0 || limit > MAX_HISTORY_VERSIONS {
+        MAX_HISTORY_VERSIONS
+    } else {
+        limit
+    }
+}
+
+/// Milliseconds since the Unix epoch, now (0 if the clock reads before 1970).
+pub(crate) fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 pub(crate) fn effective_limit(limit: usize) -> usize {
     if limit == 0 || limit > MAX_RANGE_LIMIT {
         MAX_RANGE_LIMIT

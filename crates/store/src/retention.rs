@@ -49,11 +49,12 @@ pub struct Retention {
     policy: RetentionPolicy,
 }
 
-/// One entry of the revision clock.
+/// One entry of the revision clock: every revision at or below `revision` was committed at or
+/// before `millis`.
 #[derive(Clone, Copy, Debug)]
-struct ClockEntry {
-    millis: u128,
-    revision: Revision,
+pub(crate) struct ClockEntry {
+    pub millis: u128,
+    pub revision: Revision,
 }
 
 impl Retention {
@@ -75,7 +76,7 @@ impl Retention {
     /// revision compacted to, if compaction moved.
     pub async fn tick(&self, now: SystemTime) -> Result<Option<Revision>> {
         let now_millis = millis(now)?;
-        let mut clock = self.read_clock().await?;
+        let mut clock = read_clock(&*self.store).await?;
         let current = self.store.current_revision().await?;
         if clock.last().is_none_or(|last| last.revision < current) {
             let key = format!("{CLOCK_PREFIX}{now_millis:020}");
@@ -113,10 +114,13 @@ impl Retention {
         }
         Ok(moved)
     }
+}
 
-    async fn read_clock(&self) -> Result<Vec<ClockEntry>> {
+/// The revision clock's entries, oldest first.
+pub(crate) async fn read_clock(store: &dyn Store) -> Result<Vec<ClockEntry>> {
+    {
         let mut entries = Vec::new();
-        let mut scan = Scan::new(&*self.store, CLOCK_PREFIX);
+        let mut scan = Scan::new(store, CLOCK_PREFIX);
         while let Some(page) = scan.next_page().await? {
             for kv in &page {
                 let millis = kv.key[CLOCK_PREFIX.len()..].parse::<u128>();

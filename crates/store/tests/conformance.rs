@@ -83,4 +83,6 @@ both_backends!(
     retention_compacts_only_history_older_than_the_policy,
     get_many_reads_every_key_at_one_revision,
     changed_keys_names_the_keys_changed_between_two_revisions,
+    history_keeps_every_change_with_its_time_and_note,
+    revision_at_maps_instants_to_revisions,
 );

@@ -14,13 +14,24 @@ async fn reopening_keeps_data_revisions_and_history() {
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(dir.path()).unwrap();
     let first = store
-        .put("/k/a", Bytes::from("1"), Condition::Absent)
+        .put_noted(
+            "/k/a",
+            Bytes::from("1"),
+            Condition::Absent,
+            Bytes::from("one"),
+        )
         .await
         .unwrap();
     let second = store
-        .put("/k/a", Bytes::from("2"), Condition::Always)
+        .put_noted(
+            "/k/a",
+            Bytes::from("2"),
+            Condition::Always,
+            Bytes::from("two"),
+        )
         .await
         .unwrap();
+    let history = store.history("/k/a", 0).await.unwrap();
     store
         .put("/k/b", Bytes::from("b"), Condition::Always)
         .await
@@ -30,6 +41,12 @@ async fn reopening_keeps_data_revisions_and_history() {
 
     let store = EmbeddedStore::open(dir.path()).unwrap();
     assert_eq!(store.current_revision().await.unwrap(), deleted.revision);
+    assert_eq!(
+        store.history("/k/a", 0).await.unwrap(),
+        history,
+        "times and notes survive a restart"
+    );
+    assert_eq!(history[1].note, Bytes::from("one"));
     assert_eq!(store.get("/k/a", None).await.unwrap().kv.unwrap(), second);
     assert_eq!(
         store
@@ -266,4 +283,50 @@ async fn changed_keys_reads_the_tail_and_the_log_exactly() {
             .unwrap()
             .is_some()
     );
+}
+
+/// A store written by a fleetdb whose schema had no time and no note per change opens, keeps
+/// its history (times unknown, no notes) and records both for new changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_store_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    let old = store
+        .put("/k/a", Bytes::from("1"), Condition::Absent)
+        .await
+        .unwrap();
+    store.close().await;
+    {
+        // Make it look like version 1: applied to SQLite (close drains the tail), the two
+        // columns gone, the schema version back to 1.
+        let conn = rusqlite::Connection::open(dir.path().join("store.sqlite3")).unwrap();
+        conn.execute_batch(
+            "ALTER TABLE log DROP COLUMN time;
+             ALTER TABLE log DROP COLUMN note;
+             UPDATE meta SET value = 1 WHERE name = 'schema';",
+        )
+        .unwrap();
+    }
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    let new = store
+        .put_noted(
+            "/k/a",
+            Bytes::from("2"),
+            Condition::Always,
+            Bytes::from("n"),
+        )
+        .await
+        .unwrap();
+    let history = store.history("/k/a", 0).await.unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(
+        (history[0].revision, history[0].note.clone()),
+        (new.mod_revision, Bytes::from("n"))
+    );
+    assert!(history[0].time_millis > 0);
+    assert_eq!(
+        (history[1].revision, history[1].time_millis),
+        (old.mod_revision, 0)
+    );
+    assert!(history[1].note.is_empty());
 }

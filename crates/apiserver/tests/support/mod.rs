@@ -17,7 +17,7 @@ use fleetdb_store::embedded::EmbeddedStore;
 use fleetdb_store::etcd::{EtcdOptions, EtcdStore};
 use fleetdb_store::{
     Condition, Deleted, GetManyResponse, GetResponse, KeyValue, RangeRequest, RangeResponse,
-    Revision, Store, StoreError, WatchStream,
+    Revision, Store, StoreError, Version, WatchStream,
 };
 use fleetdb_testkit::EtcdServer;
 use serde_json::Value;
@@ -98,16 +98,28 @@ impl Store for Faulty {
             .changed_keys(prefix, after, until, with_deleted, limit)
             .await
     }
-    async fn put(
+    async fn put_noted(
         &self,
         key: &str,
         value: Bytes,
         condition: Condition,
+        note: Bytes,
     ) -> fleetdb_store::Result<KeyValue> {
-        self.inner.put(key, value, condition).await
+        self.inner.put_noted(key, value, condition, note).await
     }
-    async fn delete(&self, key: &str, condition: Condition) -> fleetdb_store::Result<Deleted> {
-        self.inner.delete(key, condition).await
+    async fn delete_noted(
+        &self,
+        key: &str,
+        condition: Condition,
+        note: Bytes,
+    ) -> fleetdb_store::Result<Deleted> {
+        self.inner.delete_noted(key, condition, note).await
+    }
+    async fn history(&self, key: &str, limit: usize) -> fleetdb_store::Result<Vec<Version>> {
+        self.inner.history(key, limit).await
+    }
+    async fn revision_at(&self, time_millis: i64) -> fleetdb_store::Result<Revision> {
+        self.inner.revision_at(time_millis).await
     }
     async fn watch(&self, prefix: &str, after: Revision) -> fleetdb_store::Result<WatchStream> {
         self.inner.watch(prefix, after).await

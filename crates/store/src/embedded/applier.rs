@@ -151,8 +151,8 @@ impl Applier {
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             {
                 let mut insert = tx.prepare_cached(
-                    "INSERT INTO log (rev, key, create_rev, version, prev_rev, value)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT INTO log (rev, key, create_rev, version, prev_rev, value, time, note)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )?;
                 let mut upsert = tx.prepare_cached(
                     "INSERT INTO live (key, rev) VALUES (?1, ?2)
@@ -170,7 +170,9 @@ impl Applier {
                                 kv.create_revision,
                                 kv.version,
                                 entry.prev_revision,
-                                kv.value.as_ref()
+                                kv.value.as_ref(),
+                                entry.time_millis,
+                                note(entry)
                             ])?;
                             upsert.execute(params![key, kv.mod_revision])?;
                         }
@@ -181,7 +183,9 @@ impl Applier {
                                 0,
                                 0,
                                 entry.prev_revision,
-                                None::<Vec<u8>>
+                                None::<Vec<u8>>,
+                                entry.time_millis,
+                                note(entry)
                             ])?;
                             remove.execute([key])?;
                         }
@@ -309,4 +313,9 @@ impl Applier {
         self.compaction.done = high;
         Ok(())
     }
+}
+
+/// A change's note as stored: NULL when there is none.
+fn note(entry: &TailEntry) -> Option<&[u8]> {
+    (!entry.note.is_empty()).then_some(entry.note.as_ref())
 }

@@ -8,7 +8,9 @@
 //! On disk: `journal/<first revision, 20 digits>.log` segment files. Each record is
 //! `u32 payload length | u32 CRC-32 of the payload | payload`, with the payload
 //! `i64 revision | u8 kind | i64 create_rev | i64 version | i64 prev_rev | u32 key length | key |
-//! u32 value length | value` (little endian).
+//! u32 value length | value | i64 time | u32 note length | note` (little endian). Records of
+//! kinds 1 and 2 (put, delete; written before changes carried a time and a note) end after the
+//! value; kinds 3 and 4 are the same with the time and note.
 //!
 //! A segment's valid records carry consecutive revisions starting at its name; the first
 //! record that is torn, fails its checksum or breaks the sequence ends the segment. That covers
@@ -38,10 +40,13 @@ const MAX_SPARE_SEGMENTS: usize = 2;
 const SPARE_PREFIX: &str = "spare-";
 
 /// Largest payload a record may have (a maximal key and value plus the fixed fields).
-const MAX_PAYLOAD_BYTES: usize = crate::MAX_KEY_BYTES + crate::MAX_VALUE_BYTES + 64;
+const MAX_PAYLOAD_BYTES: usize =
+    crate::MAX_KEY_BYTES + crate::MAX_VALUE_BYTES + crate::MAX_NOTE_BYTES + 64;
 
 const KIND_PUT: u8 = 1;
 const KIND_DELETE: u8 = 2;
+const KIND_PUT_NOTED: u8 = 3;
+const KIND_DELETE_NOTED: u8 = 4;
 
 /// One committed write as the journal keeps it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,6 +60,10 @@ pub(super) struct Record {
     pub version: i64,
     /// Revision of the key's previous log row (0 if none).
     pub prev_revision: Revision,
+    /// When the write was committed (milliseconds since the Unix epoch; 0 if unknown).
+    pub time_millis: i64,
+    /// The writer's note (who and how).
+    pub note: Bytes,
 }
 
 impl Record {
@@ -64,8 +73,8 @@ impl Record {
         out.extend_from_slice(&[0; 8]);
         out.extend_from_slice(&self.revision.to_le_bytes());
         out.push(match self.kind {
-            EventKind::Put => KIND_PUT,
-            EventKind::Delete => KIND_DELETE,
+            EventKind::Put => KIND_PUT_NOTED,
+            EventKind::Delete => KIND_DELETE_NOTED,
         });
         out.extend_from_slice(&self.create_revision.to_le_bytes());
         out.extend_from_slice(&self.version.to_le_bytes());
@@ -74,6 +83,9 @@ impl Record {
         out.extend_from_slice(self.key.as_bytes());
         out.extend_from_slice(&(self.value.len() as u32).to_le_bytes());
         out.extend_from_slice(&self.value);
+        out.extend_from_slice(&self.time_millis.to_le_bytes());
+        out.extend_from_slice(&(self.note.len() as u32).to_le_bytes());
+        out.extend_from_slice(&self.note);
         let payload_len = (out.len() - start - 8) as u32;
         let crc = crc32fast::hash(&out[start + 8..]);
         out[start..start + 4].copy_from_slice(&payload_len.to_le_bytes());
@@ -83,9 +95,11 @@ impl Record {
     fn decode(payload: &[u8]) -> Option<Record> {
         let mut reader = Cursor { data: payload };
         let revision = reader.i64()?;
-        let kind = match reader.u8()? {
-            KIND_PUT => EventKind::Put,
-            KIND_DELETE => EventKind::Delete,
+        let (kind, noted) = match reader.u8()? {
+            KIND_PUT => (EventKind::Put, false),
+            KIND_DELETE => (EventKind::Delete, false),
+            KIND_PUT_NOTED => (EventKind::Put, true),
+            KIND_DELETE_NOTED => (EventKind::Delete, true),
             _ => return None,
         };
         let create_revision = reader.i64()?;
@@ -95,6 +109,13 @@ impl Record {
         let key = String::from_utf8(reader.bytes(key_len)?.to_vec()).ok()?;
         let value_len = reader.u32()? as usize;
         let value = Bytes::copy_from_slice(reader.bytes(value_len)?);
+        let (time_millis, note) = if noted {
+            let time = reader.i64()?;
+            let note_len = reader.u32()? as usize;
+            (time, Bytes::copy_from_slice(reader.bytes(note_len)?))
+        } else {
+            (0, Bytes::new())
+        };
         reader.data.is_empty().then_some(Record {
             revision,
             kind,
@@ -103,6 +124,8 @@ impl Record {
             create_revision,
             version,
             prev_revision,
+            time_millis,
+            note,
         })
     }
 }
@@ -373,6 +396,8 @@ mod tests {
             create_revision: revision,
             version: 1,
             prev_revision: 0,
+            time_millis: 1_700_000_000_000 + revision,
+            note: Bytes::from(format!("note {revision}")),
         }
     }
 
@@ -384,6 +409,25 @@ mod tests {
         let parsed = parse_record(&buf, 0).unwrap();
         assert_eq!(parsed, (42, Some(r), buf.len()));
         assert_eq!(parse_record(&buf, 43), Some((42, None, buf.len())));
+    }
+
+    #[test]
+    fn records_without_time_or_note_still_read() {
+        // A put as journals written before changes carried a time and a note hold it.
+        let mut payload = Vec::new();
+        payload.extend_from_slice(&9i64.to_le_bytes());
+        payload.push(KIND_PUT);
+        payload.extend_from_slice(&9i64.to_le_bytes());
+        payload.extend_from_slice(&1i64.to_le_bytes());
+        payload.extend_from_slice(&0i64.to_le_bytes());
+        payload.extend_from_slice(&2u32.to_le_bytes());
+        payload.extend_from_slice(b"/k");
+        payload.extend_from_slice(&1u32.to_le_bytes());
+        payload.extend_from_slice(b"v");
+        let record = Record::decode(&payload).expect("an old record decodes");
+        assert_eq!(record.key, "/k");
+        assert_eq!(record.value, Bytes::from_static(b"v"));
+        assert_eq!((record.time_millis, record.note.len()), (0, 0));
     }
 
     #[test]

@@ -40,8 +40,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use crate::watch_positions::WatchPositions;
 use crate::{
     Condition, Deleted, Event, GetManyResponse, GetResponse, KeyValue, RangeRequest, RangeResponse,
-    Result, Revision, Store, StoreError, WatchStream, check_changed_range, check_get_many,
-    check_key, check_value,
+    Result, Revision, Store, StoreError, Version, WatchStream, check_changed_range, check_get_many,
+    check_key, check_note, check_value, history_limit,
 };
 
 /// Requests waiting for the group-commit thread; senders wait when it is full.
@@ -254,14 +254,22 @@ impl Store for EmbeddedStore {
         reader::changed_keys(&self.shared, prefix.to_owned(), after, until, limit).await
     }
 
-    async fn put(&self, key: &str, value: Bytes, condition: Condition) -> Result<KeyValue> {
+    async fn put_noted(
+        &self,
+        key: &str,
+        value: Bytes,
+        condition: Condition,
+        note: Bytes,
+    ) -> Result<KeyValue> {
         check_key(key)?;
         check_value(key, &value)?;
+        check_note(&note)?;
         match self
             .submit(writer::WriteOp::Put {
                 key: key.to_owned(),
                 value,
                 condition,
+                note,
             })
             .await?
         {
@@ -272,8 +280,9 @@ impl Store for EmbeddedStore {
         }
     }
 
-    async fn delete(&self, key: &str, condition: Condition) -> Result<Deleted> {
+    async fn delete_noted(&self, key: &str, condition: Condition, note: Bytes) -> Result<Deleted> {
         check_key(key)?;
+        check_note(&note)?;
         if condition == Condition::Absent {
             return Err(StoreError::InvalidArgument(
                 "a delete cannot require the key to be absent".into(),
@@ -283,6 +292,7 @@ impl Store for EmbeddedStore {
             .submit(writer::WriteOp::Delete {
                 key: key.to_owned(),
                 condition,
+                note,
             })
             .await?
         {
@@ -291,6 +301,15 @@ impl Store for EmbeddedStore {
                 "the writer answered a delete with a put".into(),
             )),
         }
+    }
+
+    async fn history(&self, key: &str, limit: usize) -> Result<Vec<Version>> {
+        check_key(key)?;
+        reader::history_of(&self.shared, key.to_owned(), history_limit(limit)).await
+    }
+
+    async fn revision_at(&self, time_millis: i64) -> Result<Revision> {
+        reader::revision_at(&self.shared, time_millis).await
     }
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
@@ -365,6 +384,8 @@ fn recover_tail(
                 prev,
             }),
             prev_revision: record.prev_revision,
+            time_millis: record.time_millis,
+            note: record.note,
         });
     }
     if !recovered.is_empty() {

@@ -20,7 +20,7 @@ use super::{MAX_RANGE_PAGE_BYTES, MAX_READ_CONNECTIONS, Shared, backend_error};
 use crate::keys::range_start;
 use crate::{
     Event, EventKind, GetManyResponse, GetResponse, KeyValue, RangeRequest, RangeResponse, Result,
-    Revision, StoreError, effective_limit, prefix_end,
+    Revision, StoreError, Version, effective_limit, prefix_end,
 };
 
 /// Idle read connections and the permits that bound how many exist.
@@ -644,4 +644,115 @@ fn read_history(
         events.push(event);
     }
     Ok(events)
+}
+
+/// The versions of one key, newest first (see [`crate::Store::history`]).
+pub(super) async fn history_of(
+    shared: &Arc<Shared>,
+    key: String,
+    limit: usize,
+) -> Result<Vec<Version>> {
+    let entries = shared.lock_tail().entries_of(&key);
+    with_reader(shared, move |conn| {
+        let tx = conn.transaction().map_err(backend_error)?;
+        let (applied, _) = snapshot_bounds(&tx)?;
+        let mut versions: Vec<Version> = entries
+            .iter()
+            .rev()
+            .filter(|entry| entry.revision() > applied)
+            .take(limit)
+            .map(|entry| Version {
+                revision: entry.revision(),
+                time_millis: entry.time_millis,
+                kv: entry.state().cloned(),
+                note: entry.note.clone(),
+            })
+            .collect();
+        let remaining = limit - versions.len();
+        if remaining > 0 {
+            let mut statement = tx
+                .prepare_cached(
+                    "SELECT key, rev, create_rev, version, value, time, note FROM log
+                     WHERE key = ?1 AND rev <= ?2 ORDER BY rev DESC LIMIT ?3",
+                )
+                .map_err(backend_error)?;
+            let rows = statement
+                .query_map(
+                    rusqlite::params![key.as_bytes(), applied, remaining as i64],
+                    |row| {
+                        let kv = match row.get_ref(4)? {
+                            rusqlite::types::ValueRef::Null => None,
+                            _ => Some(kv_from_row(row)?),
+                        };
+                        Ok(Version {
+                            revision: row.get(1)?,
+                            time_millis: row.get::<_, Option<i64>>(5)?.unwrap_or(0),
+                            kv,
+                            note: row
+                                .get::<_, Option<Vec<u8>>>(6)?
+                                .map(Bytes::from)
+                                .unwrap_or_default(),
+                        })
+                    },
+                )
+                .map_err(backend_error)?;
+            for version in rows {
+                versions.push(version.map_err(backend_error)?);
+            }
+        }
+        Ok(versions)
+    })
+    .await
+}
+
+/// The newest revision committed at or before `time_millis` (see
+/// [`crate::Store::revision_at`]). Times grow with revisions (the writer never lets them go
+/// back), so the tail answers by bisection in memory and SQLite by bisection on revisions.
+pub(super) async fn revision_at(shared: &Arc<Shared>, time_millis: i64) -> Result<Revision> {
+    if let (Some(revision), _) = shared.lock_tail().newest_at(time_millis) {
+        return Ok(revision);
+    }
+    with_reader(shared, move |conn| {
+        let tx = conn.transaction().map_err(backend_error)?;
+        let (applied, compacted) = snapshot_bounds(&tx)?;
+        let first_from = |revision: Revision| -> rusqlite::Result<Option<(Revision, i64)>> {
+            tx.prepare_cached("SELECT rev, time FROM log WHERE rev >= ?1 ORDER BY rev LIMIT 1")?
+                .query_row([revision], |row| {
+                    Ok((row.get(0)?, row.get::<_, Option<i64>>(1)?.unwrap_or(0)))
+                })
+                .optional()
+        };
+        // Invariant: the answer is at least `low` and at most `high`.
+        let mut low = compacted.max(0);
+        let mut high = applied;
+        while low < high {
+            let middle = low + (high - low + 1) / 2;
+            match first_from(middle).map_err(backend_error)? {
+                Some((revision, time)) if revision <= high && time <= time_millis => {
+                    low = revision;
+                }
+                _ => high = middle - 1,
+            }
+        }
+        if low == compacted && compacted > 0 {
+            // Nothing after the compacted revision is old enough: the instant is before it
+            // unless the newest change history still holds from then is.
+            let base: Option<i64> = tx
+                .prepare_cached("SELECT time FROM log WHERE rev <= ?1 ORDER BY rev DESC LIMIT 1")
+                .and_then(|mut s| {
+                    s.query_row([compacted], |row| row.get::<_, Option<i64>>(0))
+                        .optional()
+                })
+                .map_err(backend_error)?
+                .map(|t| t.unwrap_or(0));
+            if base.is_none_or(|time| time > time_millis) {
+                return Err(StoreError::Compacted {
+                    requested: compacted - 1,
+                    compacted,
+                });
+            }
+        }
+        Ok(low)
+    })
+    .await
 }

@@ -10,7 +10,7 @@ use super::backend_error;
 use crate::{Result, Revision, StoreError};
 
 /// Bumped on any incompatible change to the tables below.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// Readers wait this long for a lock SQLite briefly takes (WAL index rebuild); normal reads
 /// never wait for the writer.
@@ -33,7 +33,9 @@ CREATE TABLE IF NOT EXISTS log (
     create_rev INTEGER NOT NULL,
     version    INTEGER NOT NULL,
     prev_rev   INTEGER NOT NULL,
-    value      BLOB
+    value      BLOB,
+    time       INTEGER,
+    note       BLOB
 );
 CREATE INDEX IF NOT EXISTS log_key_rev ON log (key, rev);
 CREATE TABLE IF NOT EXISTS live (
@@ -90,6 +92,18 @@ pub(super) fn open_applier(path: &Path) -> Result<Connection> {
             .map_err(backend_error)?;
         }
         Some(SCHEMA_VERSION) => {}
+        // Version 1 had no time and no note per change; rows written then keep NULLs.
+        Some(1) => {
+            conn.execute_batch(&format!(
+                "BEGIN;
+                 ALTER TABLE log ADD COLUMN time INTEGER;
+                 ALTER TABLE log ADD COLUMN note BLOB;
+                 UPDATE meta SET value = {SCHEMA_VERSION} WHERE name = 'schema';
+                 COMMIT;"
+            ))
+            .map_err(backend_error)?;
+            tracing::info!(path = %path.display(), "store schema upgraded from version 1 to {SCHEMA_VERSION}");
+        }
         Some(other) => {
             return Err(StoreError::Backend(format!(
                 "{} has schema version {other}; this fleetdb understands version {SCHEMA_VERSION}",

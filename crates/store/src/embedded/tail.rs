@@ -28,6 +28,10 @@ pub(super) struct TailEntry {
     pub event: Arc<Event>,
     /// Revision of the key's previous log row, 0 if none (kept for SQLite's `prev_rev`).
     pub prev_revision: Revision,
+    /// When the write was committed (milliseconds since the Unix epoch; 0 if unknown).
+    pub time_millis: i64,
+    /// The writer's note.
+    pub note: bytes::Bytes,
 }
 
 impl TailEntry {
@@ -131,6 +135,24 @@ impl Tail {
             .flatten()
             .filter_map(|r| self.entry(*r).cloned())
             .collect()
+    }
+
+    /// The newest entry, if any.
+    pub fn newest(&self) -> Option<&Arc<TailEntry>> {
+        self.entries.back()
+    }
+
+    /// The newest entry committed at or before `time_millis` and the oldest entry's time, if
+    /// the tail holds any (times grow with revisions).
+    pub fn newest_at(&self, time_millis: i64) -> (Option<Revision>, Option<i64>) {
+        let index = self
+            .entries
+            .partition_point(|entry| entry.time_millis <= time_millis);
+        let found = index
+            .checked_sub(1)
+            .and_then(|i| self.entries.get(i))
+            .map(|e| e.revision());
+        (found, self.entries.front().map(|e| e.time_millis))
     }
 
     /// The newest entry of `key`, if the tail has one.

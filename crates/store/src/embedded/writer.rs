@@ -37,10 +37,12 @@ pub(super) enum WriteOp {
         key: String,
         value: Bytes,
         condition: Condition,
+        note: Bytes,
     },
     Delete {
         key: String,
         condition: Condition,
+        note: Bytes,
     },
 }
 
@@ -99,6 +101,9 @@ pub(super) struct GroupCommitter {
     revision: Revision,
     /// The newest state of keys written by batches still in flight, with its revision.
     in_flight: HashMap<String, (Revision, Option<KeyValue>)>,
+    /// Time given to the last batch: times never go backwards, so an instant maps to one
+    /// revision (`Store::revision_at`) even when the system clock is stepped back.
+    last_time: i64,
     shared: Arc<Shared>,
     syncer: Option<Syncer>,
 }
@@ -111,10 +116,19 @@ impl GroupCommitter {
         shared: Arc<Shared>,
         events: broadcast::Sender<Arc<Event>>,
     ) -> Self {
+        let stored_time = lookups
+            .query_row(
+                "SELECT coalesce(max(time), 0) FROM (SELECT time FROM log ORDER BY rev DESC LIMIT 1)",
+                [],
+                |row| row.get::<_, i64>(0),
+            )
+            .unwrap_or(0);
+        let tail_time = shared.lock_tail().newest().map_or(0, |e| e.time_millis);
         Self {
             lookups,
             revision,
             in_flight: HashMap::new(),
+            last_time: stored_time.max(tail_time),
             syncer: Some(Syncer {
                 journal,
                 durable: revision,
@@ -269,17 +283,20 @@ impl GroupCommitter {
         };
         let mut entries = Vec::new();
         let mut answers = Vec::with_capacity(batch.len());
+        let time = crate::now_millis().max(self.last_time);
+        self.last_time = time;
         for request in batch.drain(..) {
             let key = request.op.key().to_owned();
             let state = states.entry(key.clone()).or_default();
-            let result = decide(&request.op, state, self.revision + 1).map(|(entry, outcome)| {
-                self.revision += 1;
-                state.current = entry.state().cloned();
-                self.in_flight
-                    .insert(key, (self.revision, state.current.clone()));
-                entries.push(entry);
-                outcome
-            });
+            let result =
+                decide(&request.op, state, self.revision + 1, time).map(|(entry, outcome)| {
+                    self.revision += 1;
+                    state.current = entry.state().cloned();
+                    self.in_flight
+                        .insert(key, (self.revision, state.current.clone()));
+                    entries.push(entry);
+                    outcome
+                });
             answers.push((request.reply, result));
         }
         let mut encoded = Vec::new();
@@ -370,7 +387,12 @@ fn condition_holds(condition: Condition, current: Option<&KeyValue>) -> bool {
 }
 
 /// Decides one write against the key's state; on success, the tail entry it becomes.
-fn decide(op: &WriteOp, state: &KeyState, revision: Revision) -> Result<(TailEntry, WriteOutcome)> {
+fn decide(
+    op: &WriteOp,
+    state: &KeyState,
+    revision: Revision,
+    time_millis: i64,
+) -> Result<(TailEntry, WriteOutcome)> {
     let failed = || StoreError::PreconditionFailed {
         key: op.key().to_owned(),
         current: state.current.clone().map(Box::new),
@@ -380,6 +402,7 @@ fn decide(op: &WriteOp, state: &KeyState, revision: Revision) -> Result<(TailEnt
             key,
             value,
             condition,
+            note,
         } => {
             if !condition_holds(*condition, state.current.as_ref()) {
                 return Err(failed());
@@ -397,6 +420,8 @@ fn decide(op: &WriteOp, state: &KeyState, revision: Revision) -> Result<(TailEnt
             };
             let entry = TailEntry {
                 prev_revision: state.current.as_ref().map_or(0, |p| p.mod_revision),
+                time_millis,
+                note: note.clone(),
                 event: Arc::new(Event {
                     kind: EventKind::Put,
                     kv: kv.clone(),
@@ -405,7 +430,11 @@ fn decide(op: &WriteOp, state: &KeyState, revision: Revision) -> Result<(TailEnt
             };
             Ok((entry, WriteOutcome::Put(kv)))
         }
-        WriteOp::Delete { key, condition } => {
+        WriteOp::Delete {
+            key,
+            condition,
+            note,
+        } => {
             let Some(prev) = state.current.clone() else {
                 return Err(failed());
             };
@@ -414,6 +443,8 @@ fn decide(op: &WriteOp, state: &KeyState, revision: Revision) -> Result<(TailEnt
             }
             let entry = TailEntry {
                 prev_revision: prev.mod_revision,
+                time_millis,
+                note: note.clone(),
                 event: Arc::new(Event {
                     kind: EventKind::Delete,
                     kv: KeyValue {
@@ -442,5 +473,7 @@ pub(super) fn record_of(entry: &TailEntry) -> Record {
         create_revision: kv.create_revision,
         version: kv.version,
         prev_revision: entry.prev_revision,
+        time_millis: entry.time_millis,
+        note: entry.note.clone(),
     }
 }

@@ -852,3 +852,163 @@ pub async fn changed_keys_names_the_keys_changed_between_two_revisions(store: Ar
         Err(StoreError::InvalidArgument(_))
     ));
 }
+
+fn millis_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// History: every change of a key with its revision, time, state and note, newest first;
+/// deletions included, other keys not; recreation continues the same history.
+pub async fn history_keeps_every_change_with_its_time_and_note(store: Arc<dyn Store>) {
+    let before = millis_now();
+    let key = "/h/widget";
+    let created = store
+        .put_noted(key, value("v1"), Condition::Absent, value("alice create"))
+        .await
+        .unwrap();
+    store
+        .put_noted(
+            "/h/other",
+            value("x"),
+            Condition::Absent,
+            value("bob create"),
+        )
+        .await
+        .unwrap();
+    let updated = store
+        .put_noted(
+            key,
+            value("v2"),
+            Condition::ModRevision(created.mod_revision),
+            value("bob patch"),
+        )
+        .await
+        .unwrap();
+    let deleted = store
+        .delete_noted(
+            key,
+            Condition::ModRevision(updated.mod_revision),
+            value("carol delete"),
+        )
+        .await
+        .unwrap();
+    let recreated = store
+        .put_noted(key, value("v3"), Condition::Absent, value("dave create"))
+        .await
+        .unwrap();
+    let after = millis_now();
+
+    let history = store.history(key, 0).await.unwrap();
+    let summary: Vec<(Revision, Option<Bytes>, Bytes)> = history
+        .iter()
+        .map(|v| {
+            (
+                v.revision,
+                v.kv.as_ref().map(|kv| kv.value.clone()),
+                v.note.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (
+                recreated.mod_revision,
+                Some(value("v3")),
+                value("dave create")
+            ),
+            (deleted.revision, None, value("carol delete")),
+            (updated.mod_revision, Some(value("v2")), value("bob patch")),
+            (
+                created.mod_revision,
+                Some(value("v1")),
+                value("alice create")
+            ),
+        ]
+    );
+    let times: Vec<i64> = history.iter().map(|v| v.time_millis).collect();
+    assert!(
+        times.iter().all(|t| (before..=after).contains(t)),
+        "times {times:?} outside [{before}, {after}]"
+    );
+    assert!(
+        times.windows(2).all(|w| w[0] >= w[1]),
+        "times go back: {times:?}"
+    );
+    assert_eq!(
+        history[0].kv.as_ref().unwrap().version,
+        1,
+        "a new incarnation"
+    );
+    assert_eq!(history[2].kv.as_ref().unwrap().version, 2);
+
+    let newest_two = store.history(key, 2).await.unwrap();
+    assert_eq!(newest_two, history[..2].to_vec());
+    assert!(store.history("/h/never", 0).await.unwrap().is_empty());
+    // A plain write has an empty note; oversized notes are refused and change nothing.
+    let plain = store
+        .put("/h/plain", value("p"), Condition::Absent)
+        .await
+        .unwrap();
+    let plain_history = store.history("/h/plain", 0).await.unwrap();
+    assert_eq!(plain_history.len(), 1);
+    assert_eq!(plain_history[0].revision, plain.mod_revision);
+    assert!(plain_history[0].note.is_empty());
+    let huge = Bytes::from(vec![b'n'; fleetdb_store::MAX_NOTE_BYTES + 1]);
+    let refused = store
+        .put_noted("/h/plain", value("q"), Condition::Always, huge)
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::InvalidArgument(_))),
+        "{refused:?}"
+    );
+    assert_eq!(store.history("/h/plain", 0).await.unwrap().len(), 1);
+
+    // Compaction keeps the changes from the compacted revision on.
+    store.compact(updated.mod_revision).await.unwrap();
+    let kept = store.history(key, 0).await.unwrap();
+    assert_eq!(kept, history[..3].to_vec());
+}
+
+/// `revision_at`: an instant maps to the newest revision committed at or before it.
+pub async fn revision_at_maps_instants_to_revisions(store: Arc<dyn Store>) {
+    let pause = Duration::from_millis(30);
+    let t0 = millis_now();
+    tokio::time::sleep(pause).await;
+    let first = store
+        .put_noted("/t/a", value("1"), Condition::Absent, value("n"))
+        .await
+        .unwrap();
+    tokio::time::sleep(pause).await;
+    let t1 = millis_now();
+    tokio::time::sleep(pause).await;
+    let second = store
+        .put_noted("/t/b", value("2"), Condition::Absent, value("n"))
+        .await
+        .unwrap();
+    let third = store
+        .put_noted("/t/a", value("3"), Condition::Always, value("n"))
+        .await
+        .unwrap();
+    tokio::time::sleep(pause).await;
+    let t2 = millis_now();
+
+    assert!(store.revision_at(t0).await.unwrap() < first.mod_revision);
+    assert_eq!(store.revision_at(t1).await.unwrap(), first.mod_revision);
+    assert_eq!(store.revision_at(t2).await.unwrap(), third.mod_revision);
+    assert!(second.mod_revision < third.mod_revision);
+    // Reads at the revision show the state at the instant.
+    let at_t1 = store
+        .get("/t/a", Some(store.revision_at(t1).await.unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(at_t1.kv.unwrap().value, value("1"));
+    let b_at_t1 = store
+        .get("/t/b", Some(store.revision_at(t1).await.unwrap()))
+        .await
+        .unwrap();
+    assert!(b_at_t1.kv.is_none());
+}
