@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod controllers;
 pub mod discovery;
+pub mod history;
 pub mod joining;
 pub mod security;
 pub mod tokens;

@@ -267,6 +267,80 @@ enum Command {
         #[arg(long, env = "FLEETDB_KUBECONFIG")]
         kubeconfig: Option<PathBuf>,
     },
+    /// Objects as kubectl prints them, now or as they were at an instant (`--as-of`): the
+    /// fleet as of any date within the history kept.
+    Get {
+        /// Resource kind, as kubectl names it (hosts, host, clusters, ...).
+        resource: String,
+        /// One object's name (default: every object).
+        name: Option<String>,
+        /// An RFC 3339 time (2026-11-30T18:00:00Z), a revision, or a duration ago (2h, 7d).
+        #[arg(long)]
+        as_of: Option<String>,
+        /// Label selector (`-l team=blue,role!=db`).
+        #[arg(short = 'l', long)]
+        selector: Option<String>,
+        /// Field selector (`--field-selector spec.cluster=prod`).
+        #[arg(long)]
+        field_selector: Option<String>,
+        /// Every namespace.
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// Every change of one object still in history: revision, time, user, operation and the
+    /// JSON Patch from the version before.
+    History {
+        /// RESOURCE/NAME, e.g. hosts/web-1.
+        object: String,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// For every field of an object, who set its current value, when, in which revision.
+    Blame {
+        /// RESOURCE/NAME, e.g. hosts/web-1.
+        object: String,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// Objects added, removed and changed between two instants.
+    Diff {
+        /// Resource kind, as kubectl names it.
+        resource: String,
+        /// The earlier instant: an RFC 3339 time, a revision, or a duration ago (2h, 7d).
+        #[arg(long)]
+        from: String,
+        /// The later instant (default: now).
+        #[arg(long)]
+        to: Option<String>,
+        /// Label selector, applied at both instants.
+        #[arg(short = 'l', long)]
+        selector: Option<String>,
+        /// Every namespace.
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// Write an earlier version of an object back, as a new change (conditional on the
+    /// version read now; a deleted object is created again). Status is not restored.
+    Restore {
+        /// RESOURCE/NAME, e.g. hosts/web-1.
+        object: String,
+        /// The revision to go back to (`fleetdb history` lists them).
+        #[arg(long = "to")]
+        revision: i64,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// Make the history commands a kubectl plugin (`kubectl fleet history hosts/web-1`): links
+    /// `kubectl-fleet` to this binary in a directory on your PATH.
+    KubectlPlugin {
+        /// Where to put the `kubectl-fleet` link.
+        #[arg(long, default_value = "/usr/local/bin")]
+        dir: PathBuf,
+    },
     /// Run the fetcher of one Source: enumerate its hosts and keep their Host records current.
     Fetch {
         /// The Source object to sync (`kubectl get sources`).
@@ -283,6 +357,20 @@ enum Command {
         #[arg(long = "allow-dir", value_name = "DIR")]
         allow_dirs: Vec<PathBuf>,
     },
+}
+
+/// Where the history commands reach fleetdb, and how they print.
+#[derive(clap::Args)]
+struct ReadArgs {
+    /// Kubeconfig to reach fleetdb with (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, env = "FLEETDB_KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Namespace of namespaced kinds.
+    #[arg(short = 'n', long)]
+    namespace: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    output: fleetdb::history::Output,
 }
 
 #[derive(Subcommand)]
@@ -672,6 +760,91 @@ fn main() -> anyhow::Result<()> {
             fleetdb_export::prometheus::monitor(client(kubeconfig).await?, settings, shutdown_signal()).await?;
             Ok(())
         }),
+        Command::Get {
+            resource,
+            name,
+            as_of,
+            selector,
+            field_selector,
+            all_namespaces,
+            read,
+        } => runtime.block_on(async move {
+            let client = client(read.kubeconfig).await?;
+            let request = fleetdb::history::GetRequest {
+                resource: &resource,
+                name: name.as_deref(),
+                namespace: read.namespace.as_deref(),
+                all_namespaces,
+                as_of: as_of.as_deref(),
+                label_selector: selector.as_deref(),
+                field_selector: field_selector.as_deref(),
+                output: read.output,
+            };
+            print!("{}", fleetdb::history::get(&client, &request).await?);
+            Ok(())
+        }),
+        Command::History { object, read } => runtime.block_on(async move {
+            let client = client(read.kubeconfig).await?;
+            print!(
+                "{}",
+                fleetdb::history::history(&client, &object, read.namespace.as_deref(), read.output).await?
+            );
+            Ok(())
+        }),
+        Command::Blame { object, read } => runtime.block_on(async move {
+            let client = client(read.kubeconfig).await?;
+            print!(
+                "{}",
+                fleetdb::history::blame_of(&client, &object, read.namespace.as_deref(), read.output).await?
+            );
+            Ok(())
+        }),
+        Command::Diff {
+            resource,
+            from,
+            to,
+            selector,
+            all_namespaces,
+            read,
+        } => runtime.block_on(async move {
+            let client = client(read.kubeconfig).await?;
+            let request = fleetdb::history::DiffRequest {
+                resource: &resource,
+                namespace: read.namespace.as_deref(),
+                all_namespaces,
+                from: &from,
+                to: to.as_deref(),
+                label_selector: selector.as_deref(),
+                output: read.output,
+            };
+            print!("{}", fleetdb::history::diff(&client, &request).await?);
+            Ok(())
+        }),
+        Command::Restore {
+            object,
+            revision,
+            read,
+        } => runtime.block_on(async move {
+            let client = client(read.kubeconfig).await?;
+            print!(
+                "{}",
+                fleetdb::history::restore(&client, &object, read.namespace.as_deref(), revision).await?
+            );
+            Ok(())
+        }),
+        Command::KubectlPlugin { dir } => {
+            let binary = std::env::current_exe().context("cannot find this binary")?;
+            let link = dir.join("kubectl-fleet");
+            match std::fs::remove_file(&link) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("cannot replace {}", link.display())),
+            }
+            std::os::unix::fs::symlink(&binary, &link)
+                .with_context(|| format!("cannot link {} to {}", link.display(), binary.display()))?;
+            println!("{} -> {}; try: kubectl fleet history hosts/NAME", link.display(), binary.display());
+            Ok(())
+        }
         Command::Fetch {
             source,
             kubeconfig,

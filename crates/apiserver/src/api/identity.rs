@@ -24,6 +24,8 @@ pub struct Identity {
     pub extra: BTreeMap<String, Vec<String>>,
     /// The client certificate, when the identity came from one.
     pub credential: Option<Credential>,
+    /// The user who authenticated, when this identity is one they impersonate.
+    pub impersonator: Option<String>,
 }
 
 /// The group of the server's administrators, allowed everything.

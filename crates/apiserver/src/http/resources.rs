@@ -10,6 +10,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use fleetdb_machinery::apply;
 use fleetdb_machinery::field::FieldError;
+use fleetdb_store::Revision;
 use serde_json::{Value, json};
 
 use super::negotiate::{self, IncludeObject, Representation};
@@ -19,6 +20,7 @@ use super::responses::{json, raw_json, with_warnings};
 use super::server::ApiServer;
 use super::table::{self, TableWriter};
 use crate::api::{ApiError, Identity, Resource};
+use crate::registry::history::{AsOf, MAX_HISTORY_ITEMS};
 use crate::registry::{
     DeleteOptions, Deleted, FieldValidation, LIST_CHUNK_BYTES, LIST_STREAM_PAGE, ListOptions,
     Patch, Registry, Subresource, Target, WriteOptions, Written, parse_resource_version, selectors,
@@ -281,7 +283,15 @@ pub async fn get(request: &Request<'_>) -> Result<Response, ApiError> {
     if let Some(raw) = request.query.get("resourceVersion") {
         parse_resource_version(raw)?;
     }
-    let object = request.registry().get(request.target).await?;
+    let object = match as_of_revision(request).await? {
+        Some(_) if request.target.subresource.is_some() => {
+            return Err(ApiError::bad_request(
+                "asOf reads objects, not their subresources",
+            ));
+        }
+        Some(revision) => request.registry().get_at(request.target, revision).await?,
+        None => request.registry().get(request.target).await?,
+    };
     if request.target.subresource == Some(Subresource::Scale) {
         return Ok(json(StatusCode::OK, &object));
     }
@@ -485,16 +495,53 @@ pub async fn delete_collection(request: &Request<'_>, body: Body) -> Result<Resp
 /// Lists what a request selects at one revision, as a `<Kind>List` or a Table. A paged
 /// list is one body; an unpaged one that did not fit in its first read is streamed
 /// ([`streamed_list`]).
+/// The revision an `asOf` parameter names (a fleetdb extension: an RFC 3339 time or a
+/// revision), if the request has one.
+async fn as_of_revision(request: &Request<'_>) -> Result<Option<Revision>, ApiError> {
+    let Some(raw) = request.query.get("asOf") else {
+        return Ok(None);
+    };
+    if request.query.has("resourceVersion") {
+        return Err(ApiError::bad_request(
+            "asOf and resourceVersion cannot be used together",
+        ));
+    }
+    let as_of = AsOf::parse(raw)?;
+    Ok(Some(request.registry().revision_as_of(as_of).await?))
+}
+
+/// `GET …/NAME/history`: every version of the object still in history (`limit`: the newest
+/// that many).
+pub async fn history(request: &Request<'_>) -> Result<Response, ApiError> {
+    let limit = request.query.number("limit")?.unwrap_or(0);
+    let limit = usize::try_from(limit).unwrap_or(MAX_HISTORY_ITEMS);
+    let answer = request.registry().history(request.target, limit).await?;
+    Ok(json(StatusCode::OK, &answer))
+}
+
 pub async fn list(request: &Request<'_>) -> Result<Response, ApiError> {
     let representation = request.representation()?;
     let query = request.query;
+    // An `asOf` list is a list at the revision it names; a continued one already carries
+    // that revision in its token.
+    let as_of = if query.has("continue") {
+        None
+    } else {
+        as_of_revision(request).await?
+    };
     let options = ListOptions {
         label_selector: query.get("labelSelector").map(str::to_owned),
         field_selector: query.get("fieldSelector").map(str::to_owned),
         limit: query.number("limit")?.unwrap_or(0),
         continue_token: query.get("continue").map(str::to_owned),
-        resource_version: query.get("resourceVersion").map(str::to_owned),
-        resource_version_match: query.get("resourceVersionMatch").map(str::to_owned),
+        resource_version: match as_of {
+            Some(revision) => Some(revision.to_string()),
+            None => query.get("resourceVersion").map(str::to_owned),
+        },
+        resource_version_match: match as_of {
+            Some(_) => Some("Exact".to_owned()),
+            None => query.get("resourceVersionMatch").map(str::to_owned),
+        },
         streamable: matches!(
             representation,
             Representation::Json | Representation::Table(_)

@@ -645,8 +645,12 @@ async fn route(
     if namespace.is_some() && !resource.namespaced {
         return Err(ApiError::no_such_path());
     }
+    // `…/NAME/history`: the object's versions (a fleetdb extension), authorized as `get` on
+    // the `history` subresource so that roles grant it apart from the object itself.
+    let history = subresource == Some("history") && name.is_some();
     let subresource = match subresource {
         None => None,
+        Some("history") if history => None,
         Some("status") if resource.status_subresource => Some(Subresource::Status),
         Some("scale") if resource.scale.is_some() => Some(Subresource::Scale),
         Some("approval") if resource.approval_subresource => Some(Subresource::Approval),
@@ -679,10 +683,14 @@ async fn route(
             api_group: group.to_owned(),
             api_version: version.to_owned(),
             resource: plural.to_owned(),
-            subresource: subresource
-                .map(Subresource::name)
-                .unwrap_or_default()
-                .to_owned(),
+            subresource: if history {
+                "history".to_owned()
+            } else {
+                subresource
+                    .map(Subresource::name)
+                    .unwrap_or_default()
+                    .to_owned()
+            },
             namespace: namespace.unwrap_or_default().to_owned(),
             name: name
                 .map(str::to_owned)
@@ -707,6 +715,10 @@ async fn route(
     };
     if resource.kind_tag == Kind::Review {
         return resources::review(&request, body).await;
+    }
+    if history {
+        get_only()?;
+        return resources::history(&request).await;
     }
     match (method.clone(), target.name.is_some()) {
         (Method::GET, true) => resources::get(&request).await,

@@ -115,5 +115,6 @@ pub fn impersonate(
         uid: asked.uid.clone().unwrap_or_default(),
         extra: asked.extra.clone(),
         credential: None,
+        impersonator: Some(requester.user.clone()),
     })
 }

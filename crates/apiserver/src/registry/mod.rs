@@ -12,6 +12,7 @@
 
 pub mod definitions;
 pub mod extension;
+pub mod history;
 mod kinds;
 pub mod policy;
 mod read;

@@ -8,6 +8,7 @@ use fleetdb_machinery::{apply, json as json_rules, meta, patch as json_patches, 
 use fleetdb_store::{Condition, KeyValue, MAX_VALUE_BYTES, Revision};
 use serde_json::{Value, json};
 
+use super::history::ChangeNote;
 use super::scale;
 use super::strategy::{self, StrategyContext};
 use super::{
@@ -365,7 +366,19 @@ impl Registry {
         }
         match self
             .storage
-            .put(&target.key(), bytes, Condition::Absent)
+            .put(
+                &target.key(),
+                bytes,
+                Condition::Absent,
+                ChangeNote::new(
+                    options.user,
+                    match ownership {
+                        Ownership::Update => "create",
+                        Ownership::Recorded => "apply",
+                    },
+                )
+                .to_bytes(),
+            )
             .await?
         {
             Ok(kv) => {
@@ -538,6 +551,7 @@ impl Registry {
         old: Value,
         revision: Revision,
         dry_run: bool,
+        note: ChangeNote,
     ) -> Result<Option<Value>, ApiError> {
         let strategy = strategy::for_resource(&target.resource);
         match prepared {
@@ -546,7 +560,12 @@ impl Registry {
             Prepared::Write(mut object, bytes) => {
                 let written = self
                     .storage
-                    .put(&target.key(), bytes, Condition::ModRevision(revision))
+                    .put(
+                        &target.key(),
+                        bytes,
+                        Condition::ModRevision(revision),
+                        note.to_bytes(),
+                    )
                     .await?;
                 let Ok(kv) = written else { return Ok(None) };
                 codec::set_resource_version(&mut object, kv.mod_revision);
@@ -557,9 +576,17 @@ impl Registry {
                 strategy
                     .before_remove(&self.strategy_context(), &object)
                     .await?;
+                let note = ChangeNote {
+                    operation: "delete".into(),
+                    ..note
+                };
                 let removed = self
                     .storage
-                    .delete(&target.key(), Condition::ModRevision(revision))
+                    .delete(
+                        &target.key(),
+                        Condition::ModRevision(revision),
+                        note.to_bytes(),
+                    )
                     .await?;
                 let Ok(deleted) = removed else {
                     return Ok(None);
@@ -573,6 +600,9 @@ impl Registry {
 
     /// Prepares `new` against the stored `old` (at `revision`) and writes it; `None` when
     /// the write lost a race (the caller retries or answers `409`).
+    /// `operation` names the write in history (`update`, `patch`, `apply`); a write of a
+    /// subresource is named after it.
+    #[allow(clippy::too_many_arguments)]
     async fn try_update(
         &self,
         target: &Target,
@@ -581,10 +611,13 @@ impl Registry {
         revision: Revision,
         options: &WriteOptions<'_>,
         ownership: Ownership,
+        operation: &'static str,
     ) -> Result<Option<Written>, ApiError> {
         let (prepared, warnings) = self.prepare_update(target, new, &old, options, ownership)?;
+        let operation = target.subresource.map_or(operation, Subresource::name);
+        let note = ChangeNote::new(options.user, operation);
         Ok(self
-            .write_prepared(target, prepared, old, revision, options.dry_run)
+            .write_prepared(target, prepared, old, revision, options.dry_run, note)
             .await?
             .map(|object| Written {
                 object: answer(target, object),
@@ -638,6 +671,7 @@ impl Registry {
                     kv.mod_revision,
                     options,
                     Ownership::Update,
+                    "update",
                 )
                 .await?
             {
@@ -704,6 +738,7 @@ impl Registry {
                     kv.mod_revision,
                     options,
                     Ownership::Update,
+                    "patch",
                 )
                 .await?
             {
@@ -826,6 +861,7 @@ impl Registry {
                     kv.mod_revision,
                     options,
                     Ownership::Recorded,
+                    "apply",
                 )
                 .await?
             {
@@ -852,7 +888,7 @@ impl Registry {
                 .await?
                 .ok_or_else(|| target.not_found())?;
             let Ok(mut object) = codec::decode(&kv) else {
-                return self.delete_damaged(target, &kv, options).await;
+                return self.delete_damaged(target, &kv, options, user).await;
             };
             if let Some(uid) = &options.uid
                 && Some(uid.as_str()) != meta::uid(&object)
@@ -894,6 +930,7 @@ impl Registry {
                         &target.key(),
                         codec::encode(&object),
                         Condition::ModRevision(kv.mod_revision),
+                        ChangeNote::new(user, "delete").to_bytes(),
                     )
                     .await?;
                 let Ok(written) = written else { continue };
@@ -913,7 +950,11 @@ impl Registry {
                 .await?;
             let removed = self
                 .storage
-                .delete(&target.key(), Condition::ModRevision(kv.mod_revision))
+                .delete(
+                    &target.key(),
+                    Condition::ModRevision(kv.mod_revision),
+                    ChangeNote::new(user, "delete").to_bytes(),
+                )
                 .await?;
             let Ok(deleted) = removed else { continue };
             codec::set_resource_version(&mut object, deleted.revision);
@@ -933,6 +974,7 @@ impl Registry {
         target: &Target,
         kv: &KeyValue,
         options: &DeleteOptions,
+        user: &crate::api::Identity,
     ) -> Result<Deleted, ApiError> {
         if let Some(rv) = &options.resource_version
             && *rv != kv.mod_revision.to_string()
@@ -943,7 +985,11 @@ impl Registry {
         if !options.dry_run {
             if self
                 .storage
-                .delete(&target.key(), Condition::ModRevision(kv.mod_revision))
+                .delete(
+                    &target.key(),
+                    Condition::ModRevision(kv.mod_revision),
+                    ChangeNote::new(user, "delete").to_bytes(),
+                )
                 .await?
                 .is_err()
             {

@@ -99,27 +99,31 @@ impl Storage {
             .kv)
     }
 
-    /// Writes `value` under `key` if `condition` holds; `Ok(Err(()))` when it did not.
+    /// Writes `value` under `key` if `condition` holds, with `note` (who and how) kept in
+    /// history beside the change; `Ok(Err(()))` when the condition did not hold.
     pub async fn put(
         &self,
         key: &str,
         value: Bytes,
         condition: Condition,
+        note: Bytes,
     ) -> Result<Result<KeyValue, ()>, ApiError> {
-        match self.store.put(key, value, condition).await {
+        match self.store.put_noted(key, value, condition, note).await {
             Ok(kv) => Ok(Ok(kv)),
             Err(StoreError::PreconditionFailed { .. }) => Ok(Err(())),
             Err(e) => Err(ApiError::from_store(e)),
         }
     }
 
-    /// Deletes `key` if `condition` holds; `Ok(Err(()))` when it did not (or it is gone).
+    /// Deletes `key` if `condition` holds, with `note` as [`Storage::put`]; `Ok(Err(()))`
+    /// when the condition did not hold (or the key is gone).
     pub async fn delete(
         &self,
         key: &str,
         condition: Condition,
+        note: Bytes,
     ) -> Result<Result<Deleted, ()>, ApiError> {
-        match self.store.delete(key, condition).await {
+        match self.store.delete_noted(key, condition, note).await {
             Ok(deleted) => Ok(Ok(deleted)),
             Err(StoreError::PreconditionFailed { .. }) => Ok(Err(())),
             Err(e) => Err(ApiError::from_store(e)),
@@ -127,8 +131,8 @@ impl Storage {
     }
 
     /// Removes every key under `prefix`, whatever it holds, until a read finds none left
-    /// (keys written meanwhile go too).
-    pub async fn delete_prefix(&self, prefix: &str) -> Result<(), ApiError> {
+    /// (keys written meanwhile go too); each deletion carries `note`.
+    pub async fn delete_prefix(&self, prefix: &str, note: Bytes) -> Result<(), ApiError> {
         loop {
             let mut found = false;
             let mut scan = Scan::new(&*self.store, prefix).page_size(STORE_PAGE);
@@ -136,7 +140,9 @@ impl Storage {
                 for kv in page {
                     found = true;
                     // Gone already is as good as deleted.
-                    let _ = self.delete(&kv.key, Condition::Always).await?;
+                    let _ = self
+                        .delete(&kv.key, Condition::Always, note.clone())
+                        .await?;
                 }
             }
             if !found {

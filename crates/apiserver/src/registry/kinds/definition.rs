@@ -54,7 +54,10 @@ impl Strategy for DefinitionStrategy {
         if let Some(defined) = context.catalog.snapshot().any_version(group, plural) {
             context
                 .storage
-                .delete_prefix(&defined.key_prefix(None))
+                .delete_prefix(
+                    &defined.key_prefix(None),
+                    crate::registry::history::ChangeNote::server("delete").to_bytes(),
+                )
                 .await?;
         }
         Ok(())
