@@ -120,6 +120,18 @@ pub struct Condition {
         description = "The cluster the host is attached to (none: in the pool)"
     ),
     printcolumn(
+        name = "In Fleet",
+        type_ = "date",
+        json_path = ".status.tenure.inFleetSince",
+        description = "Since when the host has been in the fleet (its first creation in history)"
+    ),
+    printcolumn(
+        name = "In Service",
+        type_ = "date",
+        json_path = ".status.tenure.inServiceSince",
+        description = "Since when the host has been running and out of maintenance, without a break"
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
@@ -316,6 +328,24 @@ pub struct HostStatus {
     /// neither it nor a fetcher overwrites the other).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<AgentReport>,
+    /// How long the host has been in the fleet and in service, derived from its history by
+    /// the controllers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenure: Option<Tenure>,
+}
+
+/// A host's time in the fleet and in service (`docs/history.md`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Tenure {
+    /// When the host first joined the fleet: its oldest creation in history, kept across
+    /// deletions and re-creations (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_fleet_since: Option<String>,
+    /// When its current stretch in service began: running (or, without a provider state,
+    /// ready) and not in maintenance nor being decommissioned. Absent while out of service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_service_since: Option<String>,
 }
 
 /// The operating system an agent reports.
@@ -654,6 +684,25 @@ impl Host {
     /// Whether a person took the host out of service (`spec.maintenance`).
     pub fn in_maintenance(&self) -> bool {
         self.spec.maintenance == Some(true)
+    }
+
+    /// Whether it is in service: not in maintenance, not being decommissioned, and running
+    /// as its provider reports it (or, when no provider reports a state, ready as its agent
+    /// and the controllers report it).
+    pub fn in_service(&self) -> bool {
+        if self.in_maintenance() || self.is_decommissioning() {
+            return false;
+        }
+        let status = self.status.as_ref();
+        match status.and_then(|s| s.state) {
+            Some(HostState::Running) => true,
+            Some(HostState::Unknown) | None => status.is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            }),
+            Some(_) => false,
+        }
     }
 
     /// Whether its provider reports it gone.

@@ -134,6 +134,8 @@ pub fn default_policy() -> Vec<Value> {
                     &["get", "patch", "update"],
                     &["hosts/status", "clusters/status", "rollouts/status"],
                 ),
+                // Tenure is derived from each host's history.
+                rule(&["get"], &["hosts/history"]),
                 json!(PolicyRule::resources(
                     &["create", "patch", "update"],
                     &["", "events.k8s.io"],

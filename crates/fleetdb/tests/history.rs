@@ -325,3 +325,122 @@ fn history_on_the_embedded_store() {
 fn history_on_etcd() {
     history_is_kept(Backend::Etcd);
 }
+
+fn tenure(server: &Fleetdb, name: &str) -> Value {
+    let host: Value =
+        serde_json::from_str(&server.ok(&["get", "host", name, "-o", "json"])).unwrap();
+    host["status"]["tenure"].clone()
+}
+
+/// Polls the host's tenure until `check` holds (30 s at most).
+fn wait_tenure(server: &Fleetdb, name: &str, why: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let tenure = tenure(server, name);
+        if check(&tenure) {
+            return tenure;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{why}: tenure is {tenure}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn set_state(server: &Fleetdb, name: &str, state: &str) {
+    server.ok(&[
+        "patch",
+        "host",
+        name,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &format!(r#"{{"status":{{"state":"{state}"}}}}"#),
+    ]);
+}
+
+/// The controllers keep each host's time in the fleet and in service, from its history:
+/// through maintenance, a deletion and re-creation, and a restart.
+#[test]
+fn hosts_show_how_long_they_have_been_in_the_fleet_and_in_service() {
+    let mut server = Fleetdb::start_with(Backend::Embedded, &["--decommission-timeout", "1s"]);
+    server.ok_input(&["create", "-f", "-"], &host("web-1", "web", "team: blue"));
+    let created: Value =
+        serde_json::from_str(&server.ok(&["get", "host", "web-1", "-o", "json"])).unwrap();
+    let first_created = created["metadata"]["creationTimestamp"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = wait_tenure(&server, "web-1", "a new host is in the fleet", |t| {
+        t["inFleetSince"].is_string()
+    });
+    assert_eq!(out["inFleetSince"], first_created.as_str());
+    assert!(
+        out.get("inServiceSince").is_none(),
+        "not running yet: {out}"
+    );
+
+    let before_running = instant();
+    set_state(&server, "web-1", "Running");
+    let serving = wait_tenure(&server, "web-1", "a running host is in service", |t| {
+        t["inServiceSince"].is_string()
+    });
+    let since = serving["inServiceSince"].as_str().unwrap().to_owned();
+    assert!(
+        since.as_str() > before_running.as_str(),
+        "{since} vs {before_running}"
+    );
+    let table = server.ok(&["get", "hosts"]);
+    assert!(
+        table.contains("IN FLEET") && table.contains("IN SERVICE"),
+        "{table}"
+    );
+
+    server.ok(&[
+        "patch",
+        "host",
+        "web-1",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"maintenance":true}}"#,
+    ]);
+    wait_tenure(
+        &server,
+        "web-1",
+        "maintenance takes it out of service",
+        |t| t.get("inServiceSince").is_none(),
+    );
+    let back = instant();
+    server.ok(&[
+        "patch",
+        "host",
+        "web-1",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"maintenance":false}}"#,
+    ]);
+    let again = wait_tenure(&server, "web-1", "back in service", |t| {
+        t["inServiceSince"].is_string()
+    });
+    assert!(
+        again["inServiceSince"].as_str().unwrap() > back.as_str(),
+        "{again}"
+    );
+
+    // Restarted, the same answer.
+    server.restart();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(tenure(&server, "web-1"), again);
+
+    // Deleted (decommissioned after the timeout) and created again: in the fleet since the
+    // first creation, in service since it came back.
+    server.ok(&["delete", "host", "web-1", "--timeout=30s"]);
+    std::thread::sleep(Duration::from_millis(1100));
+    server.ok_input(&["create", "-f", "-"], &host("web-1", "web", "team: blue"));
+    set_state(&server, "web-1", "Running");
+    let returned = wait_tenure(&server, "web-1", "a returning host", |t| {
+        t["inServiceSince"].is_string() && t["inServiceSince"] != again["inServiceSince"]
+    });
+    assert_eq!(returned["inFleetSince"], first_created.as_str());
+}

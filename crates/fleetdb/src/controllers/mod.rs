@@ -8,7 +8,9 @@
 //! * [`decommission`]: every Host carries a finalizer; a deleted host waits for its agent's
 //!   decommission report (or a timeout) before it goes;
 //! * [`stale`]: a host whose agent stops renewing its Lease becomes `Ready=False`
-//!   (`HeartbeatMissed`), and `Ready=True` again when it comes back.
+//!   (`HeartbeatMissed`), and `Ready=True` again when it comes back;
+//! * [`tenure`]: since when each host has been in the fleet and in service, from its
+//!   history.
 //!
 //! They never reach into the store: everything goes through the API with the identity
 //! `fleetdb:controllers` (ClusterRole `fleetdb:controllers`), so they work against any
@@ -21,6 +23,7 @@ pub mod decommission;
 pub mod leader;
 pub mod rollouts;
 pub mod stale;
+pub mod tenure;
 
 use std::time::Duration;
 
@@ -73,6 +76,7 @@ pub async fn run(client: kube::Client, settings: Settings) {
                 decommission::run(client.clone(), settings.decommission_timeout),
                 rollouts::run(client.clone()),
                 stale::run(client.clone(), settings.host_stale_after),
+                tenure::run(client.clone()),
             );
         };
         tokio::select! {
