@@ -14,6 +14,7 @@ cargo run --locked -q -p fleetdb-bench -- store --quick
 cargo run --locked -q -p fleetdb-bench -- fetch --hosts 500
 cargo run --locked -q -p fleetdb-bench -- inventory --hosts 1000
 cargo run --locked -q -p fleetdb-bench -- schema --objects 2000
+cargo run --locked -q -p fleetdb-bench -- history --quick
 # The whole-API benchmark drives the real `fleetdb serve` binary, built next to it.
 cargo build --locked -q -p fleetdb -p fleetdb-bench
 "${CARGO_TARGET_DIR:-target}/debug/fleetdb-bench" api --quick

@@ -9,6 +9,7 @@ pub mod api_bench;
 pub mod crash_writer;
 pub mod fetch_bench;
 pub mod h2client;
+pub mod history_bench;
 pub mod hosts;
 pub mod inventory_bench;
 pub mod rollout_bench;

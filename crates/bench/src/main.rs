@@ -10,6 +10,8 @@
 //! * `fleetdb-bench store` measures the store backends side by side — the embedded engine and a
 //!   real etcd it starts itself on 127.0.0.1 — in the same run on the same machine, and prints a
 //!   table with the ratio embedded/etcd for each figure.
+//! * `fleetdb-bench history` measures history on the embedded store: a list a week back
+//!   against a current one, one host's history among a million changes, bytes per change.
 //! * `fleetdb-bench schema` times the CRD write pipeline (prune, default, validate, managed
 //!   fields) on its own.
 //! * `fleetdb-bench crash-writer --dir D` writes to an embedded store under concurrent load and
@@ -17,8 +19,8 @@
 //!   that every acknowledged write survived.
 
 use fleetdb_bench::{
-    agents_bench, api_bench, crash_writer, fetch_bench, inventory_bench, rollout_bench,
-    schema_bench, store_bench,
+    agents_bench, api_bench, crash_writer, fetch_bench, history_bench, inventory_bench,
+    rollout_bench, schema_bench, store_bench,
 };
 
 use std::path::PathBuf;
@@ -45,6 +47,9 @@ enum Command {
     Rollout(rollout_bench::RolloutBenchArgs),
     /// Benchmark the embedded store against etcd in the same run.
     Store(store_bench::StoreBenchArgs),
+    /// Benchmark history on the embedded store: a list a week back against a current one,
+    /// one host's history among many changes, bytes per change.
+    History(history_bench::HistoryBenchArgs),
     /// Benchmark a fetcher syncing a datacenter export into an empty fleetdb, then re-syncing.
     Fetch(fetch_bench::FetchBenchArgs),
     /// Benchmark `fleetdb ansible-inventory --list` over N hosts.
@@ -75,6 +80,7 @@ fn main() -> anyhow::Result<()> {
         Command::Agents(args) => runtime.block_on(agents_bench::run(args)),
         Command::Rollout(args) => runtime.block_on(rollout_bench::run(args)),
         Command::Store(args) => runtime.block_on(store_bench::run(args)),
+        Command::History(args) => runtime.block_on(history_bench::run(args)),
         Command::Fetch(args) => runtime.block_on(fetch_bench::run(args)),
         Command::Inventory(args) => runtime.block_on(inventory_bench::run(args)),
         Command::Schema(args) => schema_bench::run(args),

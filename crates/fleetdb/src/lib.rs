@@ -149,6 +149,18 @@ pub async fn open_store(settings: &ServerSettings) -> anyhow::Result<Arc<dyn Sto
 
 /// How long the in-process controllers' certificate lasts (it lives in memory only and is
 /// issued again at every start).
+/// How long the superseded history of Leases is kept on the embedded store: host agents renew
+/// theirs every 10 s, which at 100,000 hosts would be 26 billion versions in 30 days. Five
+/// minutes, as long as kube-apiserver keeps any history (`docs/history.md`).
+pub const LEASE_HISTORY: Duration = Duration::from_secs(5 * 60);
+
+/// Prefixes whose superseded history is kept for less than `--history-days`.
+pub const SHORT_HISTORY: &[fleetdb_store::retention::ShortHistory] =
+    &[fleetdb_store::retention::ShortHistory {
+        prefix: "/registry/coordination.k8s.io/leases/",
+        keep: LEASE_HISTORY,
+    }];
+
 const CONTROLLERS_CERTIFICATE_DAYS: u32 = fleetdb_apiserver::pki::MAX_CLIENT_CERTIFICATE_DAYS;
 
 /// The controllers of a server, as API clients of it with their own identity (a client
@@ -201,6 +213,7 @@ pub async fn serve(
         store.clone(),
         RetentionPolicy {
             keep: Duration::from_secs(settings.history_days * 24 * 60 * 60),
+            short: SHORT_HISTORY,
             ..RetentionPolicy::default()
         },
     );

@@ -240,6 +240,46 @@ fn history_is_kept(backend: Backend) {
     server.restart();
     check();
 
+    // The same commands as a kubectl plugin.
+    let bin = server.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let linked = std::process::Command::new(env!("CARGO_BIN_EXE_fleetdb"))
+        .args(["kubectl-plugin", "--dir", bin.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(linked.status.success(), "{linked:?}");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let plugin = server
+        .kubectl_command(&[
+            "fleet",
+            "history",
+            "hosts/web-3",
+            "-o",
+            "json",
+            "--kubeconfig",
+            admin.to_str().unwrap(),
+        ])
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    assert!(
+        plugin.status.success(),
+        "kubectl fleet: {}",
+        String::from_utf8_lossy(&plugin.stderr)
+    );
+    let via_plugin: Value = serde_json::from_slice(&plugin.stdout).unwrap();
+    assert_eq!(
+        summary(&via_plugin),
+        [
+            ("alice".into(), "create".into()),
+            ("alice".into(), "delete".into())
+        ]
+    );
+
     // Restore: web-1 back to alice's version (the label and role go), web-3 created again.
     let said = fleet(
         &admin,

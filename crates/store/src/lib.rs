@@ -357,6 +357,17 @@ pub trait Store: Send + Sync + 'static {
     /// remains readable. Compacting at or below the current compacted revision does nothing.
     async fn compact(&self, revision: Revision) -> Result<()>;
 
+    /// Forgets the superseded history of the keys under `prefix` up to `revision`, for keys
+    /// whose changes are not worth keeping (heartbeats): afterwards each such key keeps only
+    /// its newest version at or below `revision` (none when that is a deletion), so reads of
+    /// them at older revisions no longer see the state then, and watches replaying from
+    /// before skip the forgotten changes. Other keys are untouched. `Ok(false)` when the
+    /// backend cannot (etcd compacts its whole history at once).
+    async fn compact_prefix(&self, prefix: &str, revision: Revision) -> Result<bool> {
+        let _ = (prefix, revision);
+        Ok(false)
+    }
+
     /// The oldest revision that an open watch of this process has yet to move past; retention
     /// never compacts beyond it.
     fn oldest_watch_position(&self) -> Option<Revision>;

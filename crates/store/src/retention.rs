@@ -24,14 +24,26 @@ pub const CLOCK_PREFIX: &str = "/_fleetdb/revision-clock/";
 /// How long history is kept unless configured otherwise.
 pub const DEFAULT_KEEP: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 
-/// How often retention records the clock and compacts unless configured otherwise.
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5 * 60);
+/// How often retention records the clock and compacts unless configured otherwise. The
+/// clock's entries are also what `asOf` instants are bracketed with on etcd, and what short
+/// histories are cut at, so a minute.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+
+/// A prefix whose superseded history is kept for less time than the rest (heartbeats), on
+/// backends that can ([`Store::compact_prefix`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShortHistory {
+    pub prefix: &'static str,
+    pub keep: Duration,
+}
 
 /// How long history is kept, and how often that is enforced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetentionPolicy {
     pub keep: Duration,
     pub interval: Duration,
+    /// Prefixes kept for less time.
+    pub short: &'static [ShortHistory],
 }
 
 impl Default for RetentionPolicy {
@@ -39,6 +51,7 @@ impl Default for RetentionPolicy {
         Self {
             keep: DEFAULT_KEEP,
             interval: DEFAULT_INTERVAL,
+            short: &[],
         }
     }
 }
@@ -89,6 +102,17 @@ impl Retention {
             });
         }
 
+        for short in self.policy.short {
+            let cutoff = now_millis.saturating_sub(short.keep.as_millis());
+            let Some(entry) = clock.iter().rev().find(|entry| entry.millis <= cutoff) else {
+                continue;
+            };
+            let mut target = entry.revision;
+            if let Some(oldest_watch) = self.store.oldest_watch_position() {
+                target = target.min(oldest_watch);
+            }
+            self.store.compact_prefix(short.prefix, target).await?;
+        }
         let cutoff = now_millis.saturating_sub(self.policy.keep.as_millis());
         let Some(index) = clock.iter().rposition(|entry| entry.millis <= cutoff) else {
             return Ok(None);

@@ -330,3 +330,108 @@ async fn a_version_1_store_is_upgraded_in_place() {
     );
     assert!(history[1].note.is_empty());
 }
+
+/// Heartbeat keys forget their superseded history; other keys keep theirs, and a restart
+/// changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefix_forgets_its_superseded_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    for round in 0..5 {
+        for key in ["/lease/a", "/keep/b"] {
+            store
+                .put_noted(
+                    key,
+                    Bytes::from(format!("{round}")),
+                    Condition::Always,
+                    Bytes::from("n"),
+                )
+                .await
+                .unwrap();
+        }
+    }
+    store
+        .put("/lease/c", Bytes::from("c"), Condition::Absent)
+        .await
+        .unwrap();
+    store.delete("/lease/c", Condition::Always).await.unwrap();
+    let kept = store.current_revision().await.unwrap();
+    let late = store
+        .put("/lease/a", Bytes::from("late"), Condition::Always)
+        .await
+        .unwrap();
+    assert!(store.compact_prefix("/lease/", kept).await.unwrap());
+
+    let lease = store.history("/lease/a", 0).await.unwrap();
+    let revisions: Vec<i64> = lease.iter().map(|v| v.revision).collect();
+    assert_eq!(
+        revisions.len(),
+        2,
+        "the newest at the target and what came after: {lease:?}"
+    );
+    assert_eq!(revisions[0], late.mod_revision);
+    assert_eq!(lease[1].kv.as_ref().unwrap().value, Bytes::from("4"));
+    assert!(store.history("/lease/c", 0).await.unwrap().is_empty());
+    assert_eq!(store.history("/keep/b", 0).await.unwrap().len(), 5);
+    assert_eq!(store.get("/lease/a", None).await.unwrap().kv.unwrap(), late);
+    store.close().await;
+
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    assert_eq!(store.history("/lease/a", 0).await.unwrap().len(), 2);
+    assert_eq!(store.history("/keep/b", 0).await.unwrap().len(), 5);
+}
+
+/// Retention cuts a short history at the clock entry older than its period, and leaves the
+/// rest of the history alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_keeps_short_histories_short() {
+    use fleetdb_store::retention::{Retention, RetentionPolicy, ShortHistory};
+    use std::time::SystemTime;
+    let dir = tempfile::tempdir().unwrap();
+    let store: std::sync::Arc<dyn Store> =
+        std::sync::Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let minute = Duration::from_secs(60);
+    const LEASES: &[ShortHistory] = &[ShortHistory {
+        prefix: "/lease/",
+        keep: Duration::from_secs(5 * 60),
+    }];
+    let retention = Retention::new(
+        store.clone(),
+        RetentionPolicy {
+            keep: 60 * minute,
+            interval: minute,
+            short: LEASES,
+        },
+    );
+    let t0 = SystemTime::now();
+    for round in 0..3 {
+        store
+            .put(
+                "/lease/a",
+                Bytes::from(format!("{round}")),
+                Condition::Always,
+            )
+            .await
+            .unwrap();
+        store
+            .put(
+                "/host/a",
+                Bytes::from(format!("{round}")),
+                Condition::Always,
+            )
+            .await
+            .unwrap();
+    }
+    retention.tick(t0).await.unwrap();
+    store
+        .put("/lease/a", Bytes::from("3"), Condition::Always)
+        .await
+        .unwrap();
+    // Four minutes on: nothing is old enough.
+    retention.tick(t0 + 4 * minute).await.unwrap();
+    assert_eq!(store.history("/lease/a", 0).await.unwrap().len(), 4);
+    // Six minutes on: the lease keeps its newest version at the first clock entry and later.
+    retention.tick(t0 + 6 * minute).await.unwrap();
+    assert_eq!(store.history("/lease/a", 0).await.unwrap().len(), 2);
+    assert_eq!(store.history("/host/a", 0).await.unwrap().len(), 3);
+}

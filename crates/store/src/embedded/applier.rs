@@ -51,6 +51,19 @@ pub(super) struct Applier {
     since_checkpoint: usize,
     last_checkpoint: std::time::Instant,
     compaction: Compaction,
+    /// Prefixes whose superseded history is being forgotten, oldest request first.
+    prefix_jobs: Vec<PrefixJob>,
+    /// How far each prefix has been forgotten (this process's lifetime).
+    prefix_done: std::collections::HashMap<String, Revision>,
+}
+
+/// One prefix's superseded history being forgotten, in steps between apply batches.
+struct PrefixJob {
+    prefix: Vec<u8>,
+    end: Option<Vec<u8>>,
+    target: Revision,
+    done: Revision,
+    reply: oneshot::Sender<Result<()>>,
 }
 
 /// Compaction proceeds in steps between apply batches.
@@ -82,6 +95,8 @@ impl Applier {
                 done: state.compaction_done,
                 waiting: Vec::new(),
             },
+            prefix_jobs: Vec::new(),
+            prefix_done: std::collections::HashMap::new(),
         }
     }
 
@@ -94,6 +109,7 @@ impl Applier {
                 continue;
             }
             self.advance_compaction();
+            self.advance_prefix_compaction();
             let finishing = idle && closed && !self.compaction_pending();
             if self.since_checkpoint > 0
                 && (finishing
@@ -108,6 +124,9 @@ impl Applier {
         }
         for (_, reply) in self.compaction.waiting.drain(..) {
             let _ = reply.send(Err(StoreError::Closed));
+        }
+        for job in self.prefix_jobs.drain(..) {
+            let _ = job.reply.send(Err(StoreError::Closed));
         }
     }
 
@@ -125,11 +144,26 @@ impl Applier {
                     .waiting
                     .push((request.target, request.reply));
             }
+            for request in tail.prefix_compactions.drain(..) {
+                let done = self
+                    .prefix_done
+                    .get(&request.prefix)
+                    .copied()
+                    .unwrap_or(0)
+                    .max(self.compaction.done);
+                self.prefix_jobs.push(PrefixJob {
+                    end: crate::prefix_end(request.prefix.as_bytes()),
+                    prefix: request.prefix.into_bytes(),
+                    target: request.target,
+                    done,
+                    reply: request.reply,
+                });
+            }
             let now = std::time::Instant::now();
             if tail.closed || tail.len() >= APPLY_EAGERLY_AT || now >= deadline {
                 break;
             }
-            if tail.is_empty() && self.compaction_pending() {
+            if tail.is_empty() && (self.compaction_pending() || !self.prefix_jobs.is_empty()) {
                 break;
             }
             tail = self
@@ -290,6 +324,32 @@ impl Applier {
         self.compaction.waiting = still;
     }
 
+    /// Runs one step of the oldest prefix job; answers it when done.
+    fn advance_prefix_compaction(&mut self) {
+        let Some(job) = self.prefix_jobs.first_mut() else {
+            return;
+        };
+        let target = job.target.min(self.applied);
+        if job.done < target {
+            let high = (job.done + COMPACTION_STEP_REVISIONS).min(target);
+            match prefix_compaction_step(&mut self.conn, job, high) {
+                Ok(()) => job.done = high,
+                Err(e) => {
+                    tracing::error!(error = %backend_error(e), "prefix compaction step failed; it will be retried");
+                    std::thread::sleep(RETRY_DELAY);
+                    return;
+                }
+            }
+        }
+        if job.done >= job.target {
+            let job = self.prefix_jobs.remove(0);
+            let prefix = String::from_utf8_lossy(&job.prefix).into_owned();
+            let done = self.prefix_done.entry(prefix).or_default();
+            *done = (*done).max(job.done);
+            let _ = job.reply.send(Ok(()));
+        }
+    }
+
     /// Deletes the history superseded within the next few revisions.
     fn compaction_step(&mut self) -> rusqlite::Result<()> {
         let low = self.compaction.done;
@@ -313,6 +373,31 @@ impl Applier {
         self.compaction.done = high;
         Ok(())
     }
+}
+
+/// Forgets the rows of `job`'s prefix that rows written in `(job.done, high]` supersede, and
+/// its deletion markers there.
+fn prefix_compaction_step(
+    conn: &mut Connection,
+    job: &PrefixJob,
+    high: Revision,
+) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    // `+key` keeps SQLite on the revision (rowid) order: a step reads its own revisions.
+    let (range, end): (&str, &[u8]) = match &job.end {
+        Some(end) => ("+key >= ?3 AND +key < ?4", end),
+        None => ("+key >= ?3 AND ?4 IS NOT NULL", b""),
+    };
+    tx.prepare_cached(&format!(
+        "DELETE FROM log WHERE rev IN
+            (SELECT prev_rev FROM log WHERE rev > ?1 AND rev <= ?2 AND {range} AND prev_rev > 0)"
+    ))?
+    .execute(params![job.done, high, job.prefix, end])?;
+    tx.prepare_cached(&format!(
+        "DELETE FROM log WHERE rev > ?1 AND rev <= ?2 AND {range} AND value IS NULL"
+    ))?
+    .execute(params![job.done, high, job.prefix, end])?;
+    tx.commit()
 }
 
 /// A change's note as stored: NULL when there is none.

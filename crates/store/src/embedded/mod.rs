@@ -342,6 +342,30 @@ impl Store for EmbeddedStore {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
+    async fn compact_prefix(&self, prefix: &str, revision: Revision) -> Result<bool> {
+        if !prefix.starts_with('/') {
+            return Err(StoreError::InvalidArgument(format!(
+                "prefix {prefix:?} must start with /"
+            )));
+        }
+        let current = self.shared.revision.load(Ordering::Acquire);
+        let (reply, answer) = oneshot::channel();
+        {
+            let mut tail = self.shared.lock_tail();
+            if tail.closed {
+                return Err(StoreError::Closed);
+            }
+            tail.prefix_compactions.push(tail::PrefixCompactionRequest {
+                prefix: prefix.to_owned(),
+                target: revision.min(current),
+                reply,
+            });
+        }
+        self.shared.work_for_applier.notify_all();
+        answer.await.map_err(|_| StoreError::Closed)??;
+        Ok(true)
+    }
+
     fn oldest_watch_position(&self) -> Option<Revision> {
         self.shared.positions.oldest()
     }

@@ -470,8 +470,10 @@ fn read_live(
     Ok(())
 }
 
-/// Reads the range as it was at revision `at`: for each key, its newest row at or below `at`.
-/// Walks the (key, rev) index in order, so a page costs its own keys, not the whole range.
+/// Reads the range as it was at revision `at`: for each key, its newest row at or below `at`
+/// (skipped when that row is a deletion). SQLite walks the (key, rev) index in order and
+/// keeps the newest revision of each key itself, so a page costs its own keys' index entries
+/// and one row read per key, and nothing is copied out for the superseded rows.
 fn read_past(
     tx: &Transaction<'_>,
     start: &[u8],
@@ -479,43 +481,26 @@ fn read_past(
     at: Revision,
     page: &mut Page,
 ) -> rusqlite::Result<()> {
+    const SELECT: &str = "SELECT l.key, l.rev, l.create_rev, l.version, l.value
+        FROM (SELECT key, max(rev) AS newest FROM log";
+    const REST: &str = "GROUP BY key ORDER BY key) m JOIN log l ON l.rev = m.newest
+        WHERE l.value IS NOT NULL ORDER BY m.key";
     let mut statement;
     let mut rows = match end {
         Some(end) => {
-            statement = tx.prepare_cached(
-                "SELECT key, rev FROM log WHERE key >= ?1 AND key < ?2 AND rev <= ?3
-                  ORDER BY key, rev",
-            )?;
+            statement = tx.prepare_cached(&format!(
+                "{SELECT} WHERE key >= ?1 AND key < ?2 AND rev <= ?3 {REST}"
+            ))?;
             statement.query(rusqlite::params![start, end, at])?
         }
         None => {
-            statement = tx.prepare_cached(
-                "SELECT key, rev FROM log WHERE key >= ?1 AND rev <= ?2 ORDER BY key, rev",
-            )?;
+            statement =
+                tx.prepare_cached(&format!("{SELECT} WHERE key >= ?1 AND rev <= ?2 {REST}"))?;
             statement.query(rusqlite::params![start, at])?
         }
     };
-    let mut newest: Option<(Vec<u8>, Revision)> = None;
-    loop {
-        let next = match rows.next()? {
-            Some(row) => Some((row.get::<_, Vec<u8>>(0)?, row.get::<_, Revision>(1)?)),
-            None => None,
-        };
-        let finished_key = match (&mut newest, next) {
-            (Some((key, rev)), Some((next_key, next_rev))) if *key == next_key => {
-                *rev = next_rev;
-                None
-            }
-            (current, Some(next)) => current.replace(next),
-            (current, None) => match current.take() {
-                Some(last) => Some(last),
-                None => break,
-            },
-        };
-        if let Some((_, rev)) = finished_key
-            && let Some(kv) = row_at(tx, rev)?
-            && !page.offer(kv)
-        {
+    while let Some(row) = rows.next()? {
+        if !page.offer(kv_from_row(row)?) {
             break;
         }
     }

@@ -54,6 +54,13 @@ pub(super) struct CompactionRequest {
     pub reply: oneshot::Sender<Result<()>>,
 }
 
+/// A request to forget the superseded history of one prefix, waiting for the applier.
+pub(super) struct PrefixCompactionRequest {
+    pub prefix: String,
+    pub target: Revision,
+    pub reply: oneshot::Sender<Result<()>>,
+}
+
 #[derive(Default)]
 pub(super) struct Tail {
     entries: VecDeque<Arc<TailEntry>>,
@@ -66,6 +73,7 @@ pub(super) struct Tail {
     /// The writer has stopped; the applier drains what is left and stops too.
     pub closed: bool,
     pub compactions: Vec<CompactionRequest>,
+    pub prefix_compactions: Vec<PrefixCompactionRequest>,
 }
 
 impl Tail {

@@ -637,6 +637,7 @@ pub async fn retention_compacts_only_history_older_than_the_policy(store: Arc<dy
         RetentionPolicy {
             keep: hour,
             interval: hour,
+            short: &[],
         },
     );
     let t0 = SystemTime::now();
