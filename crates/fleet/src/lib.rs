@@ -120,13 +120,13 @@ pub struct Condition {
         description = "The cluster the host is attached to (none: in the pool)"
     ),
     printcolumn(
-        name = "In Fleet",
+        name = "Joined",
         type_ = "date",
         json_path = ".status.tenure.inFleetSince",
         description = "Since when the host has been in the fleet (its first creation in history)"
     ),
     printcolumn(
-        name = "In Service",
+        name = "Serving",
         type_ = "date",
         json_path = ".status.tenure.inServiceSince",
         description = "Since when the host has been running and out of maintenance, without a break"
@@ -845,6 +845,8 @@ mod tests {
                 "Maintenance",
                 "Authorized",
                 "Cluster",
+                "Joined",
+                "Serving",
                 "Age"
             ]
         );

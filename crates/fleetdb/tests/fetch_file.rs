@@ -97,6 +97,8 @@ fn datacenter_csv_syncs_and_people_keep_their_changes() {
             "MAINTENANCE",
             "AUTHORIZED",
             "CLUSTER",
+            "JOINED",
+            "SERVING",
             "AGE"
         ]
     );

@@ -433,7 +433,7 @@ fn hosts_show_how_long_they_have_been_in_the_fleet_and_in_service() {
     );
     let table = server.ok(&["get", "hosts"]);
     assert!(
-        table.contains("IN FLEET") && table.contains("IN SERVICE"),
+        table.contains("JOINED") && table.contains("SERVING"),
         "{table}"
     );
 

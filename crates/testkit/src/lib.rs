@@ -142,3 +142,170 @@ impl Drop for EtcdServer {
         let _ = self.child.wait();
     }
 }
+
+/// A multi-member etcd cluster on 127.0.0.1 owned by the test; members can be killed and
+/// started again.
+pub struct EtcdCluster {
+    binary: PathBuf,
+    members: Vec<Member>,
+    initial_cluster: String,
+    data_dir: tempfile::TempDir,
+}
+
+struct Member {
+    name: String,
+    client_port: u16,
+    peer_port: u16,
+    child: Option<Child>,
+}
+
+impl EtcdCluster {
+    /// Starts `size` members and waits until every one reports healthy.
+    pub fn start(size: usize) -> Self {
+        let binary = find_executable(
+            "FLEETDB_ETCD_BIN",
+            &["etcd"],
+            &["/usr/bin", "/usr/local/bin"],
+        )
+        .expect(
+            "etcd is not installed: run `apt-get install -y etcd-server` (scripts/setup.sh does) \
+                 or set FLEETDB_ETCD_BIN",
+        );
+        let members: Vec<Member> = (0..size)
+            .map(|i| Member {
+                name: format!("m{i}"),
+                client_port: free_port(),
+                peer_port: free_port(),
+                child: None,
+            })
+            .collect();
+        let initial_cluster = members
+            .iter()
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = Self {
+            binary,
+            members,
+            initial_cluster,
+            data_dir: tempfile::tempdir().expect("cannot create a temporary directory"),
+        };
+        for i in 0..size {
+            cluster.spawn(i);
+        }
+        for i in 0..size {
+            cluster.wait_healthy(i);
+        }
+        cluster
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let member = &self.members[i];
+        let client_url = format!("http://127.0.0.1:{}", member.client_port);
+        let peer_url = format!("http://127.0.0.1:{}", member.peer_port);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.path().join(format!("{}.log", member.name)))
+            .expect("cannot open the etcd log file");
+        let child = Command::new(&self.binary)
+            .arg(format!("--name={}", member.name))
+            .arg(format!(
+                "--data-dir={}",
+                self.data_dir.path().join(&member.name).display()
+            ))
+            .arg(format!("--listen-client-urls={client_url}"))
+            .arg(format!("--advertise-client-urls={client_url}"))
+            .arg(format!("--listen-peer-urls={peer_url}"))
+            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+            .arg(format!("--initial-cluster={}", self.initial_cluster))
+            .arg("--initial-cluster-state=new")
+            .arg("--initial-cluster-token=fleetdb-test")
+            .arg("--heartbeat-interval=50")
+            .arg("--election-timeout=500")
+            .arg("--logger=zap")
+            .arg("--log-outputs=stderr")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.binary.display()));
+        self.members[i].child = Some(child);
+    }
+
+    fn wait_healthy(&mut self, i: usize) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        while !health_ok(self.members[i].client_port) {
+            if let Some(Ok(Some(status))) = self.members[i].child.as_mut().map(Child::try_wait) {
+                panic!("etcd member {i} exited with {status}; see its log in the data dir");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "etcd member {i} did not become healthy within {START_TIMEOUT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Every member's client URL, e.g. `http://127.0.0.1:40123`.
+    pub fn client_urls(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .map(|m| format!("http://127.0.0.1:{}", m.client_port))
+            .collect()
+    }
+
+    /// Kills member `i` (SIGKILL).
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts member `i` again (with its data) and waits until it is healthy.
+    pub fn restart(&mut self, i: usize) {
+        self.kill(i);
+        self.spawn(i);
+        self.wait_healthy(i);
+    }
+
+    /// The index of the member that leads, if one answers that it does.
+    pub fn leader(&self) -> Option<usize> {
+        self.members.iter().position(|m| {
+            m.child.is_some()
+                && post(m.client_port, "/v3/maintenance/status", "{}").is_some_and(|answer| {
+                    let field = |name: &str| {
+                        answer
+                            .split(&format!("\"{name}\":\""))
+                            .nth(1)
+                            .and_then(|rest| rest.split('"').next())
+                            .map(str::to_owned)
+                    };
+                    field("member_id").is_some() && field("member_id") == field("leader")
+                })
+        })
+    }
+}
+
+/// POSTs `body` to etcd's JSON gateway; the answer's body.
+fn post(port: u16, path: &str, body: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = format!(
+        "POST {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.split("\r\n\r\n").nth(1).map(str::to_owned)
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+}

@@ -1,5 +1,5 @@
 //! Tenure: how long each host has been in the fleet and since when it has been in service
-//! (`status.tenure`, the IN FLEET and IN SERVICE columns of `kubectl get hosts`), derived from
+//! (`status.tenure`, the JOINED and SERVING columns of `kubectl get hosts`), derived from
 //! the host's history (`GET …/hosts/NAME/history`), so the answer is the same whoever runs
 //! the controllers, however often they restart, and for hosts deleted and created again.
 //!

@@ -18,6 +18,10 @@ use etcd_client::{
 };
 use futures::stream;
 
+mod members;
+
+use members::{Failure, Member, Members, failure, reads, unsent};
+
 use crate::watch_positions::{WatchPositions, advance};
 use crate::{
     Condition, Deleted, Event, EventKind, GetManyResponse, GetResponse, KeyValue, RangeRequest,
@@ -66,6 +70,9 @@ pub const MAX_RESPONSE_BYTES: usize = 256 << 20;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Tries of a write whose outcome was unknown (each settled by a read first).
+const WRITE_ATTEMPTS: usize = 3;
+
 /// Most operations in one etcd transaction (etcd's default `--max-txn-ops`); `get_many` reads
 /// in transactions of this many gets.
 pub const MAX_TXN_OPS: usize = 128;
@@ -90,7 +97,8 @@ impl EtcdOptions {
 
 /// A store backed by an etcd v3 cluster.
 pub struct EtcdStore {
-    client: Client,
+    /// One client per member, with failover between them (`members.rs`).
+    members: Members,
     root: String,
     /// Best known compacted revision; compaction only moves it forward.
     compacted_hint: AtomicI64,
@@ -108,17 +116,22 @@ impl EtcdStore {
         let connect = ConnectOptions::new()
             .with_connect_timeout(CONNECT_TIMEOUT)
             .with_timeout(REQUEST_TIMEOUT)
-            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
-        let client = Client::connect(&options.endpoints, Some(connect))
-            .await
-            .map_err(|e| {
-                StoreError::Unavailable(format!(
-                    "cannot connect to etcd at {}: {e}",
-                    options.endpoints.join(",")
-                ))
-            })?;
+            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
+            // A member cut off from the leader refuses at once rather than serving stale
+            // answers or holding a watch that sees nothing.
+            .with_require_leader(true);
+        let mut list = Vec::with_capacity(options.endpoints.len());
+        for endpoint in &options.endpoints {
+            // Channels connect lazily: a member down now is tried when it is needed.
+            let client = Client::connect([endpoint], Some(connect.clone()))
+                .await
+                .map_err(|e| {
+                    StoreError::Unavailable(format!("cannot use the etcd endpoint {endpoint}: {e}"))
+                })?;
+            list.push(Member::new(endpoint.clone(), client));
+        }
         let store = Self {
-            client,
+            members: Members::new(list),
             root: options.root.trim_end_matches('/').to_owned(),
             compacted_hint: AtomicI64::new(0),
             positions: Arc::default(),
@@ -134,10 +147,123 @@ impl EtcdStore {
         full
     }
 
-    fn kv_client(&self) -> etcd_client::KvClient {
-        self.client
-            .kv_client()
-            .max_decoding_message_size(MAX_RESPONSE_BYTES)
+    /// A range read, sent to another member when one cannot serve it.
+    async fn get_raw(
+        &self,
+        key: Vec<u8>,
+        options: GetOptions,
+    ) -> Result<etcd_client::GetResponse, etcd_client::Error> {
+        self.members
+            .call(reads, |client| {
+                let (key, options) = (key.clone(), options.clone());
+                async move { kv(&client).get(key, Some(options)).await }
+            })
+            .await
+    }
+
+    /// After a put whose outcome is unknown: `Some` when the key holds what it wrote (the
+    /// write was applied), `None` when the put's condition still holds (it was not: try
+    /// again), a refused condition otherwise.
+    async fn settle_put(
+        &self,
+        key: &str,
+        value: &Bytes,
+        condition: Condition,
+    ) -> Result<Option<KeyValue>> {
+        let current = self.get(key, None).await?.kv;
+        let applied = current.as_ref().filter(|kv| {
+            kv.value == *value
+                && match condition {
+                    Condition::ModRevision(expected) => kv.mod_revision != expected,
+                    _ => true,
+                }
+        });
+        if let Some(kv) = applied {
+            return Ok(Some(kv.clone()));
+        }
+        let holds = match condition {
+            Condition::Always => true,
+            Condition::Absent => current.is_none(),
+            Condition::ModRevision(expected) => current
+                .as_ref()
+                .is_some_and(|kv| kv.mod_revision == expected),
+        };
+        if holds {
+            Ok(None)
+        } else {
+            Err(StoreError::PreconditionFailed {
+                key: key.to_owned(),
+                current: current.map(Box::new),
+            })
+        }
+    }
+
+    /// After a delete whose outcome is unknown: `Some` when its note is the newest on the
+    /// key's note key (it was applied), `None` when its condition still holds (try again).
+    async fn settle_delete(
+        &self,
+        key: &str,
+        condition: Condition,
+        noted: Option<&(String, Vec<u8>)>,
+    ) -> Result<Option<Deleted>> {
+        let current = self.get(key, None).await?.kv;
+        let holds = match condition {
+            Condition::ModRevision(expected) => current
+                .as_ref()
+                .is_some_and(|kv| kv.mod_revision == expected),
+            _ => current.is_some(),
+        };
+        if holds {
+            return Ok(None);
+        }
+        if let Some((notes, sent)) = noted
+            && let Some(note) = self.get(notes, None).await?.kv
+            && note.value.as_ref() == sent.as_slice()
+            && let Some(prev) = self.get(key, Some(note.mod_revision - 1)).await?.kv
+        {
+            return Ok(Some(Deleted {
+                revision: note.mod_revision,
+                prev,
+            }));
+        }
+        Err(StoreError::Unavailable(format!(
+            "etcd failed during the delete of {key}; whether it was applied is unknown"
+        )))
+    }
+
+    /// A watch, started on another member when one cannot take it. (A member that fails
+    /// later ends the stream with an error; the watcher starts again from where it was.)
+    async fn watch_raw(
+        &self,
+        key: Vec<u8>,
+        options: WatchOptions,
+    ) -> Result<etcd_client::WatchStream, etcd_client::Error> {
+        self.members
+            .call(reads, |client| {
+                let (key, options) = (key.clone(), options.clone());
+                async move {
+                    client
+                        .watch_client()
+                        .max_decoding_message_size(MAX_RESPONSE_BYTES)
+                        .watch(key, Some(options))
+                        .await
+                }
+            })
+            .await
+    }
+
+    /// A transaction, sent to another member when `retry` allows after a member failure.
+    async fn txn_raw(
+        &self,
+        txn: Txn,
+        retry: fn(Failure) -> bool,
+    ) -> Result<etcd_client::TxnResponse, etcd_client::Error> {
+        self.members
+            .call(retry, |client| {
+                let txn = txn.clone();
+                async move { kv(&client).txn(txn).await }
+            })
+            .await
     }
 
     fn convert(&self, kv: &etcd_client::KeyValue) -> KeyValue {
@@ -171,11 +297,7 @@ impl EtcdStore {
         let current = self.current_revision().await?;
         let readable = |revision: Revision| async move {
             let options = GetOptions::new().with_count_only().with_revision(revision);
-            match self
-                .kv_client()
-                .get(self.full_key("/"), Some(options))
-                .await
-            {
+            match self.get_raw(self.full_key("/"), options).await {
                 Ok(_) => Ok(true),
                 Err(e) if e.to_string().contains("compacted") => Ok(false),
                 Err(e) => Err(classify(e)),
@@ -214,7 +336,7 @@ impl EtcdStore {
                 TxnOp::get(self.full_key(key), options)
             })
             .collect::<Vec<_>>();
-        let response = match self.kv_client().txn(Txn::new().and_then(ops)).await {
+        let response = match self.txn_raw(Txn::new().and_then(ops), reads).await {
             Ok(response) => response,
             Err(e) => return Err(self.map_error(e, revision).await),
         };
@@ -241,6 +363,12 @@ impl EtcdStore {
             .collect::<Result<Vec<_>>>()?;
         Ok((kvs, at))
     }
+}
+
+fn kv(client: &Client) -> etcd_client::KvClient {
+    client
+        .kv_client()
+        .max_decoding_message_size(MAX_RESPONSE_BYTES)
 }
 
 /// Errors that are not about revisions: connection trouble is `Unavailable`, size limits are
@@ -298,11 +426,7 @@ fn failed_compare(root: &str, key: &str, responses: Vec<TxnOpResponse>) -> Store
 impl Store for EtcdStore {
     async fn current_revision(&self) -> Result<Revision> {
         let response = self
-            .kv_client()
-            .get(
-                self.full_key("/"),
-                Some(GetOptions::new().with_count_only()),
-            )
+            .get_raw(self.full_key("/"), GetOptions::new().with_count_only())
             .await
             .map_err(classify)?;
         header_revision(response.header())
@@ -318,11 +442,7 @@ impl Store for EtcdStore {
         if let Some(revision) = revision {
             options = options.with_revision(revision);
         }
-        let response = match self
-            .kv_client()
-            .get(self.full_key(key), Some(options))
-            .await
-        {
+        let response = match self.get_raw(self.full_key(key), options).await {
             Ok(response) => response,
             Err(e) => return Err(self.map_error(e, revision).await),
         };
@@ -345,11 +465,7 @@ impl Store for EtcdStore {
         if let Some(revision) = request.revision {
             options = options.with_revision(revision);
         }
-        let response = match self
-            .kv_client()
-            .get(self.full_key(start), Some(options))
-            .await
-        {
+        let response = match self.get_raw(self.full_key(start), options).await {
             Ok(response) => response,
             Err(e) => return Err(self.map_error(e, request.revision).await),
         };
@@ -422,7 +538,7 @@ impl Store for EtcdStore {
             .with_min_mod_revision(after + 1)
             .with_revision(until)
             .with_limit(fetch);
-        let response = match self.kv_client().get(full_prefix, Some(options)).await {
+        let response = match self.get_raw(full_prefix, options).await {
             Ok(response) => response,
             Err(e) => {
                 return match self.map_error(e, Some(until)).await {
@@ -481,18 +597,29 @@ impl Store for EtcdStore {
                 .and_then(put())
                 .or_else(vec![TxnOp::get(full.clone(), None)]),
         };
-        let response = self
-            .kv_client()
-            .txn(txn)
-            .await
-            .map_err(|e| match classify(e) {
-                StoreError::ValueTooLarge { limit, .. } => StoreError::ValueTooLarge {
-                    key: key.to_owned(),
-                    size: value.len(),
-                    limit,
-                },
-                other => other,
-            })?;
+        let mut attempts = 0;
+        let response = loop {
+            attempts += 1;
+            match self.txn_raw(txn.clone(), unsent).await {
+                Ok(response) => break response,
+                Err(e) if failure(&e) == Failure::Unknown && attempts < WRITE_ATTEMPTS => {
+                    // The write may or may not have been applied: what the key holds says.
+                    if let Some(kv) = self.settle_put(key, &value, condition).await? {
+                        return Ok(kv);
+                    }
+                }
+                Err(e) => {
+                    return Err(match classify(e) {
+                        StoreError::ValueTooLarge { limit, .. } => StoreError::ValueTooLarge {
+                            key: key.to_owned(),
+                            size: value.len(),
+                            limit,
+                        },
+                        other => other,
+                    });
+                }
+            }
+        };
         if !response.succeeded() {
             return Err(failed_compare(&self.root, key, response.op_responses()));
         }
@@ -533,14 +660,29 @@ impl Store for EtcdStore {
             full.clone(),
             Some(DeleteOptions::new().with_prev_key()),
         )];
-        if let Some(notes) = notes_key(key) {
-            ops.push(TxnOp::put(self.full_key(&notes), encode_note(&note), None));
+        let noted = notes_key(key).map(|notes| (notes, encode_note(&note)));
+        if let Some((notes, value)) = &noted {
+            ops.push(TxnOp::put(self.full_key(notes), value.clone(), None));
         }
         let txn = Txn::new()
             .when(vec![compare])
             .and_then(ops)
             .or_else(vec![TxnOp::get(full.clone(), None)]);
-        let response = self.kv_client().txn(txn).await.map_err(classify)?;
+        let mut attempts = 0;
+        let response = loop {
+            attempts += 1;
+            match self.txn_raw(txn.clone(), unsent).await {
+                Ok(response) => break response,
+                Err(e) if failure(&e) == Failure::Unknown && attempts < WRITE_ATTEMPTS => {
+                    if let Some(deleted) =
+                        self.settle_delete(key, condition, noted.as_ref()).await?
+                    {
+                        return Ok(deleted);
+                    }
+                }
+                Err(e) => return Err(classify(e)),
+            }
+        };
         if !response.succeeded() {
             return Err(failed_compare(&self.root, key, response.op_responses()));
         }
@@ -633,11 +775,7 @@ impl Store for EtcdStore {
             .with_sort(SortTarget::Mod, SortOrder::Descend)
             .with_limit(1)
             .with_keys_only();
-        let newest = match self
-            .kv_client()
-            .get(full_prefix.clone(), Some(options))
-            .await
-        {
+        let newest = match self.get_raw(full_prefix.clone(), options).await {
             Ok(response) => response.kvs().first().map(|kv| kv.mod_revision()),
             Err(e) => return Err(self.map_error(e, Some(until)).await),
         };
@@ -649,10 +787,7 @@ impl Store for EtcdStore {
             .with_range(end)
             .with_start_revision(from + 1);
         let mut stream = self
-            .client
-            .watch_client()
-            .max_decoding_message_size(MAX_RESPONSE_BYTES)
-            .watch(full_prefix, Some(options))
+            .watch_raw(full_prefix, options)
             .await
             .map_err(classify)?;
         'replay: while let Some(response) = tokio::time::timeout(REQUEST_TIMEOUT, stream.message())
@@ -695,11 +830,7 @@ impl Store for EtcdStore {
             let current = self.current_revision().await?;
             if after < current {
                 let options = GetOptions::new().with_count_only().with_revision(after);
-                if let Err(e) = self
-                    .kv_client()
-                    .get(self.full_key("/"), Some(options))
-                    .await
-                {
+                if let Err(e) = self.get_raw(self.full_key("/"), options).await {
                     return Err(self.map_error(e, Some(after)).await);
                 }
             }
@@ -711,10 +842,7 @@ impl Store for EtcdStore {
             .with_start_revision(after + 1)
             .with_prev_key();
         let watch = self
-            .client
-            .watch_client()
-            .max_decoding_message_size(MAX_RESPONSE_BYTES)
-            .watch(full_prefix, Some(options))
+            .watch_raw(full_prefix, options)
             .await
             .map_err(classify)?;
         let state = EtcdWatch {
@@ -730,7 +858,14 @@ impl Store for EtcdStore {
 
     async fn compact(&self, revision: Revision) -> Result<()> {
         let options = etcd_client::CompactionOptions::new().with_physical();
-        match self.kv_client().compact(revision, Some(options)).await {
+        let compacted = self
+            .members
+            .call(reads, |client| {
+                let options = options.clone();
+                async move { kv(&client).compact(revision, Some(options)).await }
+            })
+            .await;
+        match compacted {
             Ok(_) => {
                 self.compacted_hint.fetch_max(revision, Ordering::Relaxed);
                 Ok(())
