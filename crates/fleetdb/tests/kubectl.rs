@@ -163,7 +163,7 @@ fn crud_with_kubectl(backend: Backend) {
 
 /// Runs `kubectl get widgets -w --output-watch-events` while changes happen.
 fn get_watch_streams_changes(backend: Backend) {
-    let server = Fleetdb::start(backend);
+    let mut server = Fleetdb::start(backend);
     install_widgets(&server);
     let mut watcher = server
         .kubectl_command(&["get", "widgets", "-w", "--output-watch-events"])
@@ -202,6 +202,20 @@ fn get_watch_streams_changes(backend: Backend) {
             Err(_) => break,
         }
     }
+    // The server going away ends the watch with an error event kubectl shows (as a Status
+    // row, then it exits, as against kube-apiserver), not a silent end.
+    server.stop();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut after_stop = Vec::new();
+    while let Ok(line) = lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        after_stop.push(line);
+    }
+    assert!(
+        after_stop
+            .iter()
+            .any(|l| l.contains("ServiceUnavailable") && l.contains("shutting down")),
+        "after the server stopped: {after_stop:?}"
+    );
     let _ = watcher.kill();
     let _ = watcher.wait();
     let events: Vec<&str> = seen

@@ -398,6 +398,14 @@ impl StreamContext {
         }
     }
 
+    /// Ends a watch because the server is going away: as kube-apiserver does, the client
+    /// sees an error (and watches again, elsewhere if it can), not a clean end it would take
+    /// for a timeout.
+    fn send_shutting_down(&self, tx: &mpsc::Sender<Bytes>) {
+        let status = ApiError::unavailable("the server is shutting down; watch again");
+        let _ = self.send(tx, event("ERROR", status.to_status()));
+    }
+
     /// Sends one chunk; false when the client is gone or too slow (its buffer is full).
     fn send(&self, tx: &mpsc::Sender<Bytes>, chunk: Bytes) -> bool {
         match tx.try_send(chunk) {
@@ -438,7 +446,10 @@ impl StreamContext {
         loop {
             tokio::select! {
                 _ = &mut deadline => return,
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed() => {
+                    self.send_shutting_down(&tx);
+                    return;
+                }
                 _ = tx.closed() => return,
                 _ = bookmark_timer.tick(), if self.bookmarks => {
                     // Everything up to `progress` is queued in the source: deliver it, then
@@ -469,7 +480,12 @@ impl StreamContext {
                             let _ = self.send(&tx, event("ERROR", status.to_status()));
                             return;
                         }
-                        Err(_) => return,
+                        Err(_) => {
+                            if storage.is_shutting_down() {
+                                self.send_shutting_down(&tx);
+                            }
+                            return;
+                        }
                     };
                     last = change.revision;
                     if !self.deliver(&tx, &change) {
