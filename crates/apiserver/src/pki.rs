@@ -116,22 +116,58 @@ fn leaf_params(common_name: &str, organizations: &[&str], lifetime: Duration) ->
     params
 }
 
-/// The SANs the server certificate needs for `listen_host`.
-fn server_names(listen_host: &str) -> Vec<String> {
+/// The SANs the server certificate needs for the hosts clients reach it by (every replica's,
+/// when replicas share the PKI).
+fn server_names(hosts: &[String]) -> Vec<String> {
     let mut names = vec![
         "localhost".to_owned(),
         "127.0.0.1".to_owned(),
         "::1".to_owned(),
     ];
-    let host = listen_host.trim_start_matches('[').trim_end_matches(']');
-    let unspecified = host
-        .parse::<IpAddr>()
-        .map(|ip| ip.is_unspecified())
-        .unwrap_or(false);
-    if !host.is_empty() && !unspecified && !names.iter().any(|n| n == host) {
-        names.push(host.to_owned());
+    for host in hosts {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let unspecified = host
+            .parse::<IpAddr>()
+            .map(|ip| ip.is_unspecified())
+            .unwrap_or(false);
+        if !host.is_empty() && !unspecified && !names.iter().any(|n| n == host) {
+            names.push(host.to_owned());
+        }
     }
     names
+}
+
+/// Whether the certificate `pem` was signed by the CA certificate `ca_pem`.
+fn issued_by(pem: &str, ca_pem: &str) -> bool {
+    let parse = |text: &str| {
+        x509_parser::pem::parse_x509_pem(text.as_bytes())
+            .ok()
+            .map(|(_, p)| p)
+    };
+    let (Some(leaf), Some(ca)) = (parse(pem), parse(ca_pem)) else {
+        return false;
+    };
+    let (Ok(leaf), Ok(ca)) = (leaf.parse_x509(), ca.parse_x509()) else {
+        return false;
+    };
+    leaf.verify_signature(Some(ca.public_key())).is_ok()
+}
+
+/// Refuses a certificate of the PKI directory that its CA did not issue: a replaced CA
+/// would otherwise leave a server certificate no client trusts and a kubeconfig that fails
+/// with a TLS error far from the cause.
+fn check_issuer(path: &Path, pem: &str, ca_pem: &str, dir: &Path) -> Result<(), PkiError> {
+    if issued_by(pem, ca_pem) {
+        return Ok(());
+    }
+    Err(PkiError::Invalid {
+        path: path.to_owned(),
+        reason: format!(
+            "was not issued by the certificate authority {} (was the CA replaced?): put back the CA it came from, or remove server.crt, server.key, admin.crt and admin.key from {} so that this CA issues new ones",
+            dir.join("ca.crt").display(),
+            dir.display()
+        ),
+    })
 }
 
 /// Whether an existing certificate still serves: not near expiry and, for the server, naming
@@ -172,10 +208,16 @@ fn still_good(pem: &str, required_names: &[String]) -> bool {
     required_names.iter().all(|n| present.contains(n))
 }
 
-/// Loads or creates the PKI in `data_dir` and writes the administrator kubeconfig for a
-/// server reachable at `server_url`.
-pub fn ensure(data_dir: &Path, listen_host: &str, server_url: &str) -> Result<Pki, PkiError> {
-    let dir = data_dir.join("pki");
+/// Loads or creates the PKI in `dir` (replicas that share it share one identity), issuing a
+/// server certificate that names every host in `hosts`, and writes the administrator
+/// kubeconfig for a server reachable at `server_url` to `admin_kubeconfig`.
+pub fn ensure(
+    dir: &Path,
+    admin_kubeconfig: &Path,
+    hosts: &[String],
+    server_url: &str,
+) -> Result<Pki, PkiError> {
+    let dir = dir.to_owned();
     std::fs::create_dir_all(&dir).map_err(|source| PkiError::Io {
         action: "create",
         path: dir.clone(),
@@ -218,9 +260,15 @@ pub fn ensure(data_dir: &Path, listen_host: &str, server_url: &str) -> Result<Pk
         })?;
 
     // Server certificate.
-    let names = server_names(listen_host);
+    let names = server_names(hosts);
     let server_cert_path = dir.join("server.crt");
     let server_key_path = dir.join("server.key");
+    let admin_cert_path = dir.join("admin.crt");
+    for path in [&server_cert_path, &admin_cert_path] {
+        if let Some(pem) = read(path)? {
+            check_issuer(path, &pem, &ca_cert_pem, &dir)?;
+        }
+    }
     let (server_cert_pem, server_key_pem) =
         match (read(&server_cert_path)?, read(&server_key_path)?) {
             (Some(cert), Some(key)) if still_good(&cert, &names) => (cert, key),
@@ -245,7 +293,6 @@ pub fn ensure(data_dir: &Path, listen_host: &str, server_url: &str) -> Result<Pk
         };
 
     // Administrator client certificate.
-    let admin_cert_path = dir.join("admin.crt");
     let admin_key_path = dir.join("admin.key");
     let (admin_cert_pem, admin_key_pem) = match (read(&admin_cert_path)?, read(&admin_key_path)?) {
         (Some(cert), Some(key)) if still_good(&cert, &[]) => (cert, key),
@@ -258,7 +305,7 @@ pub fn ensure(data_dir: &Path, listen_host: &str, server_url: &str) -> Result<Pk
         }
     };
 
-    let admin_kubeconfig = data_dir.join("admin.kubeconfig");
+    let admin_kubeconfig = admin_kubeconfig.to_owned();
     write(
         &admin_kubeconfig,
         &kubeconfig(
@@ -289,15 +336,15 @@ pub struct Issued {
 }
 
 /// Writes a kubeconfig for a new identity (`CN=user`, `O=group`) with a client certificate
-/// signed by the CA in `data_dir`, for tools that run elsewhere (fetchers at the edge).
+/// signed by the CA in the PKI directory `dir`, for tools that run elsewhere (fetchers at
+/// the edge).
 pub fn user_kubeconfig(
-    data_dir: &Path,
+    dir: &Path,
     server_url: &str,
     user: &str,
     groups: &[&str],
     days: u32,
 ) -> Result<Issued, PkiError> {
-    let dir = data_dir.join("pki");
     let ca_cert_path = dir.join("ca.crt");
     let (Some(ca_cert_pem), Some(ca_key_pem)) = (read(&ca_cert_path)?, read(&dir.join("ca.key"))?)
     else {
@@ -343,9 +390,8 @@ pub struct Authority {
 }
 
 impl Authority {
-    /// Loads the CA of `data_dir` (written by [`ensure`]).
-    pub fn load(data_dir: &Path) -> Result<Self, PkiError> {
-        let dir = data_dir.join("pki");
+    /// Loads the CA of the PKI directory `dir` (written by [`ensure`]).
+    pub fn load(dir: &Path) -> Result<Self, PkiError> {
         let cert_path = dir.join("ca.crt");
         let (Some(cert_pem), Some(key_pem)) = (read(&cert_path)?, read(&dir.join("ca.key"))?)
         else {
@@ -497,11 +543,24 @@ pub fn normalize_serial(text: &str) -> Option<String> {
 mod tests {
     use super::*;
 
+    fn hosts(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| (*n).to_owned()).collect()
+    }
+
+    fn start(dir: &Path, names: &[&str]) -> Result<Pki, PkiError> {
+        ensure(
+            &dir.join("pki"),
+            &dir.join("admin.kubeconfig"),
+            &hosts(names),
+            &format!("https://{}:6443", names[0]),
+        )
+    }
+
     #[test]
     fn first_start_creates_and_later_starts_reuse() {
         let dir = tempfile::tempdir().unwrap();
-        let first = ensure(dir.path(), "127.0.0.1", "https://127.0.0.1:6443").unwrap();
-        let second = ensure(dir.path(), "127.0.0.1", "https://127.0.0.1:6443").unwrap();
+        let first = start(dir.path(), &["127.0.0.1"]).unwrap();
+        let second = start(dir.path(), &["127.0.0.1"]).unwrap();
         assert_eq!(first.ca_cert_pem, second.ca_cert_pem);
         assert_eq!(first.server_cert_pem, second.server_cert_pem);
         let kubeconfig = std::fs::read_to_string(&first.admin_kubeconfig).unwrap();
@@ -518,19 +577,54 @@ mod tests {
     #[test]
     fn a_new_listen_host_reissues_only_the_server_certificate() {
         let dir = tempfile::tempdir().unwrap();
-        let first = ensure(dir.path(), "127.0.0.1", "https://127.0.0.1:6443").unwrap();
-        let moved = ensure(
-            dir.path(),
-            "fleet.example.com",
-            "https://fleet.example.com:6443",
-        )
-        .unwrap();
+        let first = start(dir.path(), &["127.0.0.1"]).unwrap();
+        let moved = start(dir.path(), &["fleet.example.com", "10.0.0.2"]).unwrap();
         assert_eq!(first.ca_cert_pem, moved.ca_cert_pem);
         assert_ne!(first.server_cert_pem, moved.server_cert_pem);
         assert!(still_good(
             &moved.server_cert_pem,
-            &server_names("fleet.example.com")
+            &server_names(&hosts(&["fleet.example.com", "10.0.0.2"]))
         ));
+        assert!(issued_by(&moved.server_cert_pem, &moved.ca_cert_pem));
+    }
+
+    #[test]
+    fn certificates_of_another_authority_are_refused_with_the_reason() {
+        let one = tempfile::tempdir().unwrap();
+        let other = tempfile::tempdir().unwrap();
+        start(one.path(), &["127.0.0.1"]).unwrap();
+        start(other.path(), &["127.0.0.1"]).unwrap();
+        // The CA of `one` copied over `other`'s, its server and admin certificates kept.
+        for file in ["ca.crt", "ca.key"] {
+            std::fs::copy(
+                one.path().join("pki").join(file),
+                other.path().join("pki").join(file),
+            )
+            .unwrap();
+        }
+        let Err(refused) = start(other.path(), &["127.0.0.1"]) else {
+            panic!("certificates of another CA were accepted");
+        };
+        let message = refused.to_string();
+        assert!(
+            message.contains("was not issued by the certificate authority"),
+            "{message}"
+        );
+        assert!(message.contains("remove server.crt"), "{message}");
+        // With only the CA copied, a replica issues its own certificates from it.
+        let fresh = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(fresh.path().join("pki")).unwrap();
+        for file in ["ca.crt", "ca.key"] {
+            std::fs::copy(
+                one.path().join("pki").join(file),
+                fresh.path().join("pki").join(file),
+            )
+            .unwrap();
+        }
+        let replica = start(fresh.path(), &["127.0.0.1"]).unwrap();
+        let original = start(one.path(), &["127.0.0.1"]).unwrap();
+        assert_eq!(replica.ca_cert_pem, original.ca_cert_pem);
+        assert!(issued_by(&replica.server_cert_pem, &original.ca_cert_pem));
     }
 
     #[test]

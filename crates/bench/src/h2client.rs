@@ -98,7 +98,7 @@ impl Credentials {
         groups: &[&str],
     ) -> anyhow::Result<Self> {
         let kubeconfig = fleetdb_apiserver::pki::user_kubeconfig(
-            data_dir,
+            &data_dir.join("pki"),
             "https://127.0.0.1",
             user,
             groups,

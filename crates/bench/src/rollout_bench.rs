@@ -154,7 +154,7 @@ pub async fn run(args: RolloutBenchArgs) -> anyhow::Result<()> {
 
     let kubeconfig = dir.join("controllers.kubeconfig");
     let issued = fleetdb_apiserver::pki::user_kubeconfig(
-        &server.data_dir,
+        &server.data_dir.join("pki"),
         &format!("https://{}", server.address()),
         fleetdb::controllers::USER,
         &[fleetdb::controllers::GROUP],

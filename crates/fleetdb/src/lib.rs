@@ -39,8 +39,11 @@ pub struct ServerSettings {
     /// Where data, certificates and the admin kubeconfig live.
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
-    /// Host name clients use to reach the server, when not the listen address.
-    pub advertise_host: Option<String>,
+    /// Host names clients use to reach the server (every replica's when they share the
+    /// PKI), when not the listen address.
+    pub advertise_hosts: Vec<String>,
+    /// The PKI directory (default `DATA_DIR/pki`).
+    pub pki_dir: Option<PathBuf>,
     pub store: StoreSettings,
     /// How long the history of changes is kept.
     pub history_days: u64,
@@ -55,12 +58,20 @@ pub struct ServerSettings {
 }
 
 impl ServerSettings {
+    /// Where the CA and the server's certificates are.
+    pub fn pki_dir(&self) -> PathBuf {
+        self.pki_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("pki"))
+    }
+
     /// The embedded store in `data_dir`, listening on `listen`, 30 days of history.
     pub fn new(data_dir: PathBuf, listen: SocketAddr) -> Self {
         Self {
             data_dir,
             listen,
-            advertise_host: None,
+            advertise_hosts: Vec::new(),
+            pki_dir: None,
             store: StoreSettings::Embedded,
             history_days: 30,
             limits: fleetdb_apiserver::Limits::default(),
@@ -174,7 +185,7 @@ async fn run_controllers(settings: ServerSettings, controllers: controllers::Set
     let url = format!("https://{}", SocketAddr::new(ip, settings.listen.port()));
     // The server writes its CA at start; wait for it.
     let client = loop {
-        match controllers_client(&settings.data_dir, &url).await {
+        match controllers_client(&settings.pki_dir(), &url).await {
             Ok(client) => break client,
             Err(error) => {
                 tracing::debug!(%error, "controllers: no client yet");
@@ -185,9 +196,9 @@ async fn run_controllers(settings: ServerSettings, controllers: controllers::Set
     controllers::run(client, controllers).await;
 }
 
-async fn controllers_client(data_dir: &std::path::Path, url: &str) -> anyhow::Result<kube::Client> {
+async fn controllers_client(pki_dir: &std::path::Path, url: &str) -> anyhow::Result<kube::Client> {
     let issued = fleetdb_apiserver::pki::user_kubeconfig(
-        data_dir,
+        pki_dir,
         url,
         controllers::USER,
         &[controllers::GROUP],
@@ -228,7 +239,8 @@ pub async fn serve(
     let config = fleetdb_apiserver::ServeConfig {
         data_dir: settings.data_dir.clone(),
         listen: settings.listen,
-        advertise_host: settings.advertise_host.clone(),
+        advertise_hosts: settings.advertise_hosts.clone(),
+        pki_dir: settings.pki_dir.clone(),
         definitions: fleetdb_fleet::crd_documents(),
         extensions: vec![Arc::new(discovery::PrometheusDiscovery::default())],
         limits: settings.limits.clone(),

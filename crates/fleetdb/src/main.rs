@@ -41,8 +41,16 @@ enum Command {
         listen: SocketAddr,
         /// Host name clients use to reach the server, for its certificate and the kubeconfig
         /// (default: the listen address, or 127.0.0.1 when listening on all addresses).
-        #[arg(long, env = "FLEETDB_ADVERTISE_HOST")]
-        advertise_host: Option<String>,
+        /// Repeatable (or comma separated): replicas sharing a PKI directory list every
+        /// replica's, so one server certificate serves them all; the first goes in the
+        /// kubeconfig.
+        #[arg(long, value_delimiter = ',', env = "FLEETDB_ADVERTISE_HOST")]
+        advertise_host: Vec<String>,
+        /// The CA and the server's and administrator's certificates (default:
+        /// DATA_DIR/pki). Replicas given the same directory (or a copy) share one identity:
+        /// one kubeconfig reaches them all (docs/operations.md).
+        #[arg(long, env = "FLEETDB_PKI_DIR")]
+        pki_dir: Option<PathBuf>,
         /// Storage backend.
         #[arg(long, value_enum, default_value = "embedded", env = "FLEETDB_STORE")]
         store: StoreKind,
@@ -174,6 +182,9 @@ enum Command {
         /// The data directory of the server (where its CA is).
         #[arg(long, default_value = "./fleetdb-data", env = "FLEETDB_DATA_DIR")]
         data_dir: PathBuf,
+        /// The server's PKI directory, when not DATA_DIR/pki.
+        #[arg(long, env = "FLEETDB_PKI_DIR")]
+        pki_dir: Option<PathBuf>,
         /// The user name (certificate CN), e.g. `alice`.
         #[arg(long, required_unless_present_any = ["fetcher", "controllers"], conflicts_with_all = ["fetcher", "controllers"])]
         user: Option<String>,
@@ -459,6 +470,7 @@ fn main() -> anyhow::Result<()> {
             data_dir,
             listen,
             advertise_host,
+            pki_dir,
             store,
             etcd_endpoints,
             etcd_prefix,
@@ -487,7 +499,8 @@ fn main() -> anyhow::Result<()> {
             let settings = ServerSettings {
                 data_dir,
                 listen,
-                advertise_host,
+                advertise_hosts: advertise_host,
+                pki_dir,
                 store: match store {
                     StoreKind::Embedded => StoreSettings::Embedded,
                     StoreKind::Etcd => StoreSettings::Etcd {
@@ -559,6 +572,7 @@ fn main() -> anyhow::Result<()> {
         }),
         Command::Kubeconfig {
             data_dir,
+            pki_dir,
             user,
             mut groups,
             fetcher,
@@ -580,7 +594,8 @@ fn main() -> anyhow::Result<()> {
                 (None, None) => anyhow::bail!("--user or --fetcher is required"),
             };
             let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
-            let issued = fleetdb_apiserver::pki::user_kubeconfig(&data_dir, &server, &user, &groups, days)?;
+            let pki_dir = pki_dir.unwrap_or_else(|| data_dir.join("pki"));
+            let issued = fleetdb_apiserver::pki::user_kubeconfig(&pki_dir, &server, &user, &groups, days)?;
             match &out {
                 Some(path) => write_private(path, &issued.kubeconfig)
                     .with_context(|| format!("cannot write {}", path.display()))?,

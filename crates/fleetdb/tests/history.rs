@@ -473,9 +473,10 @@ fn hosts_show_how_long_they_have_been_in_the_fleet_and_in_service() {
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(tenure(&server, "web-1"), again);
 
-    // Deleted (decommissioned after the timeout) and created again: in the fleet since the
+    // Deleted (decommissioned after the timeout, by controllers that may first wait for the
+    // previous process's leader Lease to expire) and created again: in the fleet since the
     // first creation, in service since it came back.
-    server.ok(&["delete", "host", "web-1", "--timeout=30s"]);
+    server.ok(&["delete", "host", "web-1", "--timeout=90s"]);
     std::thread::sleep(Duration::from_millis(1100));
     server.ok_input(&["create", "-f", "-"], &host("web-1", "web", "team: blue"));
     set_state(&server, "web-1", "Running");

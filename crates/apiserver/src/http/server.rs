@@ -307,8 +307,13 @@ pub async fn install_definitions(server: &Arc<ApiServer>, crds: &[Value]) -> Res
 pub struct ServeConfig {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
-    /// Host name for the server certificate and the kubeconfig, when not the listen address.
-    pub advertise_host: Option<String>,
+    /// Host names clients reach the server by, for its certificate (all of them: every
+    /// replica's, when replicas share the PKI) and the kubeconfig (the first); none: the
+    /// listen address.
+    pub advertise_hosts: Vec<String>,
+    /// Where the CA and the server's and administrator's certificates live (default
+    /// `DATA_DIR/pki`); replicas given the same one share one identity.
+    pub pki_dir: Option<std::path::PathBuf>,
     /// CRDs to install (or update) at start-up, before the server reports ready.
     pub definitions: Vec<Value>,
     /// Extra endpoints of the embedding program.
@@ -329,7 +334,7 @@ pub async fn serve(
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    let host = config.advertise_host.clone().unwrap_or_else(|| {
+    let host = config.advertise_hosts.first().cloned().unwrap_or_else(|| {
         if local.ip().is_unspecified() {
             "127.0.0.1".to_owned()
         } else {
@@ -342,8 +347,21 @@ pub async fn serve(
         host.clone()
     };
     let server_url = format!("https://{url_host}:{}", local.port());
-    let pki =
-        crate::pki::ensure(&config.data_dir, &host, &server_url).map_err(|e| e.to_string())?;
+    let pki_dir = config
+        .pki_dir
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("pki"));
+    let mut names = config.advertise_hosts.clone();
+    if names.is_empty() {
+        names.push(host.clone());
+    }
+    let pki = crate::pki::ensure(
+        &pki_dir,
+        &config.data_dir.join("admin.kubeconfig"),
+        &names,
+        &server_url,
+    )
+    .map_err(|e| e.to_string())?;
     let tls =
         super::tls::server_config(&pki.ca_cert_pem, &pki.server_cert_pem, &pki.server_key_pem)?;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
@@ -361,7 +379,7 @@ pub async fn serve(
     .await
     .map_err(|e| format!("cannot initialise the API: {e}"))?;
     server.set_ready(false);
-    let authority = crate::pki::Authority::load(&config.data_dir).map_err(|e| e.to_string())?;
+    let authority = crate::pki::Authority::load(&pki_dir).map_err(|e| e.to_string())?;
     crate::controllers::certificates::spawn(crate::controllers::certificates::Controller::new(
         server.registry().clone(),
         Arc::new(authority),

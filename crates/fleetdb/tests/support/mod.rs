@@ -137,13 +137,21 @@ impl Fleetdb {
     /// Another server on the same etcd and the same CA (a replica), with a data directory
     /// of its own.
     pub fn replica(&self) -> Fleetdb {
+        self.replica_with(&[])
+    }
+
+    /// [`Fleetdb::replica`] with more `fleetdb serve` arguments (with `--pki-dir`, the PKI is
+    /// not copied).
+    pub fn replica_with(&self, extra: &[&str]) -> Fleetdb {
         let etcd = self.etcd.as_ref().expect("a replica shares an etcd");
         let dir = tempfile::tempdir().unwrap();
-        let pki = dir.path().join("data").join("pki");
-        std::fs::create_dir_all(&pki).unwrap();
-        for entry in std::fs::read_dir(self.dir.path().join("data").join("pki")).unwrap() {
-            let entry = entry.unwrap();
-            std::fs::copy(entry.path(), pki.join(entry.file_name())).unwrap();
+        if !extra.contains(&"--pki-dir") {
+            let pki = dir.path().join("data").join("pki");
+            std::fs::create_dir_all(&pki).unwrap();
+            for entry in std::fs::read_dir(self.dir.path().join("data").join("pki")).unwrap() {
+                let entry = entry.unwrap();
+                std::fs::copy(entry.path(), pki.join(entry.file_name())).unwrap();
+            }
         }
         let mut replica = Self {
             child: None,
@@ -151,12 +159,11 @@ impl Fleetdb {
             port: free_port(),
             etcd: None,
             kubectl: self.kubectl.clone(),
-            extra: vec![
-                "--store".into(),
-                "etcd".into(),
-                "--etcd-endpoints".into(),
-                etcd.client_url().to_owned(),
-            ],
+            extra: ["--store", "etcd", "--etcd-endpoints", etcd.client_url()]
+                .iter()
+                .chain(extra)
+                .map(|a| a.to_string())
+                .collect(),
         };
         std::fs::create_dir_all(replica.dir.path().join("home")).unwrap();
         replica.launch();
