@@ -7,6 +7,7 @@ pub mod controllers;
 pub mod discovery;
 pub mod history;
 pub mod joining;
+pub mod migrate;
 pub mod security;
 pub mod tokens;
 

@@ -345,6 +345,25 @@ enum Command {
         #[command(flatten)]
         read: ReadArgs,
     },
+    /// Copy an embedded store into etcd — every object and every change still in history,
+    /// with who made it and when — then compare the two. Stop `fleetdb serve` first; then
+    /// start it with `--store etcd` (docs/operations.md).
+    Migrate {
+        /// The data directory of the embedded store.
+        #[arg(long = "from", value_name = "DATA_DIR")]
+        from: PathBuf,
+        /// etcd client URLs, comma separated.
+        #[arg(
+            long = "to-etcd",
+            value_delimiter = ',',
+            required = true,
+            value_name = "URLS"
+        )]
+        to_etcd: Vec<String>,
+        /// Key prefix in etcd (as `fleetdb serve --etcd-prefix`).
+        #[arg(long, default_value = fleetdb_store::etcd::DEFAULT_ROOT)]
+        etcd_prefix: String,
+    },
     /// Make the history commands a kubectl plugin (`kubectl fleet history hosts/web-1`): links
     /// `kubectl-fleet` to this binary in a directory on your PATH.
     KubectlPlugin {
@@ -844,6 +863,27 @@ fn main() -> anyhow::Result<()> {
             print!(
                 "{}",
                 fleetdb::history::restore(&client, &object, read.namespace.as_deref(), revision).await?
+            );
+            Ok(())
+        }),
+        Command::Migrate {
+            from,
+            to_etcd,
+            etcd_prefix,
+        } => runtime.block_on(async move {
+            let options = fleetdb_store::etcd::EtcdOptions {
+                endpoints: to_etcd,
+                root: etcd_prefix,
+            };
+            let report = fleetdb::migrate::migrate(&from, options).await?;
+            let since = report
+                .oldest_millis
+                .and_then(|ms| time::OffsetDateTime::from_unix_timestamp(ms / 1000).ok())
+                .and_then(fleetdb::rfc3339)
+                .unwrap_or_else(|| "an unknown time".into());
+            println!(
+                "copied {} changes (history since {since}); {} objects, identical in both stores",
+                report.changes, report.objects
             );
             Ok(())
         }),

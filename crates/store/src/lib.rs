@@ -189,6 +189,13 @@ pub struct Version {
     pub note: Bytes,
 }
 
+/// One change of any key, in the order the store made them (see [`Store::changes`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub key: String,
+    pub version: Version,
+}
+
 /// A stream of changes in revision order. It ends with an error item when the watch is cut off.
 pub type WatchStream = Pin<Box<dyn Stream<Item = Result<Event, StoreError>> + Send>>;
 
@@ -356,6 +363,39 @@ pub trait Store: Send + Sync + 'static {
     /// Discards history below `revision`: afterwards only the state at `revision` and later
     /// remains readable. Compacting at or below the current compacted revision does nothing.
     async fn compact(&self, revision: Revision) -> Result<()>;
+
+    /// Every change after `after` still in history, in revision order, at most `limit` (0 or
+    /// above [`MAX_HISTORY_VERSIONS`] means that bound), each with its time and note: what a
+    /// migration copies. Below the compacted revision only each key's state at it remains,
+    /// so reading from 0 gives that state, then every change since. Backends that cannot list their changes in order answer
+    /// `InvalidArgument` (the default).
+    async fn changes(&self, after: Revision, limit: usize) -> Result<Vec<Change>> {
+        let _ = (after, limit);
+        Err(StoreError::InvalidArgument(
+            "this store cannot list its changes in order".into(),
+        ))
+    }
+
+    /// Writes a change copied from another store, unconditionally: the key's state after it
+    /// (or its deletion, which is no error when the key is already gone) with the change's
+    /// note — and its time, where the backend keeps times with notes (the default keeps the
+    /// time of the copy).
+    async fn import(&self, change: &Change) -> Result<()> {
+        let note = change.version.note.clone();
+        match &change.version.kv {
+            Some(kv) => self
+                .put_noted(&change.key, kv.value.clone(), Condition::Always, note)
+                .await
+                .map(drop),
+            None => match self
+                .delete_noted(&change.key, Condition::Always, note)
+                .await
+            {
+                Ok(_) | Err(StoreError::PreconditionFailed { .. }) => Ok(()),
+                Err(e) => Err(e),
+            },
+        }
+    }
 
     /// Forgets the superseded history of the keys under `prefix` up to `revision`, for keys
     /// whose changes are not worth keeping (heartbeats): afterwards each such key keeps only

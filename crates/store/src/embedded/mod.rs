@@ -312,6 +312,10 @@ impl Store for EmbeddedStore {
         reader::revision_at(&self.shared, time_millis).await
     }
 
+    async fn changes(&self, after: Revision, limit: usize) -> Result<Vec<crate::Change>> {
+        reader::changes_after(&self.shared, after, history_limit(limit)).await
+    }
+
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
         watch::start(self.shared.clone(), prefix.to_owned(), after)
     }

@@ -741,3 +741,71 @@ pub(super) async fn revision_at(shared: &Arc<Shared>, time_millis: i64) -> Resul
     })
     .await
 }
+
+/// Changes after `after` in revision order (see [`crate::Store::changes`]): SQLite's rows up
+/// to the snapshot's applied revision, then the tail's. Below the compacted revision what
+/// remains is each key's state at it, so reading from 0 replays the state history starts
+/// from, then every change since.
+pub(super) async fn changes_after(
+    shared: &Arc<Shared>,
+    after: Revision,
+    limit: usize,
+) -> Result<Vec<crate::Change>> {
+    let entries = shared.lock_tail().after(after, limit);
+    with_reader(shared, move |conn| {
+        let tx = conn.transaction().map_err(backend_error)?;
+        let (applied, _) = snapshot_bounds(&tx)?;
+        let mut changes = Vec::new();
+        if after < applied {
+            let mut statement = tx
+                .prepare_cached(
+                    "SELECT key, rev, create_rev, version, value, time, note FROM log
+                     WHERE rev > ?1 AND rev <= ?2 ORDER BY rev LIMIT ?3",
+                )
+                .map_err(backend_error)?;
+            let rows = statement
+                .query_map(rusqlite::params![after, applied, limit as i64], |row| {
+                    let kv = match row.get_ref(4)? {
+                        rusqlite::types::ValueRef::Null => None,
+                        _ => Some(kv_from_row(row)?),
+                    };
+                    Ok(crate::Change {
+                        key: key_string(row.get(0)?),
+                        version: Version {
+                            revision: row.get(1)?,
+                            time_millis: row.get::<_, Option<i64>>(5)?.unwrap_or(0),
+                            kv,
+                            note: row
+                                .get::<_, Option<Vec<u8>>>(6)?
+                                .map(Bytes::from)
+                                .unwrap_or_default(),
+                        },
+                    })
+                })
+                .map_err(backend_error)?;
+            for change in rows {
+                changes.push(change.map_err(backend_error)?);
+            }
+        }
+        let from = changes
+            .last()
+            .map_or(after, |c| c.version.revision)
+            .max(applied);
+        for entry in entries.iter().filter(|e| e.revision() > from) {
+            if changes.len() == limit {
+                break;
+            }
+            changes.push(crate::Change {
+                key: entry.event.kv.key.clone(),
+                version: Version {
+                    revision: entry.revision(),
+                    time_millis: entry.time_millis,
+                    kv: entry.state().cloned(),
+                    note: entry.note.clone(),
+                },
+            });
+        }
+        Ok(changes)
+    })
+    .await
+}

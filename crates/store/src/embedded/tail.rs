@@ -145,6 +145,19 @@ impl Tail {
             .collect()
     }
 
+    /// The entries after `revision`, oldest first, at most `limit`.
+    pub fn after(&self, revision: Revision, limit: usize) -> Vec<Arc<TailEntry>> {
+        let mut out = Vec::new();
+        let mut next = revision.max(self.applied) + 1;
+        while out.len() < limit
+            && let Some(entry) = self.entry(next)
+        {
+            out.push(entry.clone());
+            next += 1;
+        }
+        out
+    }
+
     /// The newest entry, if any.
     pub fn newest(&self) -> Option<&Arc<TailEntry>> {
         self.entries.back()

@@ -43,8 +43,12 @@ fn notes_key(key: &str) -> Option<String> {
 
 /// A note key's value: the commit time in milliseconds (little endian), then the note.
 fn encode_note(note: &[u8]) -> Vec<u8> {
+    encode_note_at(crate::now_millis(), note)
+}
+
+fn encode_note_at(time_millis: i64, note: &[u8]) -> Vec<u8> {
     let mut value = Vec::with_capacity(8 + note.len());
-    value.extend_from_slice(&crate::now_millis().to_le_bytes());
+    value.extend_from_slice(&time_millis.to_le_bytes());
     value.extend_from_slice(note);
     value
 }
@@ -700,6 +704,37 @@ impl Store for EtcdStore {
                 StoreError::Backend("etcd deleted without returning the previous value".into())
             })?;
         Ok(Deleted { revision, prev })
+    }
+
+    /// One transaction: the key's state and its note key, with the change's own time.
+    async fn import(&self, change: &crate::Change) -> Result<()> {
+        check_key(&change.key)?;
+        check_note(&change.version.note)?;
+        let full = self.full_key(&change.key);
+        let mut ops = vec![match &change.version.kv {
+            Some(kv) => {
+                check_value(&change.key, &kv.value)?;
+                TxnOp::put(full, kv.value.to_vec(), None)
+            }
+            None => TxnOp::delete(full, None),
+        }];
+        if let Some(notes) = notes_key(&change.key) {
+            let time = if change.version.time_millis > 0 {
+                change.version.time_millis
+            } else {
+                crate::now_millis()
+            };
+            ops.push(TxnOp::put(
+                self.full_key(&notes),
+                encode_note_at(time, &change.version.note),
+                None,
+            ));
+        }
+        // An unconditional write may be sent again after an unknown outcome.
+        self.txn_raw(Txn::new().and_then(ops), reads)
+            .await
+            .map(drop)
+            .map_err(classify)
     }
 
     /// Walks back one version at a time: the key and its note key read together at a
