@@ -12,6 +12,7 @@ pub mod h2client;
 pub mod history_bench;
 pub mod hosts;
 pub mod inventory_bench;
+pub mod replicas_bench;
 pub mod rollout_bench;
 pub mod schema_bench;
 pub mod server_process;

@@ -12,6 +12,8 @@
 //!   table with the ratio embedded/etcd for each figure.
 //! * `fleetdb-bench history` measures history on the embedded store: a list a week back
 //!   against a current one, one host's history among a million changes, bytes per change.
+//! * `fleetdb-bench replicas` runs 1, 2 and 3 `fleetdb serve` replicas on a 3-member etcd
+//!   and measures creates, healthy and with the etcd leader killed.
 //! * `fleetdb-bench schema` times the CRD write pipeline (prune, default, validate, managed
 //!   fields) on its own.
 //! * `fleetdb-bench crash-writer --dir D` writes to an embedded store under concurrent load and
@@ -20,7 +22,7 @@
 
 use fleetdb_bench::{
     agents_bench, api_bench, crash_writer, fetch_bench, history_bench, inventory_bench,
-    rollout_bench, schema_bench, store_bench,
+    replicas_bench, rollout_bench, schema_bench, store_bench,
 };
 
 use std::path::PathBuf;
@@ -50,6 +52,8 @@ enum Command {
     /// Benchmark history on the embedded store: a list a week back against a current one,
     /// one host's history among many changes, bytes per change.
     History(history_bench::HistoryBenchArgs),
+    /// Benchmark 1, 2 and 3 replicas on a 3-member etcd, healthy and with a member down.
+    Replicas(replicas_bench::ReplicasBenchArgs),
     /// Benchmark a fetcher syncing a datacenter export into an empty fleetdb, then re-syncing.
     Fetch(fetch_bench::FetchBenchArgs),
     /// Benchmark `fleetdb ansible-inventory --list` over N hosts.
@@ -81,6 +85,7 @@ fn main() -> anyhow::Result<()> {
         Command::Rollout(args) => runtime.block_on(rollout_bench::run(args)),
         Command::Store(args) => runtime.block_on(store_bench::run(args)),
         Command::History(args) => runtime.block_on(history_bench::run(args)),
+        Command::Replicas(args) => runtime.block_on(replicas_bench::run(args)),
         Command::Fetch(args) => runtime.block_on(fetch_bench::run(args)),
         Command::Inventory(args) => runtime.block_on(inventory_bench::run(args)),
         Command::Schema(args) => schema_bench::run(args),

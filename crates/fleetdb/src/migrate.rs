@@ -35,7 +35,7 @@ pub struct Report {
 /// Copies the embedded store of `data_dir` into etcd (which must hold no fleetdb objects
 /// under its prefix), then compares them.
 pub async fn migrate(data_dir: &Path, etcd: EtcdOptions) -> anyhow::Result<Report> {
-    let source = EmbeddedStore::open(&data_dir.join("store")).with_context(|| {
+    let source = EmbeddedStore::open(data_dir.join("store")).with_context(|| {
         format!(
             "cannot open the embedded store in {} (stop `fleetdb serve` on it first)",
             data_dir.display()
