@@ -254,3 +254,187 @@ fn fleetdb_json(server: &Fleetdb, args: &[&str]) -> serde_json::Value {
     assert!(output.status.success(), "{output:?}");
     serde_json::from_slice(&output.stdout).unwrap()
 }
+
+/// A kube-rs client of `server`'s administrator kubeconfig, pointed at `url`.
+async fn client_at(server: &Fleetdb, url: &str) -> kube::Client {
+    let kubeconfig = kube::config::Kubeconfig::read_from(server.kubeconfig()).unwrap();
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    config.cluster_url = url.parse().unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+/// Two replicas on a 3-member etcd, sharing one PKI: the leader and then a follower are
+/// killed under writes through both replicas; writers see no error, nothing acknowledged is
+/// lost, a watch on each replica sees every write. With quorum lost, `/readyz` fails naming
+/// the store; members back, everything serves again without a restart. A replica starts
+/// with a member down.
+#[test]
+fn replicas_ride_out_the_loss_of_an_etcd_member() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Api, PostParams};
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let mut cluster = fleetdb_testkit::EtcdCluster::start(3);
+    let endpoints = cluster.client_urls().join(",");
+    let on_etcd = [
+        "--store",
+        "etcd",
+        "--etcd-endpoints",
+        &endpoints,
+        "--controllers=false",
+    ];
+    let first = Fleetdb::start_with(Backend::Embedded, &on_etcd);
+    let pki = first.path().join("data").join("pki");
+    let mut second_args = on_etcd.to_vec();
+    second_args.extend(["--pki-dir", pki.to_str().unwrap()]);
+    let second = Fleetdb::start_with(Backend::Embedded, &second_args);
+    let urls = [first.url(), second.url()];
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (writers, watchers) = runtime.block_on(async {
+        let mut watchers = Vec::new();
+        for url in &urls {
+            let configmaps: Api<ConfigMap> =
+                Api::namespaced(client_at(&first, url).await, "default");
+            let stop = stop.clone();
+            watchers.push(tokio::spawn(async move {
+                use kube::runtime::{WatchStreamExt, watcher};
+                let mut seen = BTreeSet::new();
+                let events = watcher(configmaps, watcher::Config::default())
+                    .default_backoff()
+                    .applied_objects();
+                futures::pin_mut!(events);
+                loop {
+                    match tokio::time::timeout(Duration::from_secs(3), events.next()).await {
+                        Ok(Some(Ok(cm))) => {
+                            seen.insert(cm.metadata.name.unwrap_or_default());
+                        }
+                        Ok(_) => {}
+                        Err(_) if stop.load(Ordering::Relaxed) => return seen,
+                        Err(_) => {}
+                    }
+                }
+            }));
+        }
+        let mut writers = Vec::new();
+        for w in 0..4 {
+            let configmaps: Api<ConfigMap> =
+                Api::namespaced(client_at(&first, &urls[w % 2]).await, "default");
+            let stop = stop.clone();
+            writers.push(tokio::spawn(async move {
+                let mut created = Vec::new();
+                let mut errors = Vec::new();
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let name = format!("w{w}-{n}");
+                    let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+                        "metadata": {"name": name}, "data": {"n": n.to_string()}
+                    }))
+                    .unwrap();
+                    match configmaps.create(&PostParams::default(), &cm).await {
+                        Ok(_) => created.push(name),
+                        Err(e) => errors.push(e.to_string()),
+                    }
+                }
+                (created, errors)
+            }));
+        }
+        (writers, watchers)
+    });
+
+    std::thread::sleep(Duration::from_secs(1));
+    let leader = cluster.leader().expect("a leader");
+    cluster.kill(leader);
+    std::thread::sleep(Duration::from_secs(3));
+    cluster.restart(leader);
+    std::thread::sleep(Duration::from_secs(1));
+    let follower = (0..3).find(|i| Some(*i) != cluster.leader()).unwrap();
+    cluster.kill(follower);
+    // A replica starts with a member down.
+    let third = Fleetdb::start_with(Backend::Embedded, &second_args);
+    third.ok(&["get", "namespaces", "--server", &third.url()]);
+    std::thread::sleep(Duration::from_secs(2));
+    cluster.restart(follower);
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::Relaxed);
+
+    let (created, errors) = runtime.block_on(async {
+        let mut created = BTreeSet::new();
+        let mut errors = Vec::new();
+        for writer in writers {
+            let (c, e) = writer.await.unwrap();
+            created.extend(c);
+            errors.extend(e);
+        }
+        (created, errors)
+    });
+    assert!(
+        errors.is_empty(),
+        "writers saw errors while a quorum served: {errors:?}"
+    );
+    assert!(created.len() > 40, "only {} creates", created.len());
+    let stored: BTreeSet<String> = first
+        .ok(&["get", "configmaps", "-o", "name"])
+        .lines()
+        .map(|l| l.trim_start_matches("configmap/").to_owned())
+        .collect();
+    assert!(
+        created.is_subset(&stored),
+        "acknowledged creates missing: {:?}",
+        created.difference(&stored).collect::<Vec<_>>()
+    );
+    for (i, watcher) in watchers.into_iter().enumerate() {
+        let seen = runtime.block_on(watcher).unwrap();
+        assert!(
+            created.is_subset(&seen),
+            "the watch on replica {i} missed {:?}",
+            created.difference(&seen).collect::<Vec<_>>()
+        );
+    }
+
+    // Quorum lost: not ready.
+    let (a, b) = ((leader + 1) % 3, (leader + 2) % 3);
+    cluster.kill(a);
+    cluster.kill(b);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = first.kubectl(&["get", "--raw", "/readyz?verbose"]);
+        if !ready.status.success() {
+            let said = String::from_utf8_lossy(&ready.stdout).into_owned()
+                + &String::from_utf8_lossy(&ready.stderr);
+            assert!(said.contains("store"), "{said}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz stayed ok with quorum lost"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Members back: both replicas serve again, without a restart.
+    cluster.restart(a);
+    cluster.restart(b);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for server in [&first, &second] {
+        loop {
+            let name = format!("back-{}", server.port);
+            let created =
+                server.kubectl(&["create", "configmap", &name, "--server", &server.url()]);
+            // A create that was applied though its answer was lost is there already.
+            if created.status.success()
+                || String::from_utf8_lossy(&created.stderr).contains("already exists")
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "a replica did not recover");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    drop(third);
+}

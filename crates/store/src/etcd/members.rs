@@ -25,6 +25,10 @@ pub const FAILOVER_WINDOW: Duration = Duration::from_secs(8);
 pub const MEMBER_BACKOFF: Duration = Duration::from_secs(2);
 /// The pause after every member failed once, before trying them again.
 const ROUND_PAUSE: Duration = Duration::from_millis(100);
+/// Longest one member may take to answer one request before the next member is tried (a
+/// member cut off from its peers may hold a request until etcd's own timeout). Long enough
+/// for the largest range page.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// At most one log line per member per this long.
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -151,7 +155,21 @@ impl Members {
         loop {
             for i in self.order() {
                 let member = &self.list[i];
-                match call(member.client.clone()).await {
+                let answer = match tokio::time::timeout(
+                    ATTEMPT_TIMEOUT,
+                    call(member.client.clone()),
+                )
+                .await
+                {
+                    Ok(answer) => answer,
+                    // Its outcome is unknown, like any failure after sending.
+                    Err(_) => Err(etcd_client::Error::GRpcStatus(
+                        tonic::Status::deadline_exceeded(format!(
+                            "no answer within {ATTEMPT_TIMEOUT:?}"
+                        )),
+                    )),
+                };
+                match answer {
                     Ok(answer) => {
                         member.answered();
                         self.preferred.store(i, Ordering::Relaxed);
