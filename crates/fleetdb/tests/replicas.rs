@@ -417,6 +417,41 @@ fn replicas_ride_out_the_loss_of_an_etcd_member() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+    // ... and writes answer 503 with Retry-After, promptly once the store knows (client-go
+    // retries such answers, then reports them).
+    for server in [&first, &second] {
+        // kube-rs retries 503s itself (15 times, backing off up to 1000 s): this client
+        // must see each answer.
+        let client = runtime.block_on(async {
+            let kubeconfig = kube::config::Kubeconfig::read_from(first.kubeconfig()).unwrap();
+            let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+                .await
+                .unwrap();
+            config.cluster_url = server.url().parse().unwrap();
+            config.default_retry = false;
+            kube::Client::try_from(config).unwrap()
+        });
+        let mut slowest = Duration::ZERO;
+        for i in 0..3 {
+            let request = http::Request::post("/api/v1/namespaces/default/configmaps")
+                .header("content-type", "application/json")
+                .body(kube::client::Body::from(
+                    format!(r#"{{"metadata":{{"name":"lost-{}-{i}"}}}}"#, server.port).into_bytes(),
+                ))
+                .unwrap();
+            let started = Instant::now();
+            let response = runtime.block_on(client.send(request)).unwrap();
+            if i > 0 {
+                slowest = slowest.max(started.elapsed());
+            }
+            assert_eq!(response.status(), 503);
+            assert_eq!(response.headers()["retry-after"], "1");
+        }
+        assert!(
+            slowest < Duration::from_secs(3),
+            "writes took {slowest:?} to be refused with quorum lost"
+        );
+    }
     // Members back: both replicas serve again, without a restart.
     cluster.restart(a);
     cluster.restart(b);

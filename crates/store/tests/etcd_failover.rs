@@ -168,6 +168,29 @@ async fn members_die_and_clients_do_not_notice() {
         "{:?}",
         started.elapsed()
     );
+    // Once found down, the members are not waited for again: each request tries every
+    // member once and fails at once.
+    for i in 0..5 {
+        let started = Instant::now();
+        let read = store.get("/registry/load/w0", None).await;
+        assert!(matches!(read, Err(StoreError::Unavailable(_))), "{read:?}");
+        let write = store
+            .put(
+                &format!("/registry/load/lost{i}"),
+                Bytes::from("x"),
+                Condition::Always,
+            )
+            .await;
+        assert!(
+            matches!(write, Err(StoreError::Unavailable(_))),
+            "{write:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "a read and a write took {:?} with the members known down",
+            started.elapsed()
+        );
+    }
     // Members back: the same store serves again.
     cluster.restart(a);
     cluster.restart(b);

@@ -9,12 +9,17 @@
 //! is tried last for [`MEMBER_BACKOFF`], and its failures are logged at most once per
 //! [`LOG_EVERY`].
 //!
+//! When a request has tried for a whole window without any member answering (quorum lost,
+//! every member down), the members are taken as down: later requests try each member once
+//! and fail at once instead of each waiting out the window, until a member answers again
+//! (readiness keeps asking, so recovery is noticed without traffic).
+//!
 //! Reads are retried freely. Writes are retried where the failure says the write never
 //! reached a leader (no connection, no leader); after any other failure its outcome is
 //! unknown, so the write's caller settles it by reading (see `EtcdStore::put_noted`).
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use etcd_client::Client;
@@ -115,10 +120,13 @@ pub(super) fn failure(error: &etcd_client::Error) -> Failure {
     }
 }
 
-/// The members and which one answered last.
+/// The members, which one answered last, and whether none could serve.
 pub(super) struct Members {
     pub list: Vec<Member>,
     preferred: AtomicUsize,
+    /// Set when a request spent [`FAILOVER_WINDOW`] without an answer; cleared by the next
+    /// answer from any member.
+    down: AtomicBool,
 }
 
 impl Members {
@@ -126,6 +134,19 @@ impl Members {
         Self {
             list,
             preferred: AtomicUsize::new(0),
+            down: AtomicBool::new(false),
+        }
+    }
+
+    /// No member could serve the last request that tried them all for a window.
+    fn down(&self) -> bool {
+        self.down.load(Ordering::Relaxed)
+    }
+
+    /// A member answered: the members are not down (any more).
+    fn serving(&self) {
+        if self.down.swap(false, Ordering::Relaxed) {
+            tracing::info!("an etcd member serves again");
         }
     }
 
@@ -141,7 +162,8 @@ impl Members {
 
     /// Runs `call` on the members in turn until one answers. A failure of the kind `retry`
     /// allows moves on to the next member (after a pause once all were tried), until
-    /// [`FAILOVER_WINDOW`]; any other failure is the answer.
+    /// [`FAILOVER_WINDOW`] — or for one round only while the members are down; any other
+    /// failure is the answer.
     pub async fn call<T, F, Fut>(
         &self,
         retry: fn(Failure) -> bool,
@@ -151,8 +173,10 @@ impl Members {
         F: FnMut(Client) -> Fut,
         Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
     {
+        let was_down = self.down();
         let deadline = Instant::now() + FAILOVER_WINDOW;
         loop {
+            let mut last = None;
             for i in self.order() {
                 let member = &self.list[i];
                 let answer = match tokio::time::timeout(
@@ -173,19 +197,35 @@ impl Members {
                     Ok(answer) => {
                         member.answered();
                         self.preferred.store(i, Ordering::Relaxed);
+                        self.serving();
                         return Ok(answer);
                     }
                     Err(error) => {
                         let kind = failure(&error);
                         if kind == Failure::Answer {
+                            self.serving();
                             return Err(error);
                         }
                         member.failed(&error);
-                        if !retry(kind) || Instant::now() >= deadline {
+                        if !retry(kind) {
                             return Err(error);
                         }
+                        if !was_down && Instant::now() >= deadline {
+                            if !self.down.swap(true, Ordering::Relaxed) {
+                                tracing::error!(
+                                    window = ?FAILOVER_WINDOW,
+                                    "no etcd member could serve; failing requests at once until one answers"
+                                );
+                            }
+                            return Err(error);
+                        }
+                        last = Some(error);
                     }
                 }
+            }
+            // While the members are down, one round is all a request gets.
+            if let (true, Some(error)) = (was_down, last) {
+                return Err(error);
             }
             tokio::time::sleep(ROUND_PAUSE).await;
         }
