@@ -10,6 +10,7 @@ pub mod joining;
 pub mod migrate;
 pub mod security;
 pub mod tokens;
+pub mod ui;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -56,6 +57,8 @@ pub struct ServerSettings {
     pub host_certificate_lifetime: Duration,
     /// The controllers run in the server's process with these settings (`None`: not here).
     pub controllers: Option<controllers::Settings>,
+    /// How long a web UI session lasts.
+    pub ui_session_lifetime: Duration,
 }
 
 impl ServerSettings {
@@ -75,6 +78,7 @@ impl ServerSettings {
             pki_dir: None,
             store: StoreSettings::Embedded,
             history_days: 30,
+            ui_session_lifetime: ui::sessions::DEFAULT_SESSION_LIFETIME,
             limits: fleetdb_apiserver::Limits::default(),
             audit: None,
             host_certificate_lifetime: joining::DEFAULT_HOST_CERTIFICATE_LIFETIME,
@@ -244,6 +248,7 @@ pub async fn serve(
         pki_dir: settings.pki_dir.clone(),
         definitions: fleetdb_fleet::crd_documents(),
         extensions: vec![Arc::new(discovery::PrometheusDiscovery::default())],
+        web_apps: vec![Arc::new(ui::Ui::new(settings.ui_session_lifetime))],
         limits: settings.limits.clone(),
         security: fleetdb_apiserver::Security {
             admission: vec![Arc::new(security::FleetAdmission)],

@@ -112,6 +112,9 @@ enum Command {
         /// How long a deleted Host waits for its agent's decommission report.
         #[arg(long, default_value = "10m", value_parser = ttl)]
         decommission_timeout: std::time::Duration,
+        /// How long a web UI session lasts after its one-time login.
+        #[arg(long, default_value = "8h", value_parser = ttl)]
+        ui_session_lifetime: std::time::Duration,
     },
     /// The controllers alone, against any API server with the fleet's CRDs (docs/controllers.md).
     /// Several may run: a Lease in fleetdb-system elects the one that acts.
@@ -299,6 +302,13 @@ enum Command {
         all_namespaces: bool,
         #[command(flatten)]
         read: ReadArgs,
+    },
+    /// Prints a one-time URL that opens the web UI as the identity of the kubeconfig (valid
+    /// for 5 minutes, once; docs/ui.md).
+    UiLogin {
+        /// The kubeconfig whose identity the UI session has (default: $KUBECONFIG).
+        #[arg(long, env = "FLEETDB_KUBECONFIG")]
+        kubeconfig: Option<PathBuf>,
     },
     /// Every change of one object still in history: revision, time, user, operation and the
     /// JSON Patch from the version before.
@@ -509,6 +519,7 @@ fn main() -> anyhow::Result<()> {
             controllers,
             host_stale_after,
             decommission_timeout,
+            ui_session_lifetime,
         } => runtime.block_on(async move {
             // Everything the server writes (keys, data) is its owner's alone.
             // SAFETY: umask only sets the process's file-creation mask; it cannot fail.
@@ -540,6 +551,7 @@ fn main() -> anyhow::Result<()> {
                     ),
                 },
                 audit: None,
+                ui_session_lifetime,
                 host_certificate_lifetime,
                 controllers: controllers.then(|| fleetdb::controllers::Settings {
                     host_stale_after,
@@ -815,6 +827,11 @@ fn main() -> anyhow::Result<()> {
                 output: read.output,
             };
             print!("{}", fleetdb::history::get(&client, &request).await?);
+            Ok(())
+        }),
+        Command::UiLogin { kubeconfig } => runtime.block_on(async move {
+            let config = config(kubeconfig).await?;
+            println!("{}", fleetdb::ui::login_url(config).await?);
             Ok(())
         }),
         Command::History { object, read } => runtime.block_on(async move {

@@ -45,6 +45,11 @@ pub async fn dispatch(
 ) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    if let Some(app) = server.web_app(&path) {
+        // Its own pages and sessions; what it asks of the API comes back through here.
+        let context = super::webapp::WebContext::new(server.clone(), identity);
+        return app.handle(context, request).await;
+    }
     let response = match server.audit().cloned() {
         None => route(&server, &identity, request, None)
             .await
@@ -282,6 +287,31 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
         .eq_ignore_ascii_case("bearer")
         .then(|| token.trim())
         .filter(|t| !t.is_empty())
+}
+
+/// Who a request acts as: the connection's certificate or the bearer token, checked
+/// (`401` when neither authenticates, or the certificate is revoked), then the identity it
+/// impersonates when it asks to and may.
+pub(crate) async fn authenticate(
+    server: &ApiServer,
+    identity: &Identity,
+    headers: &HeaderMap,
+    audit: Option<&audit::Record>,
+) -> Result<Identity, ApiError> {
+    let identity = match bearer_token(headers) {
+        Some(token) if identity.is_anonymous() => {
+            let by_token = authenticate_token(server, token).await?;
+            note(audit, |noted| noted.authenticated = Some(by_token.clone()));
+            by_token
+        }
+        _ => identity.clone(),
+    };
+    server.pipeline().authenticate(&identity)?;
+    let impersonated = server
+        .pipeline()
+        .impersonate(&identity, &impersonation(headers)?)?;
+    note(audit, |noted| noted.impersonated = impersonated.clone());
+    Ok(impersonated.unwrap_or(identity))
 }
 
 /// The identity a bearer token authenticates (bootstrap tokens: the only kind the server
@@ -540,21 +570,7 @@ async fn route(
         "/version" => return Ok(json(StatusCode::OK, &version_info())),
         _ => {}
     }
-    let by_token;
-    let identity = match bearer_token(headers) {
-        Some(token) if identity.is_anonymous() => {
-            by_token = authenticate_token(server, token).await?;
-            note(audit, |noted| noted.authenticated = Some(by_token.clone()));
-            &by_token
-        }
-        _ => identity,
-    };
-    server.pipeline().authenticate(identity)?;
-    let impersonated = server
-        .pipeline()
-        .impersonate(identity, &impersonation(headers)?)?;
-    note(audit, |noted| noted.impersonated = impersonated.clone());
-    let identity = impersonated.as_ref().unwrap_or(identity);
+    let identity = &authenticate(server, identity, headers, audit).await?;
     // Watches are long-running and counted apart (`watch.rs`); everything else holds one of
     // its user's request slots while it is answered.
     let _slot = if *method == Method::GET && query.flag("watch").unwrap_or(false) {

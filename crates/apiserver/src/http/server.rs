@@ -18,6 +18,7 @@ use tokio::sync::{Semaphore, watch};
 
 use super::extensions::Extension;
 use super::router::dispatch;
+use super::webapp::WebApp;
 use crate::api::{ApiError, Catalog, Identity};
 use crate::controllers;
 use crate::pipeline::{Pipeline, authn};
@@ -120,6 +121,7 @@ pub struct ApiServer {
     pub(crate) watches: super::fairness::PerUser,
     pub(crate) watch_starts: super::fairness::RatePerUser,
     extensions: RwLock<Vec<Arc<dyn Extension>>>,
+    web_apps: RwLock<Vec<Arc<dyn WebApp>>>,
     /// The OpenAPI documents of the current catalog snapshot, serialized once.
     pub(crate) openapi: super::openapi::Cache,
     audit: Option<Arc<super::audit::AuditLog>>,
@@ -172,6 +174,7 @@ impl ApiServer {
                 WATCH_START_BURST,
             ),
             extensions: RwLock::new(Vec::new()),
+            web_apps: RwLock::new(Vec::new()),
             openapi: Default::default(),
             audit,
             server_address,
@@ -215,6 +218,32 @@ impl ApiServer {
             .iter()
             .find(|e| e.path() == path)
             .cloned()
+    }
+
+    /// Adds web applications of the embedding program.
+    pub fn add_web_apps(&self, apps: Vec<Arc<dyn WebApp>>) {
+        self.web_apps
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(apps);
+    }
+
+    /// The web application whose prefix `path` is under, if any.
+    pub(crate) fn web_app(&self, path: &str) -> Option<Arc<dyn WebApp>> {
+        self.web_apps
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|app| {
+                path.strip_prefix(app.prefix())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            })
+            .cloned()
+    }
+
+    /// Turns `true` when the server begins to shut down.
+    pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
     }
 
     /// What extensions are handed.
@@ -318,6 +347,8 @@ pub struct ServeConfig {
     pub definitions: Vec<Value>,
     /// Extra endpoints of the embedding program.
     pub extensions: Vec<Arc<dyn Extension>>,
+    /// Web applications of the embedding program, each under its path prefix.
+    pub web_apps: Vec<Arc<dyn WebApp>>,
     /// What clients may hold.
     pub limits: Limits,
     /// The program's admission plugins and default roles and bindings.
@@ -386,6 +417,7 @@ pub async fn serve(
         certificates,
     ));
     server.add_extensions(config.extensions);
+    server.add_web_apps(config.web_apps);
     install_definitions(&server, &config.definitions).await?;
     server.set_ready(true);
     tracing::info!(

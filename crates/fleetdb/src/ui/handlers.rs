@@ -1,0 +1,419 @@
+//! The pages' handlers: what each asks of the API (as the signed-in user) or of the host
+//! index (after asking the authorizer), handed to `pages` to render.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::convert::Infallible;
+
+use futures::StreamExt;
+use http::{HeaderValue, Method, Response, header};
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::index::{Filter, HostQuery, Row};
+use super::{
+    Answer, Body, FIELD_MANAGER, LIST_PAGE, MAX_BULK_HOSTS, PREFIX, Problem, STREAM_KEEPALIVE, Ui,
+    User, back_to, field, hosts_path, pages, redirect,
+};
+use crate::history::changes::{Version, blame, changes};
+use fleetdb_fleet::{GROUP, VERSION};
+
+/// Counts of hosts by one property, largest first.
+pub type Counts = Vec<(String, usize)>;
+
+/// What the overview shows.
+pub struct Overview {
+    /// `None`: the user may not list hosts.
+    pub hosts: Option<HostCounts>,
+    /// Pending certificate requests, when the user may list them.
+    pub pending_csrs: Option<usize>,
+    /// The Sources' table, when the user may list them.
+    pub sources: Result<Value, Problem>,
+}
+
+#[derive(Default)]
+pub struct HostCounts {
+    pub total: usize,
+    pub by: Vec<(&'static str, Counts)>,
+    pub maintenance: usize,
+    pub not_ready: usize,
+    pub unauthorized: usize,
+}
+
+fn count_by(rows: &BTreeMap<String, Row>, key: impl Fn(&Row) -> &str) -> Counts {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for row in rows.values() {
+        let value = key(row);
+        *counts
+            .entry(if value.is_empty() { "—" } else { value }.to_owned())
+            .or_default() += 1;
+    }
+    let mut counts: Counts = counts.into_iter().collect();
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    counts
+}
+
+impl Ui {
+    pub(super) async fn overview(&self, user: &User<'_>) -> Result<Answer, Problem> {
+        let hosts = if user.may_hosts("list") {
+            let index = self.indexes.hosts(&user.context.objects()).await?;
+            let rows = index.rows.read().await;
+            Some(HostCounts {
+                total: rows.len(),
+                by: vec![
+                    ("provider", count_by(&rows, |r| &r.provider)),
+                    ("region", count_by(&rows, |r| &r.region)),
+                    ("role", count_by(&rows, |r| &r.role)),
+                    ("state", count_by(&rows, |r| &r.state)),
+                    ("cluster", count_by(&rows, |r| &r.cluster)),
+                ],
+                maintenance: rows.values().filter(|r| r.maintenance).count(),
+                not_ready: rows.values().filter(|r| !r.ready).count(),
+                unauthorized: rows.values().filter(|r| !r.authorized).count(),
+            })
+        } else {
+            None
+        };
+        let pending_csrs = user
+            .api(
+                Method::GET,
+                "/apis/certificates.k8s.io/v1/certificatesigningrequests",
+                None,
+            )
+            .await
+            .ok()
+            .map(|list| pending(&list).count());
+        let sources = table(user, "sources", "").await;
+        Ok(pages::page(
+            user.session,
+            "Overview",
+            "",
+            pages::overview(&Overview {
+                hosts,
+                pending_csrs,
+                sources,
+            }),
+        ))
+    }
+
+    pub(super) async fn hosts(&self, user: &User<'_>, query: &str) -> Result<Answer, Problem> {
+        let asked: HostQuery = serde_urlencoded::from_str(query)
+            .map_err(|e| Problem::new(400, format!("the page's query: {e}")))?;
+        if !user.may_hosts("list") {
+            return Err(Problem::new(
+                403,
+                format!(
+                    "{} cannot list hosts: ask for a role that may",
+                    user.identity().user
+                ),
+            ));
+        }
+        let index = self.indexes.hosts(&user.context.objects()).await?;
+        let page = index.query(&asked).await?;
+        Ok(pages::page(
+            user.session,
+            "Hosts",
+            "hosts",
+            pages::hosts(user.session, &asked, &page, user.may_hosts("patch")),
+        ))
+    }
+
+    /// `GET /ui/hosts/stream?…`: Server-Sent Events for the hosts table — the rows of the
+    /// asked page as they are now, then every change of a host (`row`: its new row if it
+    /// still matches the page's filter, `gone` otherwise; `reload` if the stream fell
+    /// behind). Browsers reconnect by themselves and get the page's rows again.
+    pub(super) async fn stream(&self, user: &User<'_>, query: &str) -> Result<Answer, Problem> {
+        let asked: HostQuery = serde_urlencoded::from_str(query)
+            .map_err(|e| Problem::new(400, format!("the page's query: {e}")))?;
+        if !user.may_hosts("list") || !user.may_hosts("watch") {
+            return Err(Problem::new(
+                403,
+                format!("{} cannot watch hosts", user.identity().user),
+            ));
+        }
+        let filter = Filter::new(&asked)?;
+        let index = self.indexes.hosts(&user.context.objects()).await?;
+        let mut changes = index.changes.subscribe();
+        let page = index.query(&asked).await?;
+        let editable = user.may_hosts("patch");
+        let csrf = user.session.csrf.clone();
+        let mut shutdown = user.context.shutting_down();
+        let expires = tokio::time::Instant::from_std(user.session.expires);
+        let first: Vec<String> = std::iter::once("retry: 1000\n\n".to_owned())
+            .chain(
+                page.rows
+                    .iter()
+                    .map(|row| event("row", &row.name, &pages::host_row(row, editable, &csrf))),
+            )
+            .collect();
+        let live = async_stream(move |sender| async move {
+            loop {
+                let next = tokio::select! {
+                    next = changes.recv() => next,
+                    _ = tokio::time::sleep(STREAM_KEEPALIVE) => {
+                        if sender.send(": alive\n\n".to_owned()).await.is_err() { return; }
+                        continue;
+                    }
+                    _ = shutdown.changed() => return,
+                    // A session that ends ends its stream.
+                    _ = tokio::time::sleep_until(expires) => return,
+                };
+                let text = match next {
+                    Ok(change) => match &change.row {
+                        Some(row) if filter.matches(row) => {
+                            event("row", &row.name, &pages::host_row(row, editable, &csrf))
+                        }
+                        _ => event("gone", &change.name, ""),
+                    },
+                    Err(RecvError::Lagged(_)) => "event: reload\ndata: behind\n\n".to_owned(),
+                    Err(RecvError::Closed) => return,
+                };
+                if sender.send(text).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let body = futures::stream::iter(first)
+            .chain(live)
+            .map(Ok::<_, Infallible>);
+        let mut answer = Response::new(Body::from_stream(body));
+        answer.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        Ok(answer)
+    }
+
+    /// `POST /ui/hosts/actions`: maintenance on or off, or authorization, for the hosts
+    /// checked — each a merge patch as the user.
+    pub(super) async fn host_actions(
+        &self,
+        user: &User<'_>,
+        fields: &[(String, String)],
+    ) -> Result<Answer, Problem> {
+        let patch = match field(fields, "action") {
+            Some("maintenance-on") => json!({"spec": {"maintenance": true}}),
+            Some("maintenance-off") => json!({"spec": {"maintenance": false}}),
+            Some("authorize") => json!({"spec": {"authorized": true}}),
+            other => {
+                return Err(Problem::new(
+                    400,
+                    format!(
+                        "unknown action {other:?}: maintenance-on, maintenance-off or authorize"
+                    ),
+                ));
+            }
+        };
+        let names: BTreeSet<&str> = fields
+            .iter()
+            .filter(|(k, _)| k == "host")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        if names.is_empty() {
+            return Err(Problem::new(400, "no host was checked"));
+        }
+        if names.len() > MAX_BULK_HOSTS {
+            return Err(Problem::new(
+                400,
+                format!("one action changes at most {MAX_BULK_HOSTS} hosts"),
+            ));
+        }
+        let mut failures = Vec::new();
+        for name in &names {
+            let path = format!("{}?fieldManager={FIELD_MANAGER}", hosts_path(name));
+            if let Err(problem) = user.api(Method::PATCH, &path, Some(&patch)).await {
+                failures.push(((*name).to_owned(), problem.message));
+            }
+        }
+        if failures.is_empty() {
+            return Ok(redirect(&back_to(fields)));
+        }
+        Ok(pages::page(
+            user.session,
+            "Some changes failed",
+            "hosts",
+            pages::failures(names.len(), &failures, &back_to(fields)),
+        ))
+    }
+
+    /// `GET /ui/joins`: certificate requests waiting for approval, hosts waiting for
+    /// authorization.
+    pub(super) async fn joins(&self, user: &User<'_>) -> Result<Answer, Problem> {
+        let csrs = user
+            .api(
+                Method::GET,
+                "/apis/certificates.k8s.io/v1/certificatesigningrequests",
+                None,
+            )
+            .await
+            .map(|list| pending(&list).cloned().collect::<Vec<Value>>());
+        let waiting = if user.may_hosts("list") {
+            let index = self.indexes.hosts(&user.context.objects()).await?;
+            let rows = index.rows.read().await;
+            Ok(rows
+                .values()
+                .filter(|r| !r.authorized)
+                .take(LIST_PAGE)
+                .cloned()
+                .collect::<Vec<Row>>())
+        } else {
+            Err(Problem::new(403, "you may not list hosts"))
+        };
+        Ok(pages::page(
+            user.session,
+            "Pending joins",
+            "joins",
+            pages::joins(user.session, &csrs, &waiting, user.may_hosts("patch")),
+        ))
+    }
+}
+
+/// One Server-Sent Event; `id` is the host's name.
+fn event(kind: &str, name: &str, html: &str) -> String {
+    let data = json!({"name": name, "html": html}).to_string();
+    format!("event: {kind}\ndata: {data}\n\n")
+}
+
+/// A stream fed by a task through a small channel (the task ends when the browser leaves).
+fn async_stream<F, Fut>(task: F) -> impl futures::Stream<Item = String>
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<String>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (sender, receiver) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(task(sender));
+    tokio_stream_from(receiver)
+}
+
+fn tokio_stream_from(
+    mut receiver: tokio::sync::mpsc::Receiver<String>,
+) -> impl futures::Stream<Item = String> {
+    futures::stream::poll_fn(move |cx| receiver.poll_recv(cx))
+}
+
+/// The certificate requests of a list that no one approved or denied yet.
+fn pending(list: &Value) -> impl Iterator<Item = &Value> {
+    list["items"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter(|csr| {
+            csr["status"]["conditions"]
+                .as_array()
+                .is_none_or(|c| c.is_empty())
+        })
+}
+
+/// A kind's server-side Table (kubectl's columns), one page of it.
+async fn table(user: &User<'_>, plural: &str, query: &str) -> Result<Value, Problem> {
+    let cont = serde_urlencoded::from_str::<BTreeMap<String, String>>(query)
+        .ok()
+        .and_then(|q| q.get("continue").cloned())
+        .unwrap_or_default();
+    let path = format!(
+        "/apis/{GROUP}/{VERSION}/{plural}?limit={LIST_PAGE}&continue={}",
+        serde_urlencoded::to_string([("c", cont)])
+            .unwrap_or_default()
+            .trim_start_matches("c=")
+    );
+    let request = http::Request::builder()
+        .uri(path)
+        .header(
+            header::ACCEPT,
+            "application/json;as=Table;v=v1;g=meta.k8s.io",
+        )
+        .header(header::USER_AGENT, "fleetdb-ui")
+        .body(Body::empty())
+        .map_err(|e| Problem::new(500, e.to_string()))?;
+    let answer = user.context.api(user.identity(), request).await;
+    let status = answer.status();
+    let bytes = super::body_bytes(answer.into_body(), super::MAX_API_ANSWER_BYTES)
+        .await
+        .unwrap_or_default();
+    let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    if status.is_success() {
+        Ok(value)
+    } else {
+        Err(Problem::new(
+            status.as_u16(),
+            value["message"].as_str().unwrap_or("the list failed"),
+        ))
+    }
+}
+
+/// `GET /ui/clusters` and the like: the kind's Table.
+pub(super) async fn kind_page(
+    user: &User<'_>,
+    plural: &'static str,
+    query: &str,
+) -> Result<Answer, Problem> {
+    let table = table(user, plural, query).await?;
+    let title = match plural {
+        "clusters" => "Clusters and the pool",
+        "rollouts" => "Rollouts",
+        _ => "Sources",
+    };
+    Ok(pages::page(
+        user.session,
+        title,
+        plural,
+        pages::kind_table(plural, &table),
+    ))
+}
+
+/// `GET /ui/hosts/NAME`: the host, its runs, Events, and history with who changed what.
+pub(super) async fn host_page(user: &User<'_>, name: &str) -> Result<Answer, Problem> {
+    if name.is_empty() || name.contains('/') {
+        return Err(Problem::new(404, "no such host page"));
+    }
+    let host = user.api(Method::GET, &hosts_path(name), None).await?;
+    let history = user
+        .api(Method::GET, &format!("{}/history", hosts_path(name)), None)
+        .await
+        .map(|answer| Version::parse_list(&answer));
+    let selector = serde_urlencoded::to_string([(
+        "fieldSelector",
+        format!("involvedObject.name={name},involvedObject.kind=Host"),
+    )])
+    .unwrap_or_default();
+    let events = user
+        .api(
+            Method::GET,
+            &format!("/api/v1/namespaces/default/events?{selector}"),
+            None,
+        )
+        .await;
+    let history = history.map(|versions| (changes(&versions), blame(&versions)));
+    Ok(pages::page(
+        user.session,
+        name,
+        "hosts",
+        pages::host(&host, &history, &events),
+    ))
+}
+
+/// `POST /ui/joins/approve`: approves a certificate request as the user (the API decides
+/// whether they may, as for `kubectl certificate approve`).
+pub(super) async fn approve(
+    user: &User<'_>,
+    fields: &[(String, String)],
+) -> Result<Answer, Problem> {
+    let name = field(fields, "csr").ok_or_else(|| Problem::new(400, "which request?"))?;
+    let path = format!("/apis/certificates.k8s.io/v1/certificatesigningrequests/{name}");
+    let mut csr = user.api(Method::GET, &path, None).await?;
+    let now = crate::rfc3339(time::OffsetDateTime::now_utc()).unwrap_or_default();
+    let condition = json!({
+        "type": "Approved",
+        "status": "True",
+        "reason": "ApprovedInFleetdbUI",
+        "message": format!("approved by {} in the fleetdb UI", user.identity().user),
+        "lastUpdateTime": now,
+    });
+    match csr["status"]["conditions"].as_array_mut() {
+        Some(conditions) => conditions.push(condition),
+        None => csr["status"]["conditions"] = json!([condition]),
+    }
+    user.api(Method::PUT, &format!("{path}/approval"), Some(&csr))
+        .await?;
+    Ok(redirect(&format!("{PREFIX}/joins")))
+}

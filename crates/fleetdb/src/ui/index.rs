@@ -1,0 +1,376 @@
+//! The UI's copy of the hosts: one small row per host, kept current from the server's change
+//! feed (typed extension context), so that the hosts table can be filtered by free text and
+//! sorted over the whole fleet in milliseconds — what the API's list has no query for — and
+//! so that live pages hear every change without a watch per browser tab.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use fleetdb_apiserver::ApiError;
+use fleetdb_apiserver::http::extensions::ExtensionContext;
+use fleetdb_fleet::{GROUP, Host, HostState, VERSION};
+use fleetdb_machinery::selectors::{FieldSelector, LabelSelector};
+use serde::Deserialize;
+use tokio::sync::{RwLock, broadcast};
+
+/// How many changes a live page may fall behind before it is told to reload.
+pub const CHANGE_BUFFER: usize = 4096;
+/// Rows on one page of the hosts table.
+pub const PAGE_ROWS: usize = 50;
+/// Longest free-text query.
+pub const MAX_QUERY_BYTES: usize = 256;
+
+/// What the hosts table shows of one host.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub role: String,
+    pub cluster: String,
+    pub state: String,
+    pub provider: String,
+    pub region: String,
+    pub addresses: Vec<String>,
+    pub maintenance: bool,
+    pub authorized: bool,
+    pub ready: bool,
+    pub created: String,
+    pub in_service_since: String,
+}
+
+impl Row {
+    fn of(host: &Host) -> Row {
+        let status = host.status.clone().unwrap_or_default();
+        Row {
+            name: host.metadata.name.clone().unwrap_or_default(),
+            labels: host.metadata.labels.clone().unwrap_or_default(),
+            role: host.spec.role.clone().unwrap_or_default(),
+            cluster: host.spec.cluster.clone().unwrap_or_default(),
+            state: match status.state {
+                Some(HostState::Running) => "Running",
+                Some(HostState::Stopped) => "Stopped",
+                Some(HostState::Terminated) => "Terminated",
+                Some(HostState::Unknown) | None => "Unknown",
+            }
+            .to_owned(),
+            provider: status
+                .provider
+                .as_ref()
+                .map(|p| p.type_.clone())
+                .unwrap_or_default(),
+            region: status.region.clone().unwrap_or_default(),
+            addresses: status.addresses.iter().map(|a| a.address.clone()).collect(),
+            maintenance: host.in_maintenance(),
+            authorized: host.spec.authorized == Some(true),
+            ready: status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True"),
+            created: host
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0.to_string())
+                .unwrap_or_default(),
+            in_service_since: status
+                .tenure
+                .and_then(|t| t.in_service_since)
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The value of a selectable field, as the API's field selectors name them.
+    fn field(&self, field: &str) -> Option<String> {
+        Some(match field {
+            "metadata.name" => self.name.clone(),
+            "spec.authorized" => self.authorized.to_string(),
+            "spec.role" => self.role.clone(),
+            "status.state" => self.state.clone(),
+            _ => return None,
+        })
+    }
+
+    fn mentions(&self, text: &str) -> bool {
+        self.name.to_ascii_lowercase().contains(text)
+            || self
+                .addresses
+                .iter()
+                .any(|a| a.to_ascii_lowercase().contains(text))
+    }
+}
+
+/// One change of one host, for live pages: its new row, or `None` once deleted.
+#[derive(Clone, Debug)]
+pub struct RowChange {
+    pub name: String,
+    pub row: Option<Row>,
+}
+
+/// A question to the hosts table: selectors, free text, order and page.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct HostQuery {
+    #[serde(default, rename = "labelSelector")]
+    pub label_selector: String,
+    #[serde(default, rename = "fieldSelector")]
+    pub field_selector: String,
+    #[serde(default)]
+    pub q: String,
+    #[serde(default)]
+    pub sort: String,
+    #[serde(default)]
+    pub page: usize,
+}
+
+/// The fields the table sorts by (`-` in front: descending).
+pub const SORTS: &[&str] = &["name", "role", "cluster", "state", "region", "age"];
+
+/// A compiled [`HostQuery`].
+pub struct Filter {
+    labels: LabelSelector,
+    fields: FieldSelector,
+    text: String,
+}
+
+impl Filter {
+    pub fn new(query: &HostQuery) -> Result<Filter, ApiError> {
+        let labels = LabelSelector::parse(&query.label_selector)
+            .map_err(|e| ApiError::bad_request(format!("labelSelector: {}", e.message)))?;
+        let fields = FieldSelector::parse(&query.field_selector)
+            .map_err(|e| ApiError::bad_request(format!("fieldSelector: {}", e.message)))?;
+        let probe = Row::of(&Host::new("", Default::default()));
+        if let Some(field) = fields
+            .fields()
+            .into_iter()
+            .find(|f| probe.field(f).is_none())
+        {
+            return Err(ApiError::bad_request(format!(
+                "field label not supported: {field}"
+            )));
+        }
+        if query.q.len() > MAX_QUERY_BYTES {
+            return Err(ApiError::bad_request(format!(
+                "the text to search for is longer than {MAX_QUERY_BYTES} bytes"
+            )));
+        }
+        if !SORTS.contains(&query.sort.trim_start_matches('-')) && !query.sort.is_empty() {
+            return Err(ApiError::bad_request(format!(
+                "sort: one of {} (a leading - for descending)",
+                SORTS.join(", ")
+            )));
+        }
+        Ok(Filter {
+            labels,
+            fields,
+            text: query.q.trim().to_ascii_lowercase(),
+        })
+    }
+
+    pub fn matches(&self, row: &Row) -> bool {
+        self.labels.matches(&row.labels)
+            && self.fields.matches(|f| row.field(f))
+            && (self.text.is_empty() || row.mentions(&self.text))
+    }
+}
+
+/// One page of the answer.
+pub struct Page {
+    pub rows: Vec<Row>,
+    /// Rows matching in all.
+    pub total: usize,
+    /// Zero-based.
+    pub page: usize,
+}
+
+/// The hosts and the feed of their changes.
+pub struct HostIndex {
+    pub rows: RwLock<BTreeMap<String, Row>>,
+    pub changes: broadcast::Sender<Arc<RowChange>>,
+    lost: AtomicBool,
+}
+
+impl HostIndex {
+    /// Every row matching `query`, in its order, and the page it asks for.
+    pub async fn query(&self, query: &HostQuery) -> Result<Page, ApiError> {
+        let filter = Filter::new(query)?;
+        let rows = self.rows.read().await;
+        let mut matching: Vec<&Row> = rows.values().filter(|r| filter.matches(r)).collect();
+        let descending = query.sort.starts_with('-');
+        let key = query.sort.trim_start_matches('-');
+        if key != "name" && !key.is_empty() {
+            let field = |row: &Row| -> String {
+                match key {
+                    "role" => row.role.clone(),
+                    "cluster" => row.cluster.clone(),
+                    "state" => row.state.clone(),
+                    "region" => row.region.clone(),
+                    // Oldest first, like kubectl's --sort-by=.metadata.creationTimestamp.
+                    _ => row.created.clone(),
+                }
+            };
+            matching.sort_by_cached_key(|row| field(row));
+        }
+        if descending {
+            matching.reverse();
+        }
+        let total = matching.len();
+        let pages = total.div_ceil(PAGE_ROWS).max(1);
+        let page = query.page.min(pages - 1);
+        let rows = matching
+            .into_iter()
+            .skip(page * PAGE_ROWS)
+            .take(PAGE_ROWS)
+            .cloned()
+            .collect();
+        Ok(Page { rows, total, page })
+    }
+}
+
+/// The index, built on first use and rebuilt if its feed was lost.
+#[derive(Default)]
+pub struct Indexes {
+    hosts: RwLock<Option<Arc<HostIndex>>>,
+}
+
+impl Indexes {
+    pub async fn hosts(&self, context: &ExtensionContext) -> Result<Arc<HostIndex>, ApiError> {
+        if let Some(index) = self.hosts.read().await.as_ref()
+            && !index.lost.load(Ordering::Acquire)
+        {
+            return Ok(index.clone());
+        }
+        let mut slot = self.hosts.write().await;
+        if let Some(index) = slot.as_ref()
+            && !index.lost.load(Ordering::Acquire)
+        {
+            return Ok(index.clone());
+        }
+        let objects = context
+            .objects(GROUP, VERSION, "hosts")
+            .ok_or_else(|| ApiError::unavailable("the Host kind is not installed yet"))?;
+        let mut rows = BTreeMap::new();
+        let mut feed = objects
+            .read_and_follow(|stored| {
+                if let Ok(host) = serde_json::from_slice::<Host>(stored.json) {
+                    rows.insert(stored.name.to_owned(), Row::of(&host));
+                }
+            })
+            .await?;
+        let (changes, _) = broadcast::channel(CHANGE_BUFFER);
+        let index = Arc::new(HostIndex {
+            rows: RwLock::new(rows),
+            changes,
+            lost: AtomicBool::new(false),
+        });
+        let updates = index.clone();
+        tokio::spawn(async move {
+            while let Some(change) = feed.next().await {
+                let row = change
+                    .object
+                    .as_deref()
+                    .and_then(|object| Host::deserialize(object).ok())
+                    .map(|host| Row::of(&host));
+                {
+                    let mut rows = updates.rows.write().await;
+                    match &row {
+                        Some(row) => rows.insert(change.name.clone(), row.clone()),
+                        None => rows.remove(&change.name),
+                    };
+                }
+                let _ = updates.changes.send(Arc::new(RowChange {
+                    name: change.name,
+                    row,
+                }));
+            }
+            // Fell behind or the feed was reset: the next request rebuilds the index, and
+            // live pages reload.
+            updates.lost.store(true, Ordering::Release);
+        });
+        *slot = Some(index.clone());
+        Ok(index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(name: &str, labels: &[(&str, &str)], address: &str) -> Row {
+        let mut host = Host::new(name, Default::default());
+        host.metadata.labels = Some(
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        host.spec.role = Some(if name.ends_with('1') { "db" } else { "web" }.into());
+        host.status = Some(fleetdb_fleet::HostStatus {
+            addresses: vec![fleetdb_fleet::HostAddress {
+                type_: "InternalIP".into(),
+                address: address.into(),
+            }],
+            ..Default::default()
+        });
+        Row::of(&host)
+    }
+
+    #[tokio::test]
+    async fn queries_filter_sort_and_page() {
+        let (changes, _) = broadcast::channel(1);
+        let mut rows = BTreeMap::new();
+        for i in 0..120 {
+            let row = host(
+                &format!("h{i:03}"),
+                &[("team", if i % 2 == 0 { "a" } else { "b" })],
+                &format!("10.0.{}.{}", i / 100, i % 100),
+            );
+            rows.insert(row.name.clone(), row);
+        }
+        let index = HostIndex {
+            rows: RwLock::new(rows),
+            changes,
+            lost: AtomicBool::new(false),
+        };
+        let ask = |label: &str, field: &str, q: &str, sort: &str, page: usize| HostQuery {
+            label_selector: label.into(),
+            field_selector: field.into(),
+            q: q.into(),
+            sort: sort.into(),
+            page,
+        };
+        let page = index.query(&ask("team=a", "", "", "", 0)).await.unwrap();
+        assert_eq!(page.total, 60);
+        assert_eq!(page.rows.len(), PAGE_ROWS);
+        assert_eq!(page.rows[0].name, "h000");
+        let last = index.query(&ask("team=a", "", "", "", 9)).await.unwrap();
+        assert_eq!((last.page, last.rows.len()), (1, 10));
+        let found = index.query(&ask("", "", "10.0.1.1", "", 0)).await.unwrap();
+        let names: Vec<&str> = found.rows.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "h101", "h110", "h111", "h112", "h113", "h114", "h115", "h116", "h117", "h118",
+                "h119"
+            ]
+        );
+        let roles = index
+            .query(&ask("", "spec.role=db", "H0", "-name", 0))
+            .await
+            .unwrap();
+        let names: Vec<&str> = roles.rows.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "h091", "h081", "h071", "h061", "h051", "h041", "h031", "h021", "h011", "h001"
+            ]
+        );
+        for bad in [
+            ask("a in (", "", "", "", 0),
+            ask("", "spec.nope=1", "", "", 0),
+            ask("", "", "", "weight", 0),
+            ask("", "", &"x".repeat(MAX_QUERY_BYTES + 1), "", 0),
+        ] {
+            assert_eq!(index.query(&bad).await.err().unwrap().code, 400, "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! Logins and sessions of the web UI, kept in this replica's memory (a restart logs
+//! everyone out; behind a load balancer, sessions need stickiness — docs/ui.md).
+//!
+//! `fleetdb ui-login` asks the API, as the identity of a kubeconfig, for a one-time login
+//! token; opening `/ui/login?token=…` within [`LOGIN_TOKEN_LIFETIME`] trades it for a session
+//! of that identity (an HTTP-only, `Secure`, `SameSite=Strict` cookie) that lasts the
+//! configured lifetime. Every token is 256 random bits; each login token works once.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use fleetdb_apiserver::Identity;
+
+/// How long a one-time login URL stays valid.
+pub const LOGIN_TOKEN_LIFETIME: Duration = Duration::from_secs(5 * 60);
+/// How long a session lasts unless `--ui-session-lifetime` says otherwise.
+pub const DEFAULT_SESSION_LIFETIME: Duration = Duration::from_secs(8 * 60 * 60);
+/// Most login tokens waiting to be used at once.
+pub const MAX_PENDING_LOGINS: usize = 1024;
+/// Most sessions at once.
+pub const MAX_SESSIONS: usize = 10_000;
+/// The session cookie's name.
+pub const COOKIE: &str = "fleetdb-ui-session";
+
+/// One session.
+#[derive(Clone)]
+pub struct Session {
+    pub identity: Identity,
+    /// Sent back with every form, so that another site cannot make the browser act.
+    pub csrf: String,
+    pub expires: Instant,
+}
+
+struct Waiting {
+    identity: Identity,
+    expires: Instant,
+}
+
+/// The login tokens and sessions of this replica.
+pub struct Sessions {
+    lifetime: Duration,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    logins: HashMap<String, Waiting>,
+    sessions: HashMap<String, Session>,
+}
+
+fn random_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+impl Sessions {
+    pub fn new(lifetime: Duration) -> Self {
+        Self {
+            lifetime,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    pub fn lifetime(&self) -> Duration {
+        self.lifetime
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A one-time login token for `identity`; `None` when too many wait.
+    pub fn login_token(&self, identity: Identity) -> Option<String> {
+        let mut state = self.state();
+        let now = Instant::now();
+        state.logins.retain(|_, w| w.expires > now);
+        if state.logins.len() >= MAX_PENDING_LOGINS {
+            return None;
+        }
+        let token = random_token();
+        state.logins.insert(
+            token.clone(),
+            Waiting {
+                identity,
+                expires: now + LOGIN_TOKEN_LIFETIME,
+            },
+        );
+        Some(token)
+    }
+
+    /// Trades a login token (once, before it expires) for a new session: its id and it.
+    pub fn log_in(&self, token: &str) -> Option<(String, Session)> {
+        let mut state = self.state();
+        let now = Instant::now();
+        let waiting = state.logins.remove(token).filter(|w| w.expires > now)?;
+        state.sessions.retain(|_, s| s.expires > now);
+        if state.sessions.len() >= MAX_SESSIONS {
+            return None;
+        }
+        let session = Session {
+            identity: waiting.identity,
+            csrf: random_token(),
+            expires: now + self.lifetime,
+        };
+        let id = random_token();
+        state.sessions.insert(id.clone(), session.clone());
+        Some((id, session))
+    }
+
+    /// The session with this id, unless it ended or expired.
+    pub fn get(&self, id: &str) -> Option<Session> {
+        let mut state = self.state();
+        match state.sessions.get(id) {
+            Some(session) if session.expires > Instant::now() => Some(session.clone()),
+            Some(_) => {
+                state.sessions.remove(id);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Ends a session (logout).
+    pub fn end(&self, id: &str) {
+        self.state().sessions.remove(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_login_token_works_once_and_sessions_expire() {
+        let sessions = Sessions::new(Duration::from_millis(50));
+        let token = sessions
+            .login_token(Identity::new("alice", &["team-a"]))
+            .unwrap();
+        let (id, session) = sessions.log_in(&token).unwrap();
+        assert_eq!(session.identity.user, "alice");
+        assert!(sessions.log_in(&token).is_none(), "a token works once");
+        assert!(sessions.log_in("made-up").is_none());
+        assert_eq!(sessions.get(&id).unwrap().csrf, session.csrf);
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(sessions.get(&id).is_none(), "expired");
+
+        let token = sessions.login_token(Identity::new("bob", &[])).unwrap();
+        let (id, _) = sessions.log_in(&token).unwrap();
+        sessions.end(&id);
+        assert!(sessions.get(&id).is_none(), "logged out");
+    }
+
+    #[test]
+    fn waiting_logins_are_bounded() {
+        let sessions = Sessions::new(DEFAULT_SESSION_LIFETIME);
+        for _ in 0..MAX_PENDING_LOGINS {
+            assert!(sessions.login_token(Identity::new("x", &[])).is_some());
+        }
+        assert!(sessions.login_token(Identity::new("x", &[])).is_none());
+    }
+}
