@@ -21,3 +21,4 @@ cargo build --locked -q -p fleetdb -p fleetdb-bench
 "${CARGO_TARGET_DIR:-target}/debug/fleetdb-bench" agents --quick
 "${CARGO_TARGET_DIR:-target}/debug/fleetdb-bench" rollout --quick
 "${CARGO_TARGET_DIR:-target}/debug/fleetdb-bench" replicas --quick
+"${CARGO_TARGET_DIR:-target}/debug/fleetdb-bench" ui --quick

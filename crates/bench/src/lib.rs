@@ -18,3 +18,4 @@ pub mod schema_bench;
 pub mod server_process;
 pub mod stats;
 pub mod store_bench;
+pub mod ui_bench;

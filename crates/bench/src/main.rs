@@ -14,6 +14,8 @@
 //!   against a current one, one host's history among a million changes, bytes per change.
 //! * `fleetdb-bench replicas` runs 1, 2 and 3 `fleetdb serve` replicas on a 3-member etcd
 //!   and measures creates, healthy and with the etcd leader killed.
+//! * `fleetdb-bench ui` measures the web UI in Debian's Chromium with 100,000 hosts: the
+//!   hosts table, a filtered page, a host's page with 100 history entries, browser memory.
 //! * `fleetdb-bench schema` times the CRD write pipeline (prune, default, validate, managed
 //!   fields) on its own.
 //! * `fleetdb-bench crash-writer --dir D` writes to an embedded store under concurrent load and
@@ -22,7 +24,7 @@
 
 use fleetdb_bench::{
     agents_bench, api_bench, crash_writer, fetch_bench, history_bench, inventory_bench,
-    replicas_bench, rollout_bench, schema_bench, store_bench,
+    replicas_bench, rollout_bench, schema_bench, store_bench, ui_bench,
 };
 
 use std::path::PathBuf;
@@ -60,6 +62,8 @@ enum Command {
     Inventory(inventory_bench::InventoryBenchArgs),
     /// Benchmark the CRD write pipeline (prune, default, validate, managed fields) alone.
     Schema(schema_bench::SchemaBenchArgs),
+    /// Benchmark the web UI in Chromium: the hosts table, a filtered page, a host's history.
+    Ui(ui_bench::UiBenchArgs),
     /// Write to an embedded store until killed, printing each acknowledged write.
     CrashWriter {
         /// Data directory of the embedded store.
@@ -89,6 +93,7 @@ fn main() -> anyhow::Result<()> {
         Command::Fetch(args) => runtime.block_on(fetch_bench::run(args)),
         Command::Inventory(args) => runtime.block_on(inventory_bench::run(args)),
         Command::Schema(args) => schema_bench::run(args),
+        Command::Ui(args) => runtime.block_on(ui_bench::run(args)),
         Command::CrashWriter { dir, writers, run } => {
             runtime.block_on(crash_writer::run(dir, writers, run))
         }

@@ -235,6 +235,28 @@ impl Ui {
         ))
     }
 
+    /// `GET /ui/clusters`: the pool (authorized hosts in no cluster) and the clusters.
+    pub(super) async fn clusters(&self, user: &User<'_>, query: &str) -> Result<Answer, Problem> {
+        let table = table(user, "clusters", query).await?;
+        let pool = if user.may_hosts("list") {
+            let index = self.indexes.hosts(&user.context.objects()).await?;
+            let rows = index.rows.read().await;
+            Some(
+                rows.values()
+                    .filter(|r| r.authorized && r.cluster.is_empty())
+                    .count(),
+            )
+        } else {
+            None
+        };
+        Ok(pages::page(
+            user.session,
+            "Clusters and the pool",
+            "clusters",
+            pages::clusters(pool, &table),
+        ))
+    }
+
     /// `GET /ui/joins`: certificate requests waiting for approval, hosts waiting for
     /// authorization.
     pub(super) async fn joins(&self, user: &User<'_>) -> Result<Answer, Problem> {
@@ -341,17 +363,17 @@ async fn table(user: &User<'_>, plural: &str, query: &str) -> Result<Value, Prob
     }
 }
 
-/// `GET /ui/clusters` and the like: the kind's Table.
+/// `GET /ui/rollouts` and `/ui/sources`: the kind's Table.
 pub(super) async fn kind_page(
     user: &User<'_>,
     plural: &'static str,
     query: &str,
 ) -> Result<Answer, Problem> {
     let table = table(user, plural, query).await?;
-    let title = match plural {
-        "clusters" => "Clusters and the pool",
-        "rollouts" => "Rollouts",
-        _ => "Sources",
+    let title = if plural == "rollouts" {
+        "Rollouts"
+    } else {
+        "Sources"
     };
     Ok(pages::page(
         user.session,

@@ -176,7 +176,7 @@ impl Ui {
                 Ok(fields) => self.host_actions(&user, &fields).await,
                 Err(error) => Err(error),
             },
-            (&Method::GET, "/clusters") => kind_page(&user, "clusters", &asked.query).await,
+            (&Method::GET, "/clusters") => self.clusters(&user, &asked.query).await,
             (&Method::GET, "/rollouts") => kind_page(&user, "rollouts", &asked.query).await,
             (&Method::GET, "/sources") => kind_page(&user, "sources", &asked.query).await,
             (&Method::GET, "/joins") => self.joins(&user).await,

@@ -315,13 +315,12 @@ fn cell(value: &Value) -> String {
     }
 }
 
-/// A server-side Table (kubectl's columns of priority 0).
+/// A server-side Table: every column, `kubectl get -o wide`'s (a rollout's `Held` says
+/// what its limits hold back, and why).
 pub fn kind_table(plural: &str, table: &Value) -> Markup {
     let empty = Vec::new();
     let columns = table["columnDefinitions"].as_array().unwrap_or(&empty);
-    let shown: Vec<usize> = (0..columns.len())
-        .filter(|i| columns[*i]["priority"].as_i64().unwrap_or(0) == 0)
-        .collect();
+    let shown: Vec<usize> = (0..columns.len()).collect();
     let rows = table["rows"].as_array().unwrap_or(&empty);
     let cont = table["metadata"]["continue"].as_str().unwrap_or_default();
     html! {
@@ -340,6 +339,16 @@ pub fn kind_table(plural: &str, table: &Value) -> Markup {
         @if !cont.is_empty() {
             nav.pager { a rel="next" href={ (PREFIX) "/" (plural) "?" (serde_urlencoded::to_string([("continue", cont)]).unwrap_or_default()) } { "Next →" } }
         }
+    }
+}
+
+/// The clusters' page: the pool, then the clusters.
+pub fn clusters(pool: Option<usize>, table: &Value) -> Markup {
+    html! {
+        @if let Some(pool) = pool {
+            p.summary { "The pool: " strong { (pool) } " authorized hosts in no cluster, which clusters take from as they grow." }
+        }
+        (kind_table("clusters", table))
     }
 }
 
