@@ -1,6 +1,7 @@
 //! The web UI in Debian's Chromium, driven by Playwright (tests/python/ui_scenarios.py):
 //! login with a one-time URL (once only), filters by label and text, a host's history with
-//! who changed it, authorizing a pending host, maintenance seen live on a second page, RBAC
+//! who changed it, approving a certificate request and authorizing a pending host,
+//! maintenance seen live on a second page, RBAC
 //! as the API's, logout, an expired session; a screenshot of every page is kept under
 //! `target/tmp/ui-screenshots`.
 
@@ -89,6 +90,22 @@ fn the_ui_in_chromium() {
         "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: host-reader}\nrules:\n- {apiGroups: [fleetdb.io], resources: [hosts], verbs: [get, list, watch]}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: host-reader}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: host-reader}\nsubjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: User, name: viewer}\n",
     );
     let (viewer, _) = server.identity("viewer.kubeconfig", &["--user", "viewer"]);
+    // A person's certificate request, waiting for approval.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "bob");
+    let pem = params.serialize_request(&key).unwrap().pem().unwrap();
+    use base64::Engine;
+    server.ok_input(
+        &["create", "-f", "-"],
+        &format!(
+            "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata: {{name: bob-laptop}}\nspec:\n  request: {}\n  signerName: kubernetes.io/kube-apiserver-client\n  usages: [client auth, digital signature]\n",
+            base64::engine::general_purpose::STANDARD.encode(pem)
+        ),
+    );
     // A server whose sessions last 3 seconds, for the expiry.
     let short = Fleetdb::start_with(Backend::Embedded, &["--ui-session-lifetime", "3s"]);
 
@@ -120,6 +137,17 @@ fn the_ui_in_chromium() {
     // What the browser did went through the API as the signed-in identities.
     let authorized = server.ok(&["get", "host", "new-1", "-o", "jsonpath={.spec.authorized}"]);
     assert_eq!(authorized, "true");
+    let approval = server.ok(&[
+        "get",
+        "csr",
+        "bob-laptop",
+        "-o",
+        "jsonpath={.status.conditions[0].type}/{.status.conditions[0].message}",
+    ]);
+    assert_eq!(
+        approval,
+        "Approved/approved by fleetdb-admin in the fleetdb UI"
+    );
     let maintenance = server.ok(&["get", "host", "h03", "-o", "jsonpath={.spec.maintenance}"]);
     assert_eq!(maintenance, "true");
     let history = Command::new(env!("CARGO_BIN_EXE_fleetdb"))

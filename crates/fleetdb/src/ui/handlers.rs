@@ -39,7 +39,7 @@ pub struct HostCounts {
     pub unauthorized: usize,
 }
 
-fn count_by(rows: &BTreeMap<String, Row>, key: impl Fn(&Row) -> &str) -> Counts {
+fn count_by(rows: &BTreeMap<Box<str>, Row>, key: impl Fn(&Row) -> &str) -> Counts {
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for row in rows.values() {
         let value = key(row);
@@ -63,7 +63,7 @@ impl Ui {
                     ("provider", count_by(&rows, |r| &r.provider)),
                     ("region", count_by(&rows, |r| &r.region)),
                     ("role", count_by(&rows, |r| &r.role)),
-                    ("state", count_by(&rows, |r| &r.state)),
+                    ("state", count_by(&rows, |r| r.state)),
                     ("cluster", count_by(&rows, |r| &r.cluster)),
                 ],
                 maintenance: rows.values().filter(|r| r.maintenance).count(),

@@ -99,8 +99,7 @@ impl Requirement {
         self.values.iter().any(|v| v == value)
     }
 
-    fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        let actual = labels.get(&self.key);
+    fn matches(&self, actual: Option<&str>) -> bool {
         match self.operator {
             Operator::Equals | Operator::DoubleEquals | Operator::In => {
                 actual.is_some_and(|v| self.has_value(v))
@@ -468,7 +467,13 @@ impl LabelSelector {
     /// `!=` and `notin` hold when the key is absent; `>`/`<` fail when the
     /// key is absent or its value is not a 64-bit integer.
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.requirements.iter().all(|r| r.matches(labels))
+        self.matches_by(|key| labels.get(key).map(String::as_str))
+    }
+
+    /// [`LabelSelector::matches`] for labels kept in another shape: `label` gives the
+    /// value of a key.
+    pub fn matches_by<'a>(&self, label: impl Fn(&str) -> Option<&'a str>) -> bool {
+        self.requirements.iter().all(|r| r.matches(label(&r.key)))
     }
 
     /// Whether the selector has no requirements (and so matches everything).
