@@ -84,6 +84,20 @@ fn the_ui_in_chromium() {
             r#"{"spec":{"role":"log"}}"#,
         ],
     );
+    // A Source whose last sync failed.
+    server.ok_input(
+        &["apply", "-f", "-"],
+        "apiVersion: fleetdb.io/v1alpha1\nkind: Source\nmetadata: {name: dc-lab}\nspec:\n  type: file\n  file: {path: /srv/lab.csv}\n",
+    );
+    server.ok(&[
+        "patch",
+        "source",
+        "dc-lab",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"lastSyncTime":"2026-12-01T06:00:00Z","hostsSeen":12,"lastError":"cannot read /srv/lab.csv: no such file"}}"#,
+    ]);
     // Someone who may read hosts and nothing more.
     server.ok_input(
         &["apply", "-f", "-"],

@@ -26,7 +26,7 @@ pub struct Overview {
     pub hosts: Option<HostCounts>,
     /// Pending certificate requests, when the user may list them.
     pub pending_csrs: Option<usize>,
-    /// The Sources' table, when the user may list them.
+    /// The Sources (a list), when the user may list them.
     pub sources: Result<Value, Problem>,
 }
 
@@ -82,7 +82,13 @@ impl Ui {
             .await
             .ok()
             .map(|list| pending(&list).count());
-        let sources = table(user, "sources", "").await;
+        let sources = user
+            .api(
+                Method::GET,
+                &format!("/apis/{GROUP}/{VERSION}/sources?limit={LIST_PAGE}"),
+                None,
+            )
+            .await;
         Ok(pages::page(
             user.session,
             "Overview",

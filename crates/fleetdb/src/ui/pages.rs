@@ -169,8 +169,33 @@ pub fn overview(overview: &Overview) -> Markup {
         }
         h2 { "Sources" }
         @match &overview.sources {
-            Ok(table) => (kind_table("sources", table)),
+            Ok(list) => (sources(list)),
             Err(problem) => p.problem { (problem.message) },
+        }
+    }
+}
+
+/// Each Source's last sync and its error, if the last one failed.
+fn sources(list: &Value) -> Markup {
+    let empty = Vec::new();
+    let items = list["items"].as_array().unwrap_or(&empty);
+    html! {
+        @if items.is_empty() { p.empty { "None yet." } } @else {
+            table #sources {
+                thead { tr { th { "Name" } th { "Type" } th { "Last sync" } th { "Hosts seen" } th { "Last error" } } }
+                tbody {
+                    @for source in items {
+                        @let error = cell(&source["status"]["lastError"]);
+                        tr data-name=(cell(&source["metadata"]["name"])) {
+                            td { (cell(&source["metadata"]["name"])) }
+                            td { (cell(&source["spec"]["type"])) }
+                            td { time { (cell(&source["status"]["lastSyncTime"])) } }
+                            td.num { (cell(&source["status"]["hostsSeen"])) }
+                            td.problem { (error) }
+                        }
+                    }
+                }
+            }
         }
     }
 }

@@ -72,6 +72,9 @@ def main():
         expect(page.locator("h1")).to_have_text("Overview")
         expect(page.locator(".tiles")).to_contain_text("31 hosts")
         expect(page.locator(".tiles")).to_contain_text("1 pending authorization")
+        source = page.locator("#sources tr[data-name=dc-lab]")
+        expect(source).to_contain_text("2026-12-01T06:00:00Z")
+        expect(source).to_contain_text("cannot read /srv/lab.csv: no such file")
         [cookie] = [c for c in context.cookies() if c["name"] == "fleetdb-ui-session"]
         assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Strict", cookie
         shot(page, "overview")
