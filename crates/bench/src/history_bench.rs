@@ -179,7 +179,7 @@ pub async fn run(args: HistoryBenchArgs) -> anyhow::Result<()> {
         let key = tracked_key.clone();
         async move {
             let started = Instant::now();
-            let versions = store.history(&key, 0).await?;
+            let versions = store.history(&key, None, 0).await?;
             anyhow::Ok((started.elapsed().as_secs_f64(), versions.len()))
         }
     })

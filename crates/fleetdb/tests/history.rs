@@ -331,6 +331,31 @@ fn history_is_kept(backend: Backend) {
         "--clusterrole=host-reader",
         "--user=dave",
     ]);
+    // Pages of two, from the newest back, make the whole history; a made-up token is a 400.
+    let path = "/apis/fleetdb.io/v1alpha1/hosts/web-1/history";
+    let whole: Value = serde_json::from_str(&server.ok(&["get", "--raw", path])).unwrap();
+    assert!(whole["metadata"]["continue"].is_null(), "{whole}");
+    let mut pages = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page: Value = serde_json::from_str(&server.ok(&[
+            "get",
+            "--raw",
+            &format!("{path}?limit=2&continue={token}"),
+        ]))
+        .unwrap();
+        assert!(page["items"].as_array().unwrap().len() <= 2, "{page}");
+        pages.push(page["items"].as_array().unwrap().clone());
+        match page["metadata"]["continue"].as_str() {
+            Some(next) => token = next.to_owned(),
+            None => break,
+        }
+    }
+    assert!(pages.len() >= 2, "{pages:?}");
+    let paged: Vec<Value> = pages.into_iter().rev().flatten().collect();
+    assert_eq!(&paged, whole["items"].as_array().unwrap());
+    let refused = server.fails(&["get", "--raw", &format!("{path}?continue=nonsense")]);
+    assert!(refused.contains("invalid continue token"), "{refused}");
     let forbidden = server.fails_as(
         &dave,
         &[

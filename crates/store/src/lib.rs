@@ -56,6 +56,11 @@ pub const MAX_NOTE_BYTES: usize = 1024;
 /// Most versions one [`Store::history`] call returns.
 pub const MAX_HISTORY_VERSIONS: usize = 10_000;
 
+/// A [`Store::history`] call stops after the version that brings the bytes of the states it
+/// returns to this many (so that a key rewritten many times with large values cannot make
+/// one answer huge; callers page on with `before`).
+pub const MAX_HISTORY_BYTES: usize = 32 << 20;
+
 /// Single-key reads the default [`Store::get_many`] keeps in flight at once.
 const GET_MANY_CONCURRENCY: usize = 16;
 
@@ -343,12 +348,19 @@ pub trait Store: Send + Sync + 'static {
     /// [`Store::delete`] with a note, as [`Store::put_noted`].
     async fn delete_noted(&self, key: &str, condition: Condition, note: Bytes) -> Result<Deleted>;
 
-    /// The changes of one key still in history, newest first, at most `limit` (0 or above
-    /// [`MAX_HISTORY_VERSIONS`] means that bound): each with its revision, time, the key's
-    /// state after it and its note. A deletion is a version without a state. The oldest
-    /// version returned may be older than the compacted revision (the state history starts
-    /// from). Empty for a key never written, or whose history is gone.
-    async fn history(&self, key: &str, limit: usize) -> Result<Vec<Version>>;
+    /// The changes of one key still in history, newest first — those before revision
+    /// `before` when given, for paging back — at most `limit` (0 or above
+    /// [`MAX_HISTORY_VERSIONS`] means that bound), and no more once their states add up to
+    /// [`MAX_HISTORY_BYTES`]: each with its revision, time, the key's state after it and its
+    /// note. A deletion is a version without a state. The oldest version returned may be
+    /// older than the compacted revision (the state history starts from). Empty for a key
+    /// never written, or whose history is gone.
+    async fn history(
+        &self,
+        key: &str,
+        before: Option<Revision>,
+        limit: usize,
+    ) -> Result<Vec<Version>>;
 
     /// The newest revision committed at or before `time_millis` (milliseconds since the Unix
     /// epoch): reads at it show the state at that instant. Fails with `Compacted` for an

@@ -31,7 +31,7 @@ async fn reopening_keeps_data_revisions_and_history() {
         )
         .await
         .unwrap();
-    let history = store.history("/k/a", 0).await.unwrap();
+    let history = store.history("/k/a", None, 0).await.unwrap();
     store
         .put("/k/b", Bytes::from("b"), Condition::Always)
         .await
@@ -42,7 +42,7 @@ async fn reopening_keeps_data_revisions_and_history() {
     let store = EmbeddedStore::open(dir.path()).unwrap();
     assert_eq!(store.current_revision().await.unwrap(), deleted.revision);
     assert_eq!(
-        store.history("/k/a", 0).await.unwrap(),
+        store.history("/k/a", None, 0).await.unwrap(),
         history,
         "times and notes survive a restart"
     );
@@ -317,7 +317,7 @@ async fn a_version_1_store_is_upgraded_in_place() {
         )
         .await
         .unwrap();
-    let history = store.history("/k/a", 0).await.unwrap();
+    let history = store.history("/k/a", None, 0).await.unwrap();
     assert_eq!(history.len(), 2);
     assert_eq!(
         (history[0].revision, history[0].note.clone()),
@@ -362,7 +362,7 @@ async fn a_prefix_forgets_its_superseded_history() {
         .unwrap();
     assert!(store.compact_prefix("/lease/", kept).await.unwrap());
 
-    let lease = store.history("/lease/a", 0).await.unwrap();
+    let lease = store.history("/lease/a", None, 0).await.unwrap();
     let revisions: Vec<i64> = lease.iter().map(|v| v.revision).collect();
     assert_eq!(
         revisions.len(),
@@ -371,14 +371,14 @@ async fn a_prefix_forgets_its_superseded_history() {
     );
     assert_eq!(revisions[0], late.mod_revision);
     assert_eq!(lease[1].kv.as_ref().unwrap().value, Bytes::from("4"));
-    assert!(store.history("/lease/c", 0).await.unwrap().is_empty());
-    assert_eq!(store.history("/keep/b", 0).await.unwrap().len(), 5);
+    assert!(store.history("/lease/c", None, 0).await.unwrap().is_empty());
+    assert_eq!(store.history("/keep/b", None, 0).await.unwrap().len(), 5);
     assert_eq!(store.get("/lease/a", None).await.unwrap().kv.unwrap(), late);
     store.close().await;
 
     let store = EmbeddedStore::open(dir.path()).unwrap();
-    assert_eq!(store.history("/lease/a", 0).await.unwrap().len(), 2);
-    assert_eq!(store.history("/keep/b", 0).await.unwrap().len(), 5);
+    assert_eq!(store.history("/lease/a", None, 0).await.unwrap().len(), 2);
+    assert_eq!(store.history("/keep/b", None, 0).await.unwrap().len(), 5);
 }
 
 /// Retention cuts a short history at the clock entry older than its period, and leaves the
@@ -429,11 +429,11 @@ async fn retention_keeps_short_histories_short() {
         .unwrap();
     // Four minutes on: nothing is old enough.
     retention.tick(t0 + 4 * minute).await.unwrap();
-    assert_eq!(store.history("/lease/a", 0).await.unwrap().len(), 4);
+    assert_eq!(store.history("/lease/a", None, 0).await.unwrap().len(), 4);
     // Six minutes on: the lease keeps its newest version at the first clock entry and later.
     retention.tick(t0 + 6 * minute).await.unwrap();
-    assert_eq!(store.history("/lease/a", 0).await.unwrap().len(), 2);
-    assert_eq!(store.history("/host/a", 0).await.unwrap().len(), 3);
+    assert_eq!(store.history("/lease/a", None, 0).await.unwrap().len(), 2);
+    assert_eq!(store.history("/host/a", None, 0).await.unwrap().len(), 3);
 }
 
 /// `changes` lists every change in order with its note (from 0: the state history starts
@@ -502,7 +502,7 @@ async fn changes_replay_into_another_store() {
         Bytes::from("2")
     );
     assert!(target.get("/k/b", None).await.unwrap().kv.is_none());
-    let history = target.history("/k/b", 0).await.unwrap();
+    let history = target.history("/k/b", None, 0).await.unwrap();
     let notes: Vec<Bytes> = history.iter().map(|v| v.note.clone()).collect();
     assert_eq!(notes, [note("carol delete"), note("bob create")]);
 }

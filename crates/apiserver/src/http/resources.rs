@@ -20,7 +20,7 @@ use super::responses::{json, raw_json, with_warnings};
 use super::server::ApiServer;
 use super::table::{self, TableWriter};
 use crate::api::{ApiError, Identity, Resource};
-use crate::registry::history::{AsOf, MAX_HISTORY_ITEMS};
+use crate::registry::history::{AsOf, HISTORY_PAGE, MAX_HISTORY_ITEMS};
 use crate::registry::{
     DeleteOptions, Deleted, FieldValidation, LIST_CHUNK_BYTES, LIST_STREAM_PAGE, ListOptions,
     Patch, Registry, Subresource, Target, WriteOptions, Written, parse_resource_version, selectors,
@@ -510,12 +510,29 @@ async fn as_of_revision(request: &Request<'_>) -> Result<Option<Revision>, ApiEr
     Ok(Some(request.registry().revision_as_of(as_of).await?))
 }
 
-/// `GET …/NAME/history`: every version of the object still in history (`limit`: the newest
-/// that many).
+/// `GET …/NAME/history`: the versions of the object still in history, a page at a time
+/// from the newest (`limit`, default [`HISTORY_PAGE`]; `continue`: the token of an older
+/// page).
 pub async fn history(request: &Request<'_>) -> Result<Response, ApiError> {
-    let limit = request.query.number("limit")?.unwrap_or(0);
-    let limit = usize::try_from(limit).unwrap_or(MAX_HISTORY_ITEMS);
-    let answer = request.registry().history(request.target, limit).await?;
+    let limit = match request.query.number("limit")? {
+        None | Some(0) => HISTORY_PAGE,
+        Some(limit) => usize::try_from(limit).unwrap_or(MAX_HISTORY_ITEMS),
+    };
+    let before = match request.query.get("continue") {
+        None | Some("") => None,
+        Some(token) => match token.parse::<Revision>() {
+            Ok(revision) if revision > 0 => Some(revision),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "invalid continue token {token:?}: pass the one the previous page gave"
+                )));
+            }
+        },
+    };
+    let answer = request
+        .registry()
+        .history(request.target, before, limit)
+        .await?;
     Ok(json(StatusCode::OK, &answer))
 }
 

@@ -21,8 +21,11 @@ use crate::storage::codec;
 /// Bytes of a user name a note keeps (the store bounds a note to 1 KiB).
 const MAX_NOTED_NAME_BYTES: usize = 400;
 
-/// Most versions one history answer holds unless the client asks for fewer.
-pub const MAX_HISTORY_ITEMS: usize = fleetdb_store::MAX_HISTORY_VERSIONS;
+/// Versions on one page of a history answer unless the client asks for another `limit`.
+pub const HISTORY_PAGE: usize = 500;
+/// Most versions one page of a history answer holds, whatever the `limit` (one fewer than
+/// the store gives, so that one more tells whether older versions remain).
+pub const MAX_HISTORY_ITEMS: usize = fleetdb_store::MAX_HISTORY_VERSIONS - 1;
 
 /// The user that writes made by the server itself (objects removed with their definition)
 /// are recorded under, as kube-apiserver's loopback client.
@@ -173,20 +176,39 @@ impl Registry {
         Ok(served_as(&target.resource, codec::decode(&kv)?))
     }
 
-    /// Every version of the object at `target` still in history, oldest first (the newest
-    /// `limit` when there are more), as an `ObjectHistory` document: each item has the
-    /// change's `revision`, `time`, `user` (and `impersonatedBy`), `operation` and the
-    /// `object` after it (`null` for a deletion). 404 when history holds nothing.
-    pub async fn history(&self, target: &Target, limit: usize) -> Result<Value, ApiError> {
+    /// One page of the versions of the object at `target` still in history — the newest
+    /// `limit` before revision `before` (all when `None`) — oldest first, as an
+    /// `ObjectHistory` document: each item has the change's `revision`, `time`, `user` (and
+    /// `impersonatedBy`), `operation` and the `object` after it (`null` for a deletion).
+    /// When older versions remain, `metadata.continue` is the token of the page before this
+    /// one. A page also ends early once its objects reach the store's byte bound. 404 when
+    /// history holds nothing.
+    pub async fn history(
+        &self,
+        target: &Target,
+        before: Option<Revision>,
+        limit: usize,
+    ) -> Result<Value, ApiError> {
         let store = self.storage.store();
         let current = self.storage.current_revision().await?;
-        let versions = store
-            .history(&target.key(), limit)
+        let limit = limit.clamp(1, MAX_HISTORY_ITEMS);
+        let mut versions = store
+            .history(&target.key(), before, limit + 1)
             .await
             .map_err(ApiError::from_store)?;
-        if versions.is_empty() {
+        if versions.is_empty() && before.is_none() {
             return Err(target.not_found());
         }
+        let bytes: usize = versions
+            .iter()
+            .map(|v| v.kv.as_ref().map_or(0, |kv| kv.value.len()))
+            .sum();
+        let more = versions.len() > limit || bytes >= fleetdb_store::MAX_HISTORY_BYTES;
+        versions.truncate(limit);
+        let next = versions
+            .last()
+            .filter(|oldest| more && oldest.revision > 1)
+            .map(|oldest| oldest.revision.to_string());
         let items: Vec<Value> = versions
             .iter()
             .rev()
@@ -214,10 +236,14 @@ impl Registry {
                 item
             })
             .collect();
+        let mut metadata = json!({"resourceVersion": current.to_string()});
+        if let Some(next) = next {
+            metadata["continue"] = json!(next);
+        }
         Ok(json!({
             "kind": "ObjectHistory",
             "apiVersion": "fleetdb.io/v1",
-            "metadata": {"resourceVersion": current.to_string()},
+            "metadata": metadata,
             "items": items,
         }))
     }

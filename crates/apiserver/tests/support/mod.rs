@@ -115,8 +115,13 @@ impl Store for Faulty {
     ) -> fleetdb_store::Result<Deleted> {
         self.inner.delete_noted(key, condition, note).await
     }
-    async fn history(&self, key: &str, limit: usize) -> fleetdb_store::Result<Vec<Version>> {
-        self.inner.history(key, limit).await
+    async fn history(
+        &self,
+        key: &str,
+        before: Option<Revision>,
+        limit: usize,
+    ) -> fleetdb_store::Result<Vec<Version>> {
+        self.inner.history(key, before, limit).await
     }
     async fn revision_at(&self, time_millis: i64) -> fleetdb_store::Result<Revision> {
         self.inner.revision_at(time_millis).await

@@ -378,7 +378,10 @@ fn serialize<T: Serialize>(value: &T, output: Output) -> anyhow::Result<String> 
     })
 }
 
-/// Reads the history of `RESOURCE/NAME`.
+/// Most versions the commands read of one object's history (pages are followed until then).
+pub const MAX_VERSIONS: usize = 100_000;
+
+/// Reads the history of `RESOURCE/NAME`, every page of it.
 pub async fn versions(
     client: &Client,
     reference: &str,
@@ -390,8 +393,29 @@ pub async fn versions(
         "{}/history",
         resource.object(namespace.unwrap_or("default"), name)
     );
-    let answer = get_json(client, &path, None).await?;
-    Ok((resource, Version::parse_list(&answer)))
+    // Pages come from the newest back, each oldest first.
+    let mut pages: Vec<Vec<Version>> = Vec::new();
+    let mut token = String::new();
+    let mut total = 0;
+    loop {
+        let answer = get_json(
+            client,
+            &format!(
+                "{path}{}",
+                query(&[("continue", Some(token.as_str()).filter(|t| !t.is_empty()))])
+            ),
+            None,
+        )
+        .await?;
+        let page = Version::parse_list(&answer);
+        total += page.len();
+        pages.push(page);
+        match answer["metadata"]["continue"].as_str() {
+            Some(next) if !next.is_empty() && total < MAX_VERSIONS => token = next.to_owned(),
+            _ => break,
+        }
+    }
+    Ok((resource, pages.into_iter().rev().flatten().collect()))
 }
 
 /// `fleetdb history RESOURCE/NAME`: each change with who made it and its JSON Patch.

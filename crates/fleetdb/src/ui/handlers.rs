@@ -395,10 +395,15 @@ pub(super) async fn host_page(user: &User<'_>, name: &str) -> Result<Answer, Pro
         return Err(Problem::new(404, "no such host page"));
     }
     let host = user.api(Method::GET, &hosts_path(name), None).await?;
+    // The newest page of its history (the API's default page); older changes are a
+    // `fleetdb history` away.
     let history = user
         .api(Method::GET, &format!("{}/history", hosts_path(name)), None)
-        .await
-        .map(|answer| Version::parse_list(&answer));
+        .await;
+    let older = history
+        .as_ref()
+        .is_ok_and(|answer| answer["metadata"]["continue"].is_string());
+    let history = history.map(|answer| Version::parse_list(&answer));
     let selector = serde_urlencoded::to_string([(
         "fieldSelector",
         format!("involvedObject.name={name},involvedObject.kind=Host"),
@@ -416,7 +421,7 @@ pub(super) async fn host_page(user: &User<'_>, name: &str) -> Result<Answer, Pro
         user.session,
         name,
         "hosts",
-        pages::host(&host, &history, &events),
+        pages::host(&host, &history, older, &events),
     ))
 }
 

@@ -445,7 +445,12 @@ fn pretty(value: &Value) -> String {
 
 type HostHistory = Result<(Vec<Change>, Option<BTreeMap<String, Blame>>), Problem>;
 
-pub fn host(host: &Value, history: &HostHistory, events: &Result<Value, Problem>) -> Markup {
+pub fn host(
+    host: &Value,
+    history: &HostHistory,
+    older: bool,
+    events: &Result<Value, Problem>,
+) -> Markup {
     let empty = Vec::new();
     let conditions = host["status"]["conditions"].as_array().unwrap_or(&empty);
     let labels = host["metadata"]["labels"].as_object();
@@ -515,6 +520,9 @@ pub fn host(host: &Value, history: &HostHistory, events: &Result<Value, Problem>
             h2 { "History" }
             @match history {
                 Ok((changes, blame)) => {
+                    @if older {
+                        p.more { "The newest " (changes.len()) " changes; blame looks no further back. Older ones: " code { "fleetdb history hosts/" (cell(&host["metadata"]["name"])) } }
+                    }
                     ol.timeline {
                         @for change in changes.iter().rev() {
                             li {

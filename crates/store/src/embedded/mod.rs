@@ -303,9 +303,14 @@ impl Store for EmbeddedStore {
         }
     }
 
-    async fn history(&self, key: &str, limit: usize) -> Result<Vec<Version>> {
+    async fn history(
+        &self,
+        key: &str,
+        before: Option<Revision>,
+        limit: usize,
+    ) -> Result<Vec<Version>> {
         check_key(key)?;
-        reader::history_of(&self.shared, key.to_owned(), history_limit(limit)).await
+        reader::history_of(&self.shared, key.to_owned(), before, history_limit(limit)).await
     }
 
     async fn revision_at(&self, time_millis: i64) -> Result<Revision> {

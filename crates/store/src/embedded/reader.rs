@@ -635,35 +635,50 @@ fn read_history(
 pub(super) async fn history_of(
     shared: &Arc<Shared>,
     key: String,
+    before: Option<Revision>,
     limit: usize,
 ) -> Result<Vec<Version>> {
+    let before = before.unwrap_or(Revision::MAX);
     let entries = shared.lock_tail().entries_of(&key);
     with_reader(shared, move |conn| {
         let tx = conn.transaction().map_err(backend_error)?;
         let (applied, _) = snapshot_bounds(&tx)?;
-        let mut versions: Vec<Version> = entries
-            .iter()
-            .rev()
-            .filter(|entry| entry.revision() > applied)
-            .take(limit)
-            .map(|entry| Version {
+        let mut bytes = 0usize;
+        let mut full = |version: &Version| {
+            bytes += version.kv.as_ref().map_or(0, |kv| kv.value.len());
+            bytes >= crate::MAX_HISTORY_BYTES
+        };
+        let mut versions = Vec::new();
+        for entry in entries.iter().rev() {
+            if versions.len() == limit {
+                return Ok(versions);
+            }
+            if entry.revision() <= applied || entry.revision() >= before {
+                continue;
+            }
+            let version = Version {
                 revision: entry.revision(),
                 time_millis: entry.time_millis,
                 kv: entry.state().cloned(),
                 note: entry.note.clone(),
-            })
-            .collect();
+            };
+            let stop = full(&version);
+            versions.push(version);
+            if stop {
+                return Ok(versions);
+            }
+        }
         let remaining = limit - versions.len();
         if remaining > 0 {
             let mut statement = tx
                 .prepare_cached(
                     "SELECT key, rev, create_rev, version, value, time, note FROM log
-                     WHERE key = ?1 AND rev <= ?2 ORDER BY rev DESC LIMIT ?3",
+                     WHERE key = ?1 AND rev <= ?2 AND rev < ?3 ORDER BY rev DESC LIMIT ?4",
                 )
                 .map_err(backend_error)?;
             let rows = statement
                 .query_map(
-                    rusqlite::params![key.as_bytes(), applied, remaining as i64],
+                    rusqlite::params![key.as_bytes(), applied, before, remaining as i64],
                     |row| {
                         let kv = match row.get_ref(4)? {
                             rusqlite::types::ValueRef::Null => None,
@@ -682,7 +697,12 @@ pub(super) async fn history_of(
                 )
                 .map_err(backend_error)?;
             for version in rows {
-                versions.push(version.map_err(backend_error)?);
+                let version = version.map_err(backend_error)?;
+                let stop = full(&version);
+                versions.push(version);
+                if stop {
+                    break;
+                }
             }
         }
         Ok(versions)

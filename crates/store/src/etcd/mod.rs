@@ -739,15 +739,25 @@ impl Store for EtcdStore {
 
     /// Walks back one version at a time: the key and its note key read together at a
     /// revision name the newest change at or below it, so each step is one transaction.
-    async fn history(&self, key: &str, limit: usize) -> Result<Vec<Version>> {
+    async fn history(
+        &self,
+        key: &str,
+        before: Option<Revision>,
+        limit: usize,
+    ) -> Result<Vec<Version>> {
         check_key(key)?;
         let limit = history_limit(limit);
         let notes = notes_key(key);
         let mut keys = vec![key.to_owned()];
         keys.extend(notes);
         let mut versions = Vec::new();
-        let mut at: Option<Revision> = None;
-        while versions.len() < limit {
+        let mut bytes = 0usize;
+        let mut at: Option<Revision> = match before {
+            Some(before) if before <= 1 => return Ok(versions),
+            Some(before) => Some(before - 1),
+            None => None,
+        };
+        while versions.len() < limit && bytes < crate::MAX_HISTORY_BYTES {
             let read = match self.get_in_txn(&keys, at).await {
                 Ok((kvs, _)) => kvs,
                 Err(StoreError::Compacted { .. }) => break,
@@ -765,10 +775,12 @@ impl Store for EtcdStore {
             let (time_millis, note) = noted
                 .filter(|n| n.mod_revision == revision)
                 .map_or((0, Bytes::new()), |n| decode_note(&n.value));
+            let kv = state.filter(|kv| kv.mod_revision == revision);
+            bytes += kv.as_ref().map_or(0, |kv| kv.value.len());
             versions.push(Version {
                 revision,
                 time_millis,
-                kv: state.filter(|kv| kv.mod_revision == revision),
+                kv,
                 note,
             });
             if revision <= 1 {

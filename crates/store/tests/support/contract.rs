@@ -902,7 +902,7 @@ pub async fn history_keeps_every_change_with_its_time_and_note(store: Arc<dyn St
         .unwrap();
     let after = millis_now();
 
-    let history = store.history(key, 0).await.unwrap();
+    let history = store.history(key, None, 0).await.unwrap();
     let summary: Vec<(Revision, Option<Bytes>, Bytes)> = history
         .iter()
         .map(|v| {
@@ -946,15 +946,28 @@ pub async fn history_keeps_every_change_with_its_time_and_note(store: Arc<dyn St
     );
     assert_eq!(history[2].kv.as_ref().unwrap().version, 2);
 
-    let newest_two = store.history(key, 2).await.unwrap();
+    let newest_two = store.history(key, None, 2).await.unwrap();
     assert_eq!(newest_two, history[..2].to_vec());
-    assert!(store.history("/h/never", 0).await.unwrap().is_empty());
+    // Paging back: the versions before the oldest of a page, two at a time, give the whole.
+    let mut paged = newest_two.clone();
+    loop {
+        let before = paged.last().unwrap().revision;
+        let page = store.history(key, Some(before), 2).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 2);
+        paged.extend(page);
+    }
+    assert_eq!(paged, history);
+    assert!(store.history(key, Some(1), 0).await.unwrap().is_empty());
+    assert!(store.history("/h/never", None, 0).await.unwrap().is_empty());
     // A plain write has an empty note; oversized notes are refused and change nothing.
     let plain = store
         .put("/h/plain", value("p"), Condition::Absent)
         .await
         .unwrap();
-    let plain_history = store.history("/h/plain", 0).await.unwrap();
+    let plain_history = store.history("/h/plain", None, 0).await.unwrap();
     assert_eq!(plain_history.len(), 1);
     assert_eq!(plain_history[0].revision, plain.mod_revision);
     assert!(plain_history[0].note.is_empty());
@@ -966,11 +979,11 @@ pub async fn history_keeps_every_change_with_its_time_and_note(store: Arc<dyn St
         matches!(refused, Err(StoreError::InvalidArgument(_))),
         "{refused:?}"
     );
-    assert_eq!(store.history("/h/plain", 0).await.unwrap().len(), 1);
+    assert_eq!(store.history("/h/plain", None, 0).await.unwrap().len(), 1);
 
     // Compaction keeps the changes from the compacted revision on.
     store.compact(updated.mod_revision).await.unwrap();
-    let kept = store.history(key, 0).await.unwrap();
+    let kept = store.history(key, None, 0).await.unwrap();
     assert_eq!(kept, history[..3].to_vec());
 }
 
