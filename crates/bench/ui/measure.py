@@ -69,6 +69,8 @@ def main():
         context = browser.new_context(ignore_https_errors=True)
         page = context.new_page()
         page.goto(os.environ["LOGIN"])
+        page.click("#login")
+        page.wait_for_url(f"{base}/ui/")
         # One navigation to warm the server's host index and the connection.
         page.goto(f"{base}/ui/hosts")
         result = {}

@@ -113,7 +113,7 @@ enum Command {
         #[arg(long, default_value = "10m", value_parser = ttl)]
         decommission_timeout: std::time::Duration,
         /// How long a web UI session lasts after its one-time login.
-        #[arg(long, default_value = "8h", value_parser = ttl)]
+        #[arg(long, default_value = "8h", value_parser = session_lifetime)]
         ui_session_lifetime: std::time::Duration,
     },
     /// The controllers alone, against any API server with the fleet's CRDs (docs/controllers.md).
@@ -437,6 +437,18 @@ enum TokenCommand {
 fn ttl(text: &str) -> Result<std::time::Duration, String> {
     fleetdb::tokens::parse_ttl(text)
         .ok_or_else(|| format!("{text:?} is not a duration like 24h, 30m, 7d or 0"))
+}
+
+fn session_lifetime(text: &str) -> Result<std::time::Duration, String> {
+    let (shortest, longest) = fleetdb::ui::sessions::SESSION_LIFETIME_RANGE;
+    match ttl(text)? {
+        d if d < shortest || d > longest => Err(format!(
+            "a UI session lasts between {}s and {} days",
+            shortest.as_secs(),
+            longest.as_secs() / 86_400
+        )),
+        d => Ok(d),
+    }
 }
 
 fn lifetime(text: &str) -> Result<std::time::Duration, String> {

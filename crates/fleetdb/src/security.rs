@@ -69,6 +69,16 @@ pub fn default_policy() -> Vec<Value> {
             aggregate("edit"),
             vec![rule(&WRITE, &["clusters", "hosts", "sources", "rollouts"])],
         ),
+        // Who may open the web UI (`fleetdb ui-login`): a session can then do what its
+        // identity can. Aggregated into `view`, so people who may read may log in.
+        cluster_role(
+            "fleetdb:ui",
+            aggregate("view"),
+            vec![json!(PolicyRule::urls(
+                &["post"],
+                &[crate::ui::LOGIN_TOKENS_PATH]
+            ))],
+        ),
         cluster_role(
             "fleetdb:fetcher",
             json!({}),

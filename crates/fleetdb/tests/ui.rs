@@ -104,6 +104,25 @@ fn the_ui_in_chromium() {
         "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: host-reader}\nrules:\n- {apiGroups: [fleetdb.io], resources: [hosts], verbs: [get, list, watch]}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: host-reader}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: host-reader}\nsubjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: User, name: viewer}\n",
     );
     let (viewer, _) = server.identity("viewer.kubeconfig", &["--user", "viewer"]);
+    // Logging in to the UI is a grant of its own (the `fleetdb:ui` role, part of `view`).
+    let refused = Command::new(env!("CARGO_BIN_EXE_fleetdb"))
+        .args(["ui-login", "--kubeconfig"])
+        .arg(&viewer)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("/ui/login-tokens"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    server.ok(&[
+        "create",
+        "clusterrolebinding",
+        "viewer-ui",
+        "--clusterrole=fleetdb:ui",
+        "--user=viewer",
+    ]);
     // A person's certificate request, waiting for approval.
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();

@@ -61,6 +61,15 @@ impl WebContext {
             )
     }
 
+    /// [`WebContext::allowed`], or the API's `403` with kube-apiserver's wording.
+    pub fn authorize(&self, identity: &Identity, attributes: &Attributes) -> Result<(), ApiError> {
+        self.server.pipeline().authenticate(identity)?;
+        self.server
+            .pipeline()
+            .authorize(identity, attributes)
+            .map(|_| ())
+    }
+
     /// Typed access to stored objects, for views the API has no query for (free-text
     /// search, sorting a whole kind); callers check [`WebContext::allowed`] first.
     pub fn objects(&self) -> ExtensionContext {

@@ -9,13 +9,17 @@ use http::{HeaderValue, Method, Response, header};
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
-use super::index::{Filter, HostQuery, Row};
+use super::index::{Feed, Filter, HostQuery, Row};
 use super::{
     Answer, Body, FIELD_MANAGER, LIST_PAGE, MAX_BULK_HOSTS, PREFIX, Problem, STREAM_KEEPALIVE, Ui,
     User, back_to, field, hosts_path, pages, redirect,
 };
 use crate::history::changes::{Version, blame, changes};
+use fleetdb_apiserver::pipeline::Attributes;
 use fleetdb_fleet::{GROUP, VERSION};
+
+/// How often a live stream asks again whether its session and permissions still hold.
+const RECHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Counts of hosts by one property, largest first.
 pub type Counts = Vec<(String, usize)>;
@@ -76,7 +80,9 @@ impl Ui {
         let pending_csrs = user
             .api(
                 Method::GET,
-                "/apis/certificates.k8s.io/v1/certificatesigningrequests",
+                &format!(
+                    "/apis/certificates.k8s.io/v1/certificatesigningrequests?limit={LIST_PAGE}"
+                ),
                 None,
             )
             .await
@@ -137,6 +143,20 @@ impl Ui {
             ));
         }
         let filter = Filter::new(&asked)?;
+        // The stream ends with the session, or when its user may no longer watch hosts.
+        let sessions = self.sessions.clone();
+        let id = user.id.to_owned();
+        let context = user.context.clone();
+        let identity = user.identity().clone();
+        let still_allowed = move || {
+            sessions.get(&id).is_some()
+                && ["list", "watch"].iter().all(|verb| {
+                    context.allowed(
+                        &identity,
+                        &Attributes::resource(verb, GROUP, "hosts", "", ""),
+                    )
+                })
+        };
         let index = self.indexes.hosts(&user.context.objects()).await?;
         let mut changes = index.changes.subscribe();
         let page = index.query(&asked).await?;
@@ -152,26 +172,33 @@ impl Ui {
             )
             .collect();
         let live = async_stream(move |sender| async move {
+            let mut checked = tokio::time::Instant::now();
             loop {
                 let next = tokio::select! {
-                    next = changes.recv() => next,
-                    _ = tokio::time::sleep(STREAM_KEEPALIVE) => {
-                        if sender.send(": alive\n\n".to_owned()).await.is_err() { return; }
-                        continue;
-                    }
+                    next = changes.recv() => Some(next),
+                    _ = tokio::time::sleep(STREAM_KEEPALIVE) => None,
                     _ = shutdown.changed() => return,
-                    // A session that ends ends its stream.
+                    // A session that expires ends its stream.
                     _ = tokio::time::sleep_until(expires) => return,
                 };
+                // Logged out, or no longer allowed: checked at most once per second.
+                if checked.elapsed() >= RECHECK_EVERY {
+                    if !still_allowed() {
+                        return;
+                    }
+                    checked = tokio::time::Instant::now();
+                }
                 let text = match next {
-                    Ok(change) => match &change.row {
-                        Some(row) if filter.matches(row) => {
+                    None => ": alive\n\n".to_owned(),
+                    Some(Ok(feed)) => match &*feed {
+                        Feed::Changed { row: Some(row), .. } if filter.matches(row) => {
                             event("row", &row.name, &pages::host_row(row, editable, &csrf))
                         }
-                        _ => event("gone", &change.name, ""),
+                        Feed::Changed { name, .. } => event("gone", name, ""),
+                        Feed::Lost => "event: reload\ndata: lost\n\n".to_owned(),
                     },
-                    Err(RecvError::Lagged(_)) => "event: reload\ndata: behind\n\n".to_owned(),
-                    Err(RecvError::Closed) => return,
+                    Some(Err(RecvError::Lagged(_))) => "event: reload\ndata: behind\n\n".to_owned(),
+                    Some(Err(RecvError::Closed)) => return,
                 };
                 if sender.send(text).await.is_err() {
                     return;
@@ -216,6 +243,9 @@ impl Ui {
             .collect();
         if names.is_empty() {
             return Err(Problem::new(400, "no host was checked"));
+        }
+        if let Some(bad) = names.iter().find(|n| !is_name(n)) {
+            return Err(Problem::new(400, format!("{bad:?} is not a host name")));
         }
         if names.len() > MAX_BULK_HOSTS {
             return Err(Problem::new(
@@ -269,7 +299,9 @@ impl Ui {
         let csrs = user
             .api(
                 Method::GET,
-                "/apis/certificates.k8s.io/v1/certificatesigningrequests",
+                &format!(
+                    "/apis/certificates.k8s.io/v1/certificatesigningrequests?limit={LIST_PAGE}"
+                ),
                 None,
             )
             .await
@@ -293,6 +325,12 @@ impl Ui {
             pages::joins(user.session, &csrs, &waiting, user.may_hosts("patch")),
         ))
     }
+}
+
+/// Whether `name` is an object name (a DNS subdomain), so that it can go into an API path
+/// as it is.
+pub(super) fn is_name(name: &str) -> bool {
+    fleetdb_machinery::validation::dns1123_subdomain(name).is_empty()
 }
 
 /// One Server-Sent Event; `id` is the host's name.
@@ -391,7 +429,7 @@ pub(super) async fn kind_page(
 
 /// `GET /ui/hosts/NAME`: the host, its runs, Events, and history with who changed what.
 pub(super) async fn host_page(user: &User<'_>, name: &str) -> Result<Answer, Problem> {
-    if name.is_empty() || name.contains('/') {
+    if !is_name(name) {
         return Err(Problem::new(404, "no such host page"));
     }
     let host = user.api(Method::GET, &hosts_path(name), None).await?;
@@ -412,7 +450,7 @@ pub(super) async fn host_page(user: &User<'_>, name: &str) -> Result<Answer, Pro
     let events = user
         .api(
             Method::GET,
-            &format!("/api/v1/namespaces/default/events?{selector}"),
+            &format!("/api/v1/namespaces/default/events?{selector}&limit={LIST_PAGE}"),
             None,
         )
         .await;
@@ -431,7 +469,9 @@ pub(super) async fn approve(
     user: &User<'_>,
     fields: &[(String, String)],
 ) -> Result<Answer, Problem> {
-    let name = field(fields, "csr").ok_or_else(|| Problem::new(400, "which request?"))?;
+    let name = field(fields, "csr")
+        .filter(|name| is_name(name))
+        .ok_or_else(|| Problem::new(400, "which request? (a certificate request's name)"))?;
     let path = format!("/apis/certificates.k8s.io/v1/certificatesigningrequests/{name}");
     let mut csr = user.api(Method::GET, &path, None).await?;
     let now = crate::rfc3339(time::OffsetDateTime::now_utc()).unwrap_or_default();

@@ -144,11 +144,13 @@ impl Row {
     }
 }
 
-/// One change of one host, for live pages: its new row, or `None` once deleted.
+/// What live pages hear.
 #[derive(Clone, Debug)]
-pub struct RowChange {
-    pub name: String,
-    pub row: Option<Row>,
+pub enum Feed {
+    /// One change of one host: its new row, or `None` once deleted.
+    Changed { name: String, row: Option<Row> },
+    /// The index lost the server's change feed: pages reload (and rebuild it).
+    Lost,
 }
 
 /// A question to the hosts table: selectors, free text, order and page.
@@ -230,7 +232,7 @@ pub struct Page {
 pub struct HostIndex {
     pub rows: RwLock<BTreeMap<Box<str>, Row>>,
     strings: std::sync::Mutex<Interner>,
-    pub changes: broadcast::Sender<Arc<RowChange>>,
+    pub changes: broadcast::Sender<Arc<Feed>>,
     lost: AtomicBool,
 }
 
@@ -253,10 +255,12 @@ impl HostIndex {
                     _ => &row.created,
                 }
             }
-            // Stable: rows of equal keys stay in name order.
-            matching.sort_by(|a, b| field(a, key).cmp(field(b, key)));
-        }
-        if descending {
+            // Stable: rows of equal keys stay in name order, either way.
+            matching.sort_by(|a, b| {
+                let order = field(a, key).cmp(field(b, key));
+                if descending { order.reverse() } else { order }
+            });
+        } else if descending {
             matching.reverse();
         }
         let total = matching.len();
@@ -328,7 +332,7 @@ impl Indexes {
                         None => rows.remove(change.name.as_str()),
                     };
                 }
-                let _ = updates.changes.send(Arc::new(RowChange {
+                let _ = updates.changes.send(Arc::new(Feed::Changed {
                     name: change.name,
                     row,
                 }));
@@ -336,6 +340,7 @@ impl Indexes {
             // Fell behind or the feed was reset: the next request rebuilds the index, and
             // live pages reload.
             updates.lost.store(true, Ordering::Release);
+            let _ = updates.changes.send(Arc::new(Feed::Lost));
         });
         *slot = Some(index.clone());
         Ok(index)

@@ -28,6 +28,8 @@ use sessions::{COOKIE, Session, Sessions};
 
 /// Where the UI is served.
 pub const PREFIX: &str = "/ui";
+/// Where `fleetdb ui-login` asks for a one-time login (a non-resource path for RBAC).
+pub const LOGIN_TOKENS_PATH: &str = "/ui/login-tokens";
 /// The field manager of the UI's writes.
 pub const FIELD_MANAGER: &str = "fleetdb-ui";
 /// Largest form a browser may post.
@@ -47,14 +49,14 @@ const ICON: &str = include_str!("assets/icon.svg");
 
 /// The UI: its sessions and its host index.
 pub struct Ui {
-    sessions: Sessions,
+    sessions: std::sync::Arc<Sessions>,
     indexes: Indexes,
 }
 
 impl Ui {
     pub fn new(session_lifetime: Duration) -> Self {
         Self {
-            sessions: Sessions::new(session_lifetime),
+            sessions: std::sync::Arc::new(Sessions::new(session_lifetime)),
             indexes: Indexes::default(),
         }
     }
@@ -99,7 +101,8 @@ impl WebApp for Ui {
                 "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
             ),
             ("x-content-type-options", "nosniff"),
-            ("referrer-policy", "no-referrer"),
+            // Nothing leaves for other sites; the server's own forms keep their Origin.
+            ("referrer-policy", "same-origin"),
             ("x-frame-options", "DENY"),
         ] {
             headers.insert(name, HeaderValue::from_static(value));
@@ -117,6 +120,8 @@ struct Asked {
     /// Below the prefix, without a trailing slash (`""` for the overview).
     path: String,
     query: String,
+    /// Where the browser sent it (`host:port`: HTTP/2's `:authority`, or `Host`).
+    authority: String,
     headers: HeaderMap,
     body: Body,
 }
@@ -127,10 +132,23 @@ impl Ui {
         let path = parts.uri.path()[PREFIX.len()..]
             .trim_end_matches('/')
             .to_owned();
+        let authority = parts
+            .uri
+            .authority()
+            .map(|a| a.to_string())
+            .or_else(|| {
+                parts
+                    .headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default();
         let asked = Asked {
             method: parts.method,
             path,
             query: parts.uri.query().unwrap_or_default().to_owned(),
+            authority,
             headers: parts.headers,
             body,
         };
@@ -141,7 +159,12 @@ impl Ui {
             (&Method::POST, "/login-tokens") => {
                 return self.login_token(context, &asked.headers).await;
             }
-            (&Method::GET, "/login") => return self.log_in(&asked),
+            (&Method::GET, "/login") => return self.confirm_login(&asked.query),
+            (&Method::POST, "/login") => {
+                return self
+                    .log_in(&asked.authority, &asked.headers, asked.body)
+                    .await;
+            }
             _ => {}
         }
         let Some((id, session)) = self.session(&asked.headers) else {
@@ -150,6 +173,7 @@ impl Ui {
         let user = User {
             context,
             session: &session,
+            id: &id,
         };
         let answer = match (&asked.method, asked.path.as_str()) {
             (&Method::POST, "/logout") => {
@@ -171,7 +195,7 @@ impl Ui {
             }
             (&Method::GET, "") => self.overview(&user).await,
             (&Method::GET, "/hosts") => self.hosts(&user, &asked.query).await,
-            (&Method::GET, "/hosts/stream") => self.stream(&user, &asked.query).await,
+            (&Method::GET, "/stream/hosts") => self.stream(&user, &asked.query).await,
             (&Method::POST, "/hosts/actions") => match form(asked.body, &session).await {
                 Ok(fields) => self.host_actions(&user, &fields).await,
                 Err(error) => Err(error),
@@ -195,13 +219,27 @@ impl Ui {
         answer.unwrap_or_else(|error| pages::error(&session, error))
     }
 
-    /// `POST /ui/login-tokens`, authenticated like any API request: a one-time login token
-    /// for the caller (what `fleetdb ui-login` prints as a URL).
+    /// `POST /ui/login-tokens`, authenticated and authorized like any API request (a
+    /// non-resource path; the `fleetdb:ui` role grants it): a one-time login token for the
+    /// caller (what `fleetdb ui-login` prints as a URL). Only identities of a client
+    /// certificate may log in: a session must not outlive a bootstrap token or an
+    /// impersonation it came from.
     async fn login_token(&self, context: &WebContext, headers: &HeaderMap) -> Answer {
+        use fleetdb_apiserver::http::webapp::error_response;
         let caller = match context.caller(headers).await {
             Ok(caller) => caller,
-            Err(error) => return fleetdb_apiserver::http::webapp::error_response(error),
+            Err(error) => return error_response(error),
         };
+        if caller.impersonator.is_some() || caller.credential.is_none() {
+            return error_response(ApiError::forbidden(format!(
+                "{} cannot log in to the UI: use the kubeconfig of a client certificate, not a token or impersonation",
+                caller.user
+            )));
+        }
+        if let Err(error) = context.authorize(&caller, &Attributes::path("post", LOGIN_TOKENS_PATH))
+        {
+            return error_response(error);
+        }
         let Some(token) = self.sessions.login_token(caller.clone()) else {
             return fleetdb_apiserver::http::webapp::error_response(ApiError::too_many_requests(
                 "too many UI logins are waiting to be used; try again in a few minutes",
@@ -218,13 +256,35 @@ impl Ui {
         )
     }
 
-    /// `GET /ui/login?token=…`: the session cookie, then the overview.
-    fn log_in(&self, asked: &Asked) -> Answer {
-        let token = serde_urlencoded::from_str::<BTreeMap<String, String>>(&asked.query)
+    /// `GET /ui/login?token=…`: a page that says who the link logs in as, with the button
+    /// that does (opening the link changes nothing: a link previewer or a page of someone
+    /// else cannot use it, nor log a browser in unawares).
+    fn confirm_login(&self, query: &str) -> Answer {
+        let token = serde_urlencoded::from_str::<BTreeMap<String, String>>(query)
             .ok()
             .and_then(|q| q.get("token").cloned())
             .unwrap_or_default();
-        let Some((id, session)) = self.sessions.log_in(&token) else {
+        match self.sessions.waiting_user(&token) {
+            Some(user) => pages::html(StatusCode::OK, pages::confirm_login(&user, &token)),
+            None => pages::html(StatusCode::UNAUTHORIZED, pages::login_refused()),
+        }
+    }
+
+    /// `POST /ui/login` from the confirmation page: the session cookie, then the overview.
+    async fn log_in(&self, authority: &str, headers: &HeaderMap, body: Body) -> Answer {
+        // Posted from this server's own page: a browser says where a form came from.
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let foreign_origin = header("origin").is_some_and(|o| o != format!("https://{authority}"));
+        let foreign_fetch = header("sec-fetch-site").is_some_and(|site| site != "same-origin");
+        if foreign_origin || foreign_fetch {
+            return pages::html(StatusCode::FORBIDDEN, pages::login_refused());
+        }
+        let fields: Vec<(String, String)> = match body_bytes(body, MAX_FORM_BYTES).await {
+            Some(bytes) => serde_urlencoded::from_bytes(&bytes).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let token = field(&fields, "token").unwrap_or_default();
+        let Some((id, session)) = self.sessions.log_in(token) else {
             return pages::html(StatusCode::UNAUTHORIZED, pages::login_refused());
         };
         tracing::info!(user = %session.identity.user, "UI session started");
@@ -256,6 +316,8 @@ impl Ui {
 struct User<'a> {
     context: &'a WebContext,
     session: &'a Session,
+    /// The session's id.
+    id: &'a str,
 }
 
 impl User<'_> {

@@ -101,6 +101,26 @@ pub fn logged_out() -> Markup {
     }
 }
 
+/// What a login link opens: who it logs in as, and the button that does.
+pub fn confirm_login(user: &str, token: &str) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            (head("Log in"))
+            body {
+                main.narrow {
+                    h1 { "Log in to fleetdb" }
+                    p { "This link logs this browser in as " strong #login-user { (user) } "." }
+                    form method="post" action={ (PREFIX) "/login" } {
+                        input type="hidden" name="token" value=(token);
+                        button #login type="submit" { "Log in as " (user) }
+                    }
+                }
+            }
+        }
+    }
+}
+
 pub fn login_refused() -> Markup {
     html! {
         (DOCTYPE)
@@ -225,8 +245,13 @@ pub fn hosts(session: &Session, query: &HostQuery, page: &Page, editable: bool) 
         hosts_query(query, &query.sort, page.page)
     );
     let pages = page.total.div_ceil(super::index::PAGE_ROWS).max(1);
+    let current = if query.sort.is_empty() {
+        "name"
+    } else {
+        query.sort.as_str()
+    };
     let sort_link = |key: &str| {
-        let next = if query.sort == key {
+        let next = if current == key {
             format!("-{key}")
         } else {
             key.to_owned()
@@ -255,7 +280,7 @@ pub fn hosts(session: &Session, query: &HostQuery, page: &Page, editable: bool) 
                     button type="submit" name="action" value="authorize" { "Authorize" }
                 }
             }
-            table #hosts data-stream={ (PREFIX) "/hosts/stream?" (hosts_query(query, &query.sort, page.page)) } {
+            table #hosts data-stream={ (PREFIX) "/stream/hosts?" (hosts_query(query, &query.sort, page.page)) } {
                 thead {
                     tr {
                         th { @if editable { input #all type="checkbox" aria-label="check every host on this page"; } }
@@ -439,6 +464,14 @@ pub fn joins(
     }
 }
 
+/// Events, the latest first (their names end in a random suffix, so list order says
+/// nothing).
+fn newest_first(items: &[Value]) -> Vec<&Value> {
+    let mut items: Vec<&Value> = items.iter().collect();
+    items.sort_by(|a, b| cell(&b["lastTimestamp"]).cmp(&cell(&a["lastTimestamp"])));
+    items
+}
+
 fn pretty(value: &Value) -> String {
     serde_json::to_string_pretty(value).unwrap_or_default()
 }
@@ -506,7 +539,7 @@ pub fn host(
                         table {
                             thead { tr { th { "Last seen" } th { "Type" } th { "Reason" } th { "Message" } } }
                             tbody {
-                                @for e in items.iter().rev() {
+                                @for e in newest_first(items) {
                                     tr { td { (cell(&e["lastTimestamp"])) } td { (cell(&e["type"])) } td { (cell(&e["reason"])) } td { (cell(&e["message"])) } }
                                 }
                             }

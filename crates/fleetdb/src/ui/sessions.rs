@@ -19,8 +19,17 @@ pub const LOGIN_TOKEN_LIFETIME: Duration = Duration::from_secs(5 * 60);
 pub const DEFAULT_SESSION_LIFETIME: Duration = Duration::from_secs(8 * 60 * 60);
 /// Most login tokens waiting to be used at once.
 pub const MAX_PENDING_LOGINS: usize = 1024;
-/// Most sessions at once.
+/// Most login tokens of one user waiting at once (a new one replaces their oldest).
+pub const MAX_PENDING_LOGINS_PER_USER: usize = 4;
+/// Most sessions at once (past it, the one closest to its end makes room).
 pub const MAX_SESSIONS: usize = 10_000;
+/// Most sessions of one user at once (a new one ends their oldest).
+pub const MAX_SESSIONS_PER_USER: usize = 16;
+/// Shortest and longest session lifetime `--ui-session-lifetime` accepts.
+pub const SESSION_LIFETIME_RANGE: (Duration, Duration) = (
+    Duration::from_secs(1),
+    Duration::from_secs(30 * 24 * 60 * 60),
+);
 /// The session cookie's name.
 pub const COOKIE: &str = "fleetdb-ui-session";
 
@@ -76,6 +85,19 @@ impl Sessions {
         let mut state = self.state();
         let now = Instant::now();
         state.logins.retain(|_, w| w.expires > now);
+        let mut own: Vec<(Instant, String)> = state
+            .logins
+            .iter()
+            .filter(|(_, w)| w.identity.user == identity.user)
+            .map(|(token, w)| (w.expires, token.clone()))
+            .collect();
+        own.sort();
+        for (_, token) in own
+            .iter()
+            .take((own.len() + 1).saturating_sub(MAX_PENDING_LOGINS_PER_USER))
+        {
+            state.logins.remove(token);
+        }
         if state.logins.len() >= MAX_PENDING_LOGINS {
             return None;
         }
@@ -90,14 +112,44 @@ impl Sessions {
         Some(token)
     }
 
+    /// Who a login token would log in as, if it is still good.
+    pub fn waiting_user(&self, token: &str) -> Option<String> {
+        let state = self.state();
+        state
+            .logins
+            .get(token)
+            .filter(|w| w.expires > Instant::now())
+            .map(|w| w.identity.user.clone())
+    }
+
     /// Trades a login token (once, before it expires) for a new session: its id and it.
     pub fn log_in(&self, token: &str) -> Option<(String, Session)> {
         let mut state = self.state();
         let now = Instant::now();
         let waiting = state.logins.remove(token).filter(|w| w.expires > now)?;
         state.sessions.retain(|_, s| s.expires > now);
-        if state.sessions.len() >= MAX_SESSIONS {
-            return None;
+        // Room: the user's oldest sessions past their share, then whichever ends first.
+        let mut own: Vec<(Instant, String)> = state
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.identity.user == waiting.identity.user)
+            .map(|(id, s)| (s.expires, id.clone()))
+            .collect();
+        own.sort();
+        for (_, id) in own
+            .iter()
+            .take((own.len() + 1).saturating_sub(MAX_SESSIONS_PER_USER))
+        {
+            state.sessions.remove(id);
+        }
+        if state.sessions.len() >= MAX_SESSIONS
+            && let Some(first) = state
+                .sessions
+                .iter()
+                .min_by_key(|(_, s)| s.expires)
+                .map(|(id, _)| id.clone())
+        {
+            state.sessions.remove(&first);
         }
         let session = Session {
             identity: waiting.identity,
@@ -153,11 +205,27 @@ mod tests {
     }
 
     #[test]
-    fn waiting_logins_are_bounded() {
+    fn logins_and_sessions_are_bounded_per_user_and_in_all() {
         let sessions = Sessions::new(DEFAULT_SESSION_LIFETIME);
+        // One user cannot fill the waiting room: their oldest token makes way.
+        let first = sessions.login_token(Identity::new("x", &[])).unwrap();
         for _ in 0..MAX_PENDING_LOGINS {
             assert!(sessions.login_token(Identity::new("x", &[])).is_some());
         }
-        assert!(sessions.login_token(Identity::new("x", &[])).is_none());
+        assert!(sessions.log_in(&first).is_none(), "replaced by newer ones");
+        for i in 0..MAX_PENDING_LOGINS {
+            let _ = sessions.login_token(Identity::new(format!("user-{i}"), &[]));
+        }
+        assert!(sessions.login_token(Identity::new("late", &[])).is_none());
+
+        let sessions = Sessions::new(DEFAULT_SESSION_LIFETIME);
+        let mut ids = Vec::new();
+        for _ in 0..MAX_SESSIONS_PER_USER + 2 {
+            let token = sessions.login_token(Identity::new("y", &[])).unwrap();
+            ids.push(sessions.log_in(&token).unwrap().0);
+        }
+        assert!(sessions.get(&ids[0]).is_none(), "the oldest made room");
+        assert!(sessions.get(&ids[1]).is_none());
+        assert!(ids[2..].iter().all(|id| sessions.get(id).is_some()));
     }
 }

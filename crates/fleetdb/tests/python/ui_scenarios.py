@@ -52,6 +52,13 @@ def step(text):
     print(f"== {text}", flush=True)
 
 
+def log_in(page, url, user="fleetdb-admin"):
+    """Opens a one-time URL: a page that names the user, whose button logs in."""
+    page.goto(url)
+    expect(page.locator("#login-user")).to_have_text(user)
+    page.click("#login")
+
+
 def main():
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=os.environ["CHROMIUM"], headless=True, args=FLAGS)
@@ -67,8 +74,8 @@ def main():
 
         step("a one-time URL logs in, into an HTTP-only secure cookie")
         login = os.environ["ADMIN_LOGIN"]
-        page.goto(login)
-        assert page.url == f"{BASE}/ui/", page.url
+        log_in(page, login)
+        page.wait_for_url(f"{BASE}/ui/")
         expect(page.locator("h1")).to_have_text("Overview")
         expect(page.locator(".tiles")).to_contain_text("31 hosts")
         expect(page.locator(".tiles")).to_contain_text("1 pending authorization")
@@ -150,6 +157,15 @@ def main():
         shot(live, "live")
         live.close()
 
+        step("a login posted from another site is refused")
+        forged_login = page.request.post(
+            f"{BASE}/ui/login",
+            form={"token": "anything"},
+            headers={"origin": "https://evil.example"},
+            max_redirects=0,
+        )
+        assert forged_login.status == 403, forged_login.status
+
         step("a forged form (no CSRF token) changes nothing")
         forged = page.request.post(
             f"{BASE}/ui/hosts/actions",
@@ -161,7 +177,8 @@ def main():
         step("someone who may only read hosts sees no actions, and the API refuses theirs")
         viewer = browser.new_context(ignore_https_errors=True)
         vpage = watch(viewer.new_page())
-        vpage.goto(os.environ["VIEWER_LOGIN"])
+        log_in(vpage, os.environ["VIEWER_LOGIN"], "viewer")
+        vpage.wait_for_url(f"{BASE}/ui/")
         vpage.goto(f"{BASE}/ui/hosts")
         expect(vpage.locator("#hosts tbody tr")).to_have_count(31)
         expect(vpage.locator("button[value=maintenance-on]")).to_have_count(0)
@@ -196,11 +213,11 @@ def main():
         assert replay.status == 401, replay.status
 
         step("a second login works; an expired session is refused")
-        page.goto(os.environ["ADMIN_LOGIN_2"])
+        log_in(page, os.environ["ADMIN_LOGIN_2"])
         expect(page.locator("h1")).to_have_text("Overview")
         short = browser.new_context(ignore_https_errors=True)
         spage = short.new_page()
-        spage.goto(os.environ["SHORT_LOGIN"])
+        log_in(spage, os.environ["SHORT_LOGIN"])
         expect(spage.locator("h1")).to_have_text("Overview")
         time.sleep(3.5)
         answer = spage.reload()
