@@ -77,17 +77,7 @@ impl Ui {
         } else {
             None
         };
-        let pending_csrs = user
-            .api(
-                Method::GET,
-                &format!(
-                    "/apis/certificates.k8s.io/v1/certificatesigningrequests?limit={LIST_PAGE}"
-                ),
-                None,
-            )
-            .await
-            .ok()
-            .map(|list| pending(&list).count());
+        let pending_csrs = pending_requests(user).await.ok().map(|csrs| csrs.len());
         let sources = user
             .api(
                 Method::GET,
@@ -296,16 +286,7 @@ impl Ui {
     /// `GET /ui/joins`: certificate requests waiting for approval, hosts waiting for
     /// authorization.
     pub(super) async fn joins(&self, user: &User<'_>) -> Result<Answer, Problem> {
-        let csrs = user
-            .api(
-                Method::GET,
-                &format!(
-                    "/apis/certificates.k8s.io/v1/certificatesigningrequests?limit={LIST_PAGE}"
-                ),
-                None,
-            )
-            .await
-            .map(|list| pending(&list).cloned().collect::<Vec<Value>>());
+        let csrs = pending_requests(user).await;
         let waiting = if user.may_hosts("list") {
             let index = self.indexes.hosts(&user.context.objects()).await?;
             let rows = index.rows.read().await;
@@ -356,9 +337,12 @@ fn tokio_stream_from(
     futures::stream::poll_fn(move |cx| receiver.poll_recv(cx))
 }
 
-/// The certificate requests of a list that no one approved or denied yet.
-fn pending(list: &Value) -> impl Iterator<Item = &Value> {
-    list["items"]
+/// The certificate requests no one approved or denied yet (of the first page), as the user
+/// may list them.
+async fn pending_requests(user: &User<'_>) -> Result<Vec<Value>, Problem> {
+    let path = format!("/apis/certificates.k8s.io/v1/certificatesigningrequests?limit={LIST_PAGE}");
+    let list = user.api(Method::GET, &path, None).await?;
+    Ok(list["items"]
         .as_array()
         .map(Vec::as_slice)
         .unwrap_or_default()
@@ -368,6 +352,8 @@ fn pending(list: &Value) -> impl Iterator<Item = &Value> {
                 .as_array()
                 .is_none_or(|c| c.is_empty())
         })
+        .cloned()
+        .collect())
 }
 
 /// A kind's server-side Table (kubectl's columns), one page of it.

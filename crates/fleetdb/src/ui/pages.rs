@@ -83,57 +83,58 @@ fn layout(session: &Session, title: &str, current: &str, body: Markup) -> Markup
     }
 }
 
-/// What `/ui/` shows without a session: how to get one, and no data.
-pub fn logged_out() -> Markup {
+/// A page without a session: a title, a heading and a little text.
+fn bare(title: &str, heading: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            (head("Log in"))
+            (head(title))
             body {
                 main.narrow {
-                    h1 { "fleetdb" }
-                    p { "You are not logged in. The UI acts as the identity of a kubeconfig: run" }
-                    pre { code { "fleetdb ui-login --kubeconfig ~/.kube/config" } }
-                    p { "and open the one-time URL it prints (it works once, for five minutes). What you see and may change is what that identity may see and change through the API." }
+                    h1 { (heading) }
+                    (body)
                 }
             }
         }
     }
+}
+
+/// What `/ui/` shows without a session: how to get one, and no data.
+pub fn logged_out() -> Markup {
+    bare(
+        "Log in",
+        "fleetdb",
+        html! {
+            p { "You are not logged in. The UI acts as the identity of a kubeconfig: run" }
+            pre { code { "fleetdb ui-login --kubeconfig ~/.kube/config" } }
+            p { "and open the one-time URL it prints (it works once, for five minutes). What you see and may change is what that identity may see and change through the API." }
+        },
+    )
 }
 
 /// What a login link opens: who it logs in as, and the button that does.
 pub fn confirm_login(user: &str, token: &str) -> Markup {
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            (head("Log in"))
-            body {
-                main.narrow {
-                    h1 { "Log in to fleetdb" }
-                    p { "This link logs this browser in as " strong #login-user { (user) } "." }
-                    form method="post" action={ (PREFIX) "/login" } {
-                        input type="hidden" name="token" value=(token);
-                        button #login type="submit" { "Log in as " (user) }
-                    }
-                }
+    bare(
+        "Log in",
+        "Log in to fleetdb",
+        html! {
+            p { "This link logs this browser in as " strong #login-user { (user) } "." }
+            form method="post" action={ (PREFIX) "/login" } {
+                input type="hidden" name="token" value=(token);
+                button #login type="submit" { "Log in as " (user) }
             }
-        }
-    }
+        },
+    )
 }
 
 pub fn login_refused() -> Markup {
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            (head("Login refused"))
-            body {
-                main.narrow {
-                    h1 { "This login link does not work" }
-                    p { "A login link works once, within five minutes. Run " code { "fleetdb ui-login" } " again for a new one." }
-                }
-            }
-        }
-    }
+    bare(
+        "Login refused",
+        "This login link does not work",
+        html! {
+            p { "A login link works once, within five minutes. Run " code { "fleetdb ui-login" } " again for a new one." }
+        },
+    )
 }
 
 pub fn error(session: &Session, problem: Problem) -> Answer {

@@ -59,6 +59,18 @@ struct State {
     sessions: HashMap<String, Session>,
 }
 
+/// Of one user's entries (with when each ends), those that must go so that one more fits
+/// within `share`: the ones ending first.
+fn oldest_past(mut entries: Vec<(Instant, String)>, share: usize) -> Vec<String> {
+    entries.sort();
+    let surplus = (entries.len() + 1).saturating_sub(share);
+    entries
+        .into_iter()
+        .take(surplus)
+        .map(|(_, key)| key)
+        .collect()
+}
+
 fn random_token() -> String {
     let bytes: [u8; 32] = rand::random();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
@@ -85,18 +97,14 @@ impl Sessions {
         let mut state = self.state();
         let now = Instant::now();
         state.logins.retain(|_, w| w.expires > now);
-        let mut own: Vec<(Instant, String)> = state
+        let own = state
             .logins
             .iter()
             .filter(|(_, w)| w.identity.user == identity.user)
-            .map(|(token, w)| (w.expires, token.clone()))
-            .collect();
-        own.sort();
-        for (_, token) in own
-            .iter()
-            .take((own.len() + 1).saturating_sub(MAX_PENDING_LOGINS_PER_USER))
-        {
-            state.logins.remove(token);
+            .map(|(key, w)| (w.expires, key.clone()))
+            .collect::<Vec<_>>();
+        for key in oldest_past(own, MAX_PENDING_LOGINS_PER_USER) {
+            state.logins.remove(&key);
         }
         if state.logins.len() >= MAX_PENDING_LOGINS {
             return None;
@@ -129,18 +137,14 @@ impl Sessions {
         let waiting = state.logins.remove(token).filter(|w| w.expires > now)?;
         state.sessions.retain(|_, s| s.expires > now);
         // Room: the user's oldest sessions past their share, then whichever ends first.
-        let mut own: Vec<(Instant, String)> = state
+        let own = state
             .sessions
             .iter()
             .filter(|(_, s)| s.identity.user == waiting.identity.user)
-            .map(|(id, s)| (s.expires, id.clone()))
-            .collect();
-        own.sort();
-        for (_, id) in own
-            .iter()
-            .take((own.len() + 1).saturating_sub(MAX_SESSIONS_PER_USER))
-        {
-            state.sessions.remove(id);
+            .map(|(key, s)| (s.expires, key.clone()))
+            .collect::<Vec<_>>();
+        for key in oldest_past(own, MAX_SESSIONS_PER_USER) {
+            state.sessions.remove(&key);
         }
         if state.sessions.len() >= MAX_SESSIONS
             && let Some(first) = state
