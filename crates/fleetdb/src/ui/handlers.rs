@@ -362,35 +362,16 @@ async fn table(user: &User<'_>, plural: &str, query: &str) -> Result<Value, Prob
         .ok()
         .and_then(|q| q.get("continue").cloned())
         .unwrap_or_default();
-    let path = format!(
-        "/apis/{GROUP}/{VERSION}/{plural}?limit={LIST_PAGE}&continue={}",
-        serde_urlencoded::to_string([("c", cont)])
-            .unwrap_or_default()
-            .trim_start_matches("c=")
-    );
-    let request = http::Request::builder()
-        .uri(path)
-        .header(
-            header::ACCEPT,
-            "application/json;as=Table;v=v1;g=meta.k8s.io",
-        )
-        .header(header::USER_AGENT, "fleetdb-ui")
-        .body(Body::empty())
+    let page = serde_urlencoded::to_string([("limit", LIST_PAGE.to_string()), ("continue", cont)])
         .map_err(|e| Problem::new(500, e.to_string()))?;
-    let answer = user.context.api(user.identity(), request).await;
-    let status = answer.status();
-    let bytes = super::body_bytes(answer.into_body(), super::MAX_API_ANSWER_BYTES)
-        .await
-        .unwrap_or_default();
-    let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    if status.is_success() {
-        Ok(value)
-    } else {
-        Err(Problem::new(
-            status.as_u16(),
-            value["message"].as_str().unwrap_or("the list failed"),
-        ))
-    }
+    let path = format!("/apis/{GROUP}/{VERSION}/{plural}?{page}");
+    user.api_as(
+        Method::GET,
+        &path,
+        "application/json;as=Table;v=v1;g=meta.k8s.io",
+        None,
+    )
+    .await
 }
 
 /// `GET /ui/rollouts` and `/ui/sources`: the kind's Table.

@@ -340,10 +340,21 @@ impl User<'_> {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, Problem> {
+        self.api_as(method, path, "application/json", body).await
+    }
+
+    /// [`User::api`] asking for the representation `accept` (e.g. a Table).
+    async fn api_as(
+        &self,
+        method: Method,
+        path: &str,
+        accept: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, Problem> {
         let mut request = Request::builder()
             .method(method.clone())
             .uri(path)
-            .header(header::ACCEPT, "application/json")
+            .header(header::ACCEPT, accept)
             .header(header::USER_AGENT, "fleetdb-ui");
         if method == Method::PATCH {
             request = request.header(header::CONTENT_TYPE, "application/merge-patch+json");
