@@ -6,6 +6,7 @@
 
 use fleetdb_machinery::apply;
 use fleetdb_machinery::json::depth_within;
+use fleetdb_machinery::jsonpath;
 use fleetdb_machinery::patch::apply_json_patch;
 use fleetdb_machinery::rbac::{self, PolicyRule, Request, User};
 use fleetdb_machinery::schema::Schema;
@@ -112,7 +113,39 @@ fn selector_corpus() {
     }
 }
 
+/// JSONPaths of the forms printer columns use, over the keys `json_value` makes.
+fn printer_path() -> impl Strategy<Value = String> {
+    prop::collection::vec(
+        prop_oneof![
+            "[a-z~/]{0,3}".prop_map(|f| format!(".{f}")),
+            (0usize..3).prop_map(|i| format!("[{i}]")),
+            ("[a-z]{1,2}", "[a-z/~0-9 é]{0,2}").prop_map(|(f, v)| format!("[?(@.{f}==\"{v}\")]")),
+        ],
+        0..4,
+    )
+    .prop_map(|steps| steps.concat())
+}
+
 proptest! {
+    /// A projection of some paths decodes what each of them finds in the whole object.
+    #[test]
+    fn projected_decoding_finds_what_the_whole_object_has(object in json_value(), paths in prop::collection::vec(printer_path(), 0..4)) {
+        let text = serde_json::to_vec(&object).unwrap();
+        // Compared with the text decoded whole (floats need not survive a round trip).
+        let object: Value = serde_json::from_slice(&text).unwrap();
+        let paths: Vec<jsonpath::Path> = paths.iter().map(|p| jsonpath::Path::parse(p)).collect();
+        let projection = jsonpath::Projection::new(&paths);
+        match projection.decode(&text) {
+            Ok(projected) => {
+                for path in &paths {
+                    prop_assert_eq!(path.get(&projected), path.get(&object), "{}", path);
+                }
+            }
+            // Only objects are projected.
+            Err(_) => prop_assert!(!object.is_object()),
+        }
+    }
+
     #[test]
     fn label_selectors_never_panic_and_print_back(input in "[a-z0-9.=!,()/ <>-]{0,40}", key in "[a-z]{1,3}", value in "[a-z0-9]{0,3}") {
         if let Ok(selector) = LabelSelector::parse(&input) {

@@ -15,6 +15,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
+use fleetdb_machinery::jsonpath;
 use fleetdb_machinery::schema::Schema;
 use serde_json::Value;
 
@@ -53,7 +54,7 @@ pub struct PrinterColumn {
     pub format: String,
     pub description: String,
     pub priority: i64,
-    pub json_path: String,
+    pub json_path: jsonpath::Path,
 }
 
 /// Where a CRD's scale subresource reads and writes replicas (JSON paths like `.spec.replicas`).
@@ -575,7 +576,7 @@ pub fn resources_of_crd(crd: &Value) -> Vec<Resource> {
                                 format: c["format"].as_str().unwrap_or("").to_owned(),
                                 description: c["description"].as_str().unwrap_or("").to_owned(),
                                 priority: c["priority"].as_i64().unwrap_or(0),
-                                json_path: c["jsonPath"].as_str()?.to_owned(),
+                                json_path: c["jsonPath"].as_str()?.into(),
                             })
                         })
                         .collect()

@@ -578,11 +578,11 @@ pub async fn list(request: &Request<'_>) -> Result<Response, ApiError> {
         metadata["continue"] = json!(token);
     }
     if let Representation::Table(form) = representation {
-        let objects = Registry::decode_items(&resource, &page.kvs)?;
-        return Ok(json(
-            StatusCode::OK,
-            &table::table(&resource, form, &objects, metadata, true),
-        ));
+        let writer = TableWriter::new(&resource, form);
+        let mut body = writer.head(metadata);
+        writer.write_rows(&mut body, &page.kvs, true)?;
+        body.extend_from_slice(b"]}");
+        return Ok(raw_json(StatusCode::OK, body));
     }
     let mut body = list_head(&resource, metadata);
     body.reserve(codec::items_size(&page.kvs) + 2);
@@ -641,11 +641,7 @@ impl Encoding {
             Encoding::List => {
                 codec::write_items(out, &resource.api_version(), &resource.kind, kvs, first)
             }
-            Encoding::Table(writer) => {
-                let objects = Registry::decode_items(resource, &kvs)?;
-                writer.write_rows(out, &objects, first);
-                Ok(())
-            }
+            Encoding::Table(writer) => writer.write_rows(out, &kvs, first),
         }
     }
 }

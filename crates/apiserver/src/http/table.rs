@@ -7,10 +7,12 @@
 
 use serde_json::{Value, json};
 
-use fleetdb_machinery::jsonpath;
+use fleetdb_machinery::jsonpath::{self, Projection};
+use fleetdb_store::KeyValue;
 
 use super::negotiate::{IncludeObject, TableForm};
-use crate::api::{PrinterColumn, Resource};
+use crate::api::{ApiError, PrinterColumn, Resource};
+use crate::storage::codec;
 
 /// Formats a duration the way Kubernetes' `HumanDuration` does.
 pub fn human_duration(seconds: i64) -> String {
@@ -110,7 +112,7 @@ fn published_type(type_: &str) -> &str {
 }
 
 fn cell(object: &Value, column: &PrinterColumn) -> Value {
-    let value = jsonpath::get(object, &column.json_path);
+    let value = column.json_path.get(object);
     match column.type_.as_str() {
         "count" => return json!(value.and_then(Value::as_object).map_or(0, |o| o.len())),
         "conditions" => return request_condition(value),
@@ -162,9 +164,15 @@ fn columns(resource: &Resource) -> Vec<PrinterColumn> {
     resource.printer_columns.clone()
 }
 
-fn row(object: &Value, columns: &[PrinterColumn], include: IncludeObject) -> Value {
+/// A row's cells: the object's name, then one per column.
+fn cells(object: &Value, columns: &[PrinterColumn]) -> Vec<Value> {
     let mut cells = vec![object["metadata"]["name"].clone()];
     cells.extend(columns.iter().map(|c| cell(object, c)));
+    cells
+}
+
+fn row(object: &Value, columns: &[PrinterColumn], include: IncludeObject) -> Value {
+    let cells = cells(object, columns);
     let object = match include {
         IncludeObject::None => Value::Null,
         IncludeObject::Metadata => json!({
@@ -222,16 +230,30 @@ pub fn table(
 
 /// A Table written piece by piece, for lists too long to hold whole: [`TableWriter::head`]
 /// (everything up to the opening bracket of `rows`), rows as they are read, then `]}`.
+///
+/// Rows are built from the stored bytes: a [`Projection`] of the name and the printer
+/// columns' paths decodes only what the cells need, and the row's object (its metadata, or
+/// the whole object) is the stored text with its resourceVersion spliced in, never decoded.
 pub struct TableWriter {
     columns: Vec<PrinterColumn>,
     form: TableForm,
+    projection: Projection,
+    api_version: String,
+    kind: String,
 }
 
 impl TableWriter {
     pub fn new(resource: &Resource, form: TableForm) -> Self {
+        let columns = columns(resource);
+        let name = jsonpath::Path::parse(".metadata.name");
+        let projection =
+            Projection::new(std::iter::once(&name).chain(columns.iter().map(|c| &c.json_path)));
         Self {
-            columns: columns(resource),
+            columns,
             form,
+            projection,
+            api_version: resource.api_version(),
+            kind: resource.kind.clone(),
         }
     }
 
@@ -249,16 +271,62 @@ impl TableWriter {
         head
     }
 
-    /// Appends the rows of `objects` (as served); `first`: no row precedes them.
-    pub fn write_rows(&self, out: &mut Vec<u8>, objects: &[Value], mut first: bool) {
-        for object in objects {
+    /// Appends the rows of stored objects; `first`: no row precedes them. A stored object
+    /// that is not valid JSON fails the whole call (as decoding it would).
+    pub fn write_rows(
+        &self,
+        out: &mut Vec<u8>,
+        kvs: &[KeyValue],
+        mut first: bool,
+    ) -> Result<(), ApiError> {
+        let metadata = matches!(self.form.include, IncludeObject::Metadata);
+        for kv in kvs {
+            let (mut cells_of, kept) = self
+                .projection
+                .decode_keeping(&kv.value, metadata.then_some("metadata"))
+                .map_err(|e| codec::unreadable(kv, &e))?;
+            // As served: the resourceVersion stamped, apiVersion and kind the resource's.
+            codec::set_resource_version(&mut cells_of, kv.mod_revision);
+            if let Some(top) = cells_of.as_object_mut() {
+                top.insert("apiVersion".into(), json!(self.api_version));
+                top.insert("kind".into(), json!(self.kind));
+            }
             if !first {
                 out.push(b',');
             }
             first = false;
-            serde_json::to_writer(&mut *out, &row(object, &self.columns, self.form.include))
+            out.extend_from_slice(b"{\"cells\":");
+            serde_json::to_writer(&mut *out, &cells(&cells_of, &self.columns))
                 .expect("JSON values serialize");
+            out.extend_from_slice(b",\"object\":");
+            match self.form.include {
+                IncludeObject::None => out.extend_from_slice(b"null"),
+                IncludeObject::Metadata => {
+                    out.extend_from_slice(
+                        b"{\"kind\":\"PartialObjectMetadata\",\"apiVersion\":\"meta.k8s.io/v1\",\"metadata\":",
+                    );
+                    // As decoding serves it: the stored metadata object with the
+                    // resourceVersion added (just the resourceVersion when the stored
+                    // object has no metadata object).
+                    out.extend_from_slice(b"{\"resourceVersion\":\"");
+                    out.extend_from_slice(kv.mod_revision.to_string().as_bytes());
+                    out.push(b'"');
+                    match kept.map(|raw| raw.get().as_bytes()) {
+                        Some(raw) if raw.first() == Some(&b'{') => {
+                            if raw.get(1) != Some(&b'}') {
+                                out.push(b',');
+                            }
+                            out.extend_from_slice(&raw[1..]);
+                        }
+                        _ => out.push(b'}'),
+                    }
+                    out.push(b'}');
+                }
+                IncludeObject::Object => codec::write_item(out, &self.api_version, &self.kind, kv)?,
+            }
+            out.push(b'}');
         }
+        Ok(())
     }
 }
 
@@ -266,26 +334,129 @@ impl TableWriter {
 mod tests {
     use super::*;
 
+    fn stored(objects: &[Value]) -> Vec<KeyValue> {
+        objects
+            .iter()
+            .enumerate()
+            .map(|(i, o)| KeyValue {
+                key: format!("/k/{i}"),
+                value: codec::encode(o),
+                create_revision: 1,
+                mod_revision: 10 + i as i64,
+                version: 1,
+            })
+            .collect()
+    }
+
+    /// Rows written from stored bytes equal the rows of the decoded objects, for every
+    /// `includeObject`, with columns that reach into objects, arrays, filters and metadata.
     #[test]
-    fn a_table_written_in_pieces_is_the_table() {
+    fn rows_from_stored_bytes_are_the_rows_of_the_decoded_objects() {
         use crate::api::catalog::namespaces;
-        let resource = namespaces();
-        let objects: Vec<Value> = (0..3)
-            .map(|i| json!({"metadata": {"name": format!("n{i}"), "creationTimestamp": "2026-01-01T00:00:00Z"}, "status": {"phase": "Active"}}))
+        let mut resource = namespaces();
+        let column = |name: &str, type_: &str, path: &str| PrinterColumn {
+            name: name.into(),
+            type_: type_.into(),
+            format: String::new(),
+            description: String::new(),
+            priority: 0,
+            json_path: path.into(),
+        };
+        resource.printer_columns = vec![
+            column("Phase", "string", ".status.phase"),
+            column(
+                "Ready",
+                "string",
+                ".status.conditions[?(@.type==\"Ready\")].status",
+            ),
+            column("First", "string", ".spec.disks[0].size"),
+            column("Size", "integer", "{.spec.size}"),
+            column("Labels", "count", ".metadata.labels"),
+            column("Spec", "string", ".spec"),
+            column("Missing", "string", ".spec.nothing.here"),
+            column("Kind", "string", ".kind"),
+            column("Version", "string", ".metadata.resourceVersion"),
+            column("Age", "date", ".metadata.creationTimestamp"),
+        ];
+        let objects = vec![
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a", "labels": {"x": "1", "y": "}\"{"}, "creationTimestamp": "2026-01-01T00:00:00Z", "managedFields": [{"manager": "m"}]}, "spec": {"size": 3, "disks": [{"size": 10}, {"size": 20}], "text": "\u{e9}\\\""}, "status": {"phase": "Active", "conditions": [{"type": "Synced", "status": "False"}, {"type": "Ready", "status": "True"}]}}),
+            json!({"metadata": {"name": "b"}, "spec": "scalar", "status": {"conditions": "not a list"}}),
+            json!({"metadata": {}, "spec": {"disks": {"0": {"size": 1}}}}),
+            json!({"kind": "Other", "spec": {"size": 1.5}}),
+        ];
+        let kvs = stored(&objects);
+        let served: Vec<Value> = kvs
+            .iter()
+            .map(|kv| {
+                let mut object = codec::decode(kv).unwrap();
+                object["apiVersion"] = json!(resource.api_version());
+                object["kind"] = json!(resource.kind);
+                object
+            })
             .collect();
-        let metadata = json!({"resourceVersion": "7"});
+        for include in [
+            IncludeObject::None,
+            IncludeObject::Metadata,
+            IncludeObject::Object,
+        ] {
+            let form = TableForm {
+                version: "v1",
+                include,
+            };
+            let metadata = json!({"resourceVersion": "7"});
+            let writer = TableWriter::new(&resource, form);
+            let mut pieces = writer.head(metadata.clone());
+            writer.write_rows(&mut pieces, &kvs[..1], true).unwrap();
+            writer.write_rows(&mut pieces, &kvs[1..], false).unwrap();
+            pieces.extend_from_slice(b"]}");
+            let pieces: Value = serde_json::from_slice(&pieces).unwrap();
+            assert_eq!(
+                pieces,
+                table(&resource, form, &served, metadata, true),
+                "{include:?}"
+            );
+        }
+        // And those rows are what the columns say (the age is the only cell that moves).
         let form = TableForm {
             version: "v1",
-            include: IncludeObject::Object,
+            include: IncludeObject::None,
         };
-        let writer = TableWriter::new(&resource, form);
-        let mut pieces = writer.head(metadata.clone());
-        writer.write_rows(&mut pieces, &objects[..1], true);
-        writer.write_rows(&mut pieces, &objects[1..], false);
-        pieces.extend_from_slice(b"]}");
-        let pieces: Value = serde_json::from_slice(&pieces).unwrap();
-        assert_eq!(pieces, table(&resource, form, &objects, metadata, true));
-        assert_eq!(pieces["rows"][2]["object"], objects[2]);
+        let table = table(&resource, form, &served[..1], json!({}), true);
+        let cells = table["rows"][0]["cells"].as_array().unwrap();
+        let expected = json!([
+            "a",
+            "Active",
+            "True",
+            "10",
+            3,
+            2,
+            served[0]["spec"].to_string(),
+            null,
+            "Namespace",
+            "10"
+        ]);
+        assert_eq!(cells[..10], expected.as_array().unwrap()[..]);
+        assert!(
+            cells[10]
+                .as_str()
+                .is_some_and(|age| age.ends_with('d') || age.contains('y'))
+        );
+    }
+
+    #[test]
+    fn a_broken_stored_object_fails_the_rows() {
+        use crate::api::catalog::namespaces;
+        let resource = namespaces();
+        let writer = TableWriter::new(
+            &resource,
+            TableForm {
+                version: "v1",
+                include: IncludeObject::Metadata,
+            },
+        );
+        let mut kvs = stored(&[json!({"metadata": {"name": "a"}})]);
+        kvs[0].value = bytes::Bytes::from_static(b"{\"metadata\":{\"name\":");
+        assert!(writer.write_rows(&mut Vec::new(), &kvs, true).is_err());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use super::strategy;
 use super::{Registry, Subresource, Target, scale};
 use crate::api::{ApiError, Resource};
 use crate::storage::select::Cursor;
-use crate::storage::{STORE_PAGE, SelectRequest, Selectors, codec, select};
+use crate::storage::{STORE_PAGE, SelectRequest, Selectors, select};
 
 /// The largest `limit` a list honours: a larger one gets this many objects and a continue
 /// token (Kubernetes lets a server return fewer items than the limit).
@@ -240,12 +240,5 @@ impl Registry {
             continue_token,
             rest,
         })
-    }
-
-    /// Decodes a list's objects as served (for representations that need `Value`s).
-    pub fn decode_items(resource: &Resource, kvs: &[KeyValue]) -> Result<Vec<Value>, ApiError> {
-        kvs.iter()
-            .map(|kv| Ok(super::write::served_as(resource, codec::decode(kv)?)))
-            .collect()
     }
 }

@@ -10,12 +10,15 @@ use crate::api::ApiError;
 
 /// Parses a stored object and stamps its resourceVersion.
 pub fn decode(kv: &KeyValue) -> Result<Value, ApiError> {
-    let mut object: Value = serde_json::from_slice(&kv.value).map_err(|e| {
-        tracing::error!(key = %kv.key, error = %e, "a stored object is not valid JSON");
-        ApiError::internal(format!("the stored object {} cannot be read", kv.key))
-    })?;
+    let mut object: Value = serde_json::from_slice(&kv.value).map_err(|e| unreadable(kv, &e))?;
     set_resource_version(&mut object, kv.mod_revision);
     Ok(object)
+}
+
+/// The error for a stored object whose bytes do not parse (logged: it should never happen).
+pub fn unreadable(kv: &KeyValue, error: &serde_json::Error) -> ApiError {
+    tracing::error!(key = %kv.key, error = %error, "a stored object is not valid JSON");
+    ApiError::internal(format!("the stored object {} cannot be read", kv.key))
 }
 
 /// The bytes to store for an object (without its resourceVersion).
@@ -69,12 +72,23 @@ pub fn write_items(
             out.push(b',');
         }
         first = false;
-        if !write_spliced(&kv, api_version, kind, out) {
-            let mut object = decode(&kv)?;
-            object["apiVersion"] = Value::String(api_version.to_owned());
-            object["kind"] = Value::String(kind.to_owned());
-            serde_json::to_writer(&mut *out, &object).expect("JSON values serialize");
-        }
+        write_item(out, api_version, kind, &kv)?;
+    }
+    Ok(())
+}
+
+/// Appends one stored object as served (see [`write_items`]).
+pub fn write_item(
+    out: &mut Vec<u8>,
+    api_version: &str,
+    kind: &str,
+    kv: &KeyValue,
+) -> Result<(), ApiError> {
+    if !write_spliced(kv, api_version, kind, out) {
+        let mut object = decode(kv)?;
+        object["apiVersion"] = Value::String(api_version.to_owned());
+        object["kind"] = Value::String(kind.to_owned());
+        serde_json::to_writer(&mut *out, &object).expect("JSON values serialize");
     }
     Ok(())
 }

@@ -743,6 +743,11 @@ struct ListFigures {
     unpaged_bytes: usize,
     paged: Duration,
     table_paged: Duration,
+    /// The whole Table in one response (streamed by the server).
+    table_unpaged: Duration,
+    /// `fleetdb get hosts` and `fleetdb get hosts -o name`, wall time of the command.
+    command_table: Duration,
+    command_names: Duration,
     selected: Duration,
     selected_paged: Duration,
     selected_items: usize,
@@ -763,6 +768,8 @@ async fn measure_lists(
     let expected_selected = (0..hosts).filter(|i| i % hosts::RACKS == 42).count();
     let (mut unpaged, mut paged, mut table_paged, mut selected, mut selected_paged) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut table_unpaged, mut command_table, mut command_names) =
+        (Vec::new(), Vec::new(), Vec::new());
     let mut unpaged_bytes = 0;
     for _ in 0..runs {
         let (time, items, bytes, _) = timed_list(&client, HOSTS, false).await?;
@@ -781,6 +788,19 @@ async fn measure_lists(
         let (time, rows, _) = paged_list(&client, "", true).await?;
         anyhow::ensure!(rows == hosts, "the paged Table had {rows} rows of {hosts}");
         table_paged.push(time);
+        let (time, rows, _, _) = timed_list(&client, HOSTS, true).await?;
+        anyhow::ensure!(
+            rows == hosts,
+            "the unpaged Table had {rows} rows of {hosts}"
+        );
+        table_unpaged.push(time);
+        // The header line, then one line per host.
+        let (time, lines) = fleetdb_get(server, &["get", "hosts"])?;
+        anyhow::ensure!(lines == hosts + 1, "fleetdb get printed {lines} lines");
+        command_table.push(time);
+        let (time, lines) = fleetdb_get(server, &["get", "hosts", "-o", "name"])?;
+        anyhow::ensure!(lines == hosts, "fleetdb get -o name printed {lines} lines");
+        command_names.push(time);
     }
     for _ in 0..runs.max(5) {
         let (time, items, _, _) =
@@ -803,10 +823,33 @@ async fn measure_lists(
         unpaged_bytes,
         paged: median(paged),
         table_paged: median(table_paged),
+        table_unpaged: median(table_unpaged),
+        command_table: median(command_table),
+        command_names: median(command_names),
         selected: median(selected),
         selected_paged: median(selected_paged),
         selected_items: expected_selected,
     })
+}
+
+/// Runs the `fleetdb` binary with the server's admin kubeconfig; its wall time and the lines
+/// it printed.
+fn fleetdb_get(server: &FleetdbProcess, args: &[&str]) -> anyhow::Result<(Duration, usize)> {
+    let started = Instant::now();
+    let output = std::process::Command::new(crate::server_process::fleetdb_binary()?)
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(server.data_dir.join("admin.kubeconfig"))
+        .stderr(std::process::Stdio::inherit())
+        .output()?;
+    let elapsed = started.elapsed();
+    anyhow::ensure!(
+        output.status.success(),
+        "fleetdb {args:?}: {}",
+        output.status
+    );
+    let lines = output.stdout.iter().filter(|b| **b == b'\n').count();
+    Ok((elapsed, lines))
 }
 
 fn ms(d: Duration) -> String {
@@ -830,17 +873,20 @@ async fn lists(workspace: &Workspace, etcd: Option<&mut Etcd>, hosts: usize) -> 
     }
     println!();
     println!(
-        "| server | list (unpaged) ms | MB/s | list (limit=500, all pages) ms | kubectl-style Table (limit=500, all pages) ms | 1% selected ({} hosts) ms | 1% selected, limit=500 ms |",
+        "| server | list (unpaged) ms | MB/s | list (limit=500, all pages) ms | kubectl-style Table (limit=500, all pages) ms | tables: Table unpaged ms | `fleetdb get hosts` ms | `fleetdb get hosts -o name` ms | 1% selected ({} hosts) ms | 1% selected, limit=500 ms |",
         figures[0].1.selected_items
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for (label, f) in &figures {
         println!(
-            "| {label} | {} | {:.0} | {} | {} | {} | {} |",
+            "| {label} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} |",
             ms(f.unpaged),
             f.unpaged_bytes as f64 / f.unpaged.as_secs_f64() / 1e6,
             ms(f.paged),
             ms(f.table_paged),
+            ms(f.table_unpaged),
+            ms(f.command_table),
+            ms(f.command_names),
             ms(f.selected),
             ms(f.selected_paged),
         );

@@ -6,13 +6,16 @@
 //! optionally `.group`), resolved through discovery.
 
 pub mod changes;
+mod get;
+
+pub use get::{CHUNK_SIZE, GetRequest, get};
 
 use std::fmt::Write as _;
 
 use anyhow::{Context, bail};
 use kube::Client;
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use changes::{Version, blame, changes, fleet_diff, touched};
 
@@ -54,7 +57,11 @@ impl Resource {
 
     /// `host.fleet.fleetdb.io/web-1`, as `kubectl get -o name` prints.
     fn name_of(&self, object: &Value) -> String {
-        let name = object["metadata"]["name"].as_str().unwrap_or_default();
+        self.name_for(object["metadata"]["name"].as_str().unwrap_or_default())
+    }
+
+    /// [`Resource::name_of`] an object called `name`.
+    fn name_for(&self, name: &str) -> String {
         let kind = self.kind.to_ascii_lowercase();
         if self.group.is_empty() {
             format!("{kind}/{name}")
@@ -189,172 +196,27 @@ fn percent(value: &str) -> String {
 
 const TABLE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
 
-/// What `fleetdb get` reads.
-pub struct GetRequest<'a> {
-    pub resource: &'a str,
-    pub name: Option<&'a str>,
-    pub namespace: Option<&'a str>,
-    pub all_namespaces: bool,
-    pub as_of: Option<&'a str>,
-    pub label_selector: Option<&'a str>,
-    pub field_selector: Option<&'a str>,
-    pub output: Output,
-}
-
-/// `fleetdb get`: objects as kubectl prints them, now or `--as-of` an instant.
-pub async fn get(client: &Client, request: &GetRequest<'_>) -> anyhow::Result<String> {
-    let resource = resolve(client, request.resource).await?;
-    let as_of = request.as_of.map(as_of).transpose()?;
-    let namespace = if request.all_namespaces {
-        None
-    } else {
-        Some(request.namespace.unwrap_or("default"))
-    };
-    let table = matches!(request.output, Output::Table | Output::Wide);
-    let accept = table.then_some(TABLE);
-    let mut objects = Vec::new();
-    let mut columns: Vec<Value> = Vec::new();
-    let mut rows: Vec<Value> = Vec::new();
-    if let Some(name) = request.name {
-        let path = format!(
-            "{}{}",
-            resource.object(namespace.unwrap_or("default"), name),
-            query(&[("asOf", as_of.as_deref())])
-        );
-        let answer = get_json(client, &path, accept).await?;
-        if table {
-            columns = answer["columnDefinitions"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            rows = answer["rows"].as_array().cloned().unwrap_or_default();
-        } else {
-            objects.push(answer);
-        }
-    } else {
-        let limit = LIST_PAGE.to_string();
-        let mut token: Option<String> = None;
-        loop {
-            let path = format!(
-                "{}{}",
-                resource.collection(namespace),
-                query(&[
-                    (
-                        "asOf",
-                        if token.is_none() {
-                            as_of.as_deref()
-                        } else {
-                            None
-                        }
-                    ),
-                    ("labelSelector", request.label_selector),
-                    ("fieldSelector", request.field_selector),
-                    ("limit", Some(&limit)),
-                    ("continue", token.as_deref()),
-                ])
-            );
-            let answer = get_json(client, &path, accept).await?;
-            if table {
-                if columns.is_empty() {
-                    columns = answer["columnDefinitions"]
-                        .as_array()
-                        .cloned()
-                        .unwrap_or_default();
-                }
-                rows.extend(answer["rows"].as_array().cloned().unwrap_or_default());
-            } else {
-                objects.extend(answer["items"].as_array().cloned().unwrap_or_default());
-            }
-            token = answer["metadata"]["continue"]
-                .as_str()
-                .filter(|t| !t.is_empty())
-                .map(str::to_owned);
-            if token.is_none() {
-                break;
-            }
-        }
-    }
-    Ok(match request.output {
-        Output::Table | Output::Wide => render_table(
-            &columns,
-            &rows,
-            request.output == Output::Wide,
-            request.all_namespaces && resource.namespaced,
-        ),
-        Output::Name => objects.iter().map(|o| resource.name_of(o) + "\n").collect(),
-        Output::Json | Output::Yaml => {
-            let document = if request.name.is_some() {
-                objects.pop().unwrap_or(Value::Null)
-            } else {
-                json!({"apiVersion": "v1", "kind": "List", "items": objects})
-            };
-            serialize(&document, request.output)?
-        }
-    })
-}
-
-/// A Table as kubectl prints it: upper-case headers, columns of priority 0 (all with
-/// `wide`), three spaces between columns.
-fn render_table(columns: &[Value], rows: &[Value], wide: bool, with_namespace: bool) -> String {
-    if rows.is_empty() {
-        return "No resources found.\n".to_owned();
-    }
-    let shown: Vec<usize> = columns
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| wide || c["priority"].as_i64().unwrap_or(0) == 0)
-        .map(|(i, _)| i)
-        .collect();
-    let mut lines: Vec<Vec<String>> = Vec::new();
-    let mut header: Vec<String> = Vec::new();
-    if with_namespace {
-        header.push("NAMESPACE".into());
-    }
-    header.extend(shown.iter().map(|i| {
-        columns[*i]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_ascii_uppercase()
-    }));
-    lines.push(header);
-    for row in rows {
-        let mut line = Vec::new();
-        if with_namespace {
-            line.push(
-                row["object"]["metadata"]["namespace"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-            );
-        }
-        for i in &shown {
-            line.push(cell(&row["cells"][*i]));
-        }
-        lines.push(line);
-    }
-    align(&lines)
-}
-
-fn cell(value: &Value) -> String {
-    match value {
-        Value::Null => "<none>".to_owned(),
-        Value::String(s) if s.is_empty() => "<none>".to_owned(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
+/// Lines of cells aligned in columns, three spaces apart, as kubectl prints tables.
 fn align(lines: &[Vec<String>]) -> String {
-    let columns = lines.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns)
-        .map(|c| {
-            lines
-                .iter()
-                .map(|l| l.get(c).map_or(0, |s| s.chars().count()))
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
+    let mut widths = Vec::new();
+    widen(&mut widths, lines);
+    aligned(lines, &widths)
+}
+
+/// Grows `widths` to fit every cell of `lines`.
+fn widen(widths: &mut Vec<usize>, lines: &[Vec<String>]) {
+    for line in lines {
+        if widths.len() < line.len() {
+            widths.resize(line.len(), 0);
+        }
+        for (c, value) in line.iter().enumerate() {
+            widths[c] = widths[c].max(value.chars().count());
+        }
+    }
+}
+
+/// `lines` printed in columns of `widths` (the last cell of a line is not padded).
+fn aligned(lines: &[Vec<String>], widths: &[usize]) -> String {
     let mut out = String::new();
     for line in lines {
         let mut text = String::new();
@@ -362,7 +224,8 @@ fn align(lines: &[Vec<String>]) -> String {
             if c + 1 == line.len() {
                 text.push_str(value);
             } else {
-                let _ = write!(text, "{value:<width$}   ", width = widths[c]);
+                let width = widths.get(c).copied().unwrap_or(0);
+                let _ = write!(text, "{value:<width$}   ");
             }
         }
         out.push_str(text.trim_end());
@@ -502,7 +365,8 @@ pub async fn diff(client: &Client, request: &DiffRequest<'_>) -> anyhow::Result<
         let output = Output::Json;
         let instant = instant.map(str::to_owned);
         async move {
-            let text = get(
+            let mut text = Vec::new();
+            get(
                 client,
                 &GetRequest {
                     resource: request.resource,
@@ -513,10 +377,12 @@ pub async fn diff(client: &Client, request: &DiffRequest<'_>) -> anyhow::Result<
                     label_selector: request.label_selector,
                     field_selector: None,
                     output,
+                    chunk_size: 0,
                 },
+                &mut text,
             )
             .await?;
-            let list: Value = serde_json::from_str(&text)?;
+            let list: Value = serde_json::from_slice(&text)?;
             anyhow::Ok(list["items"].as_array().cloned().unwrap_or_default())
         }
     };
