@@ -103,9 +103,9 @@ pub fn spawn(registry: Arc<Registry>) {
                 };
                 match event {
                     Ok(event) => {
-                        if let Some(object) = &event.object
-                            && meta::is_being_deleted(object)
-                            && let Some(name) = meta::name(object)
+                        if let Some(object) = event.object()
+                            && meta::is_being_deleted(&object)
+                            && let Some(name) = meta::name(&object)
                         {
                             start_cleanup(&registry, &running, name);
                         }

@@ -143,7 +143,7 @@ impl Changes {
                 revision: event.revision,
                 name: name.to_owned(),
                 namespace: namespace.map(str::to_owned),
-                object: event.object.clone(),
+                object: event.object(),
             });
         }
     }

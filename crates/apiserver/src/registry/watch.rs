@@ -34,7 +34,7 @@ use super::read::{LIST_CHUNK_BYTES, selectors};
 use super::{Registry, Target};
 use crate::api::{ApiError, Resource};
 use crate::storage::{
-    CachedEvent, Feed, SelectRequest, Selection, Selectors, Storage, codec, select,
+    CachedEvent, Feed, SelectRequest, Selection, Selectors, Storage, Which, codec, select,
 };
 
 /// Events buffered for one client before it is considered too slow and cut off.
@@ -504,17 +504,22 @@ impl StreamContext {
         {
             return true;
         }
-        let Some((kind, object)) = self.translate(change) else {
+        let Some((kind, which)) = self.translate(change) else {
             return true;
         };
         let line = match &self.format {
-            WatchFormat::Rendered(_) => event(
-                kind,
-                render(&self.resource, &self.format, (**object).clone()),
-            ),
+            WatchFormat::Rendered(_) => {
+                let Some(object) = change.value(which) else {
+                    return true;
+                };
+                event(
+                    kind,
+                    render(&self.resource, &self.format, (*object).clone()),
+                )
+            }
             WatchFormat::Json => change.encoded(
                 kind,
-                object,
+                which,
                 &self.resource.api_version(),
                 &self.resource.kind,
             ),
@@ -522,23 +527,31 @@ impl StreamContext {
         self.send(tx, line)
     }
 
-    /// The event a change is for this watcher, after selector transitions.
-    fn translate<'a>(&self, change: &'a CachedEvent) -> Option<(&'static str, &'a Arc<Value>)> {
+    /// The event a change is for this watcher, after selector transitions, and which of its
+    /// objects it tells of. A watcher without selectors decides without decoding anything.
+    fn translate(&self, change: &CachedEvent) -> Option<(&'static str, Which)> {
+        if self.selectors.is_everything() {
+            return match change.kind {
+                EventKind::Put if change.previous_exists() => Some(("MODIFIED", Which::Object)),
+                EventKind::Put => Some(("ADDED", Which::Object)),
+                EventKind::Delete if change.previous_exists() => Some(("DELETED", Which::Previous)),
+                EventKind::Delete => None,
+            };
+        }
         let was_matching = change
-            .previous
-            .as_ref()
-            .is_some_and(|o| self.selectors.matches(o));
+            .previous()
+            .is_some_and(|o| self.selectors.matches(&o));
         match change.kind {
             EventKind::Put => {
-                let object = change.object.as_ref()?;
-                match (was_matching, self.selectors.matches(object)) {
-                    (false, true) => Some(("ADDED", object)),
-                    (true, true) => Some(("MODIFIED", object)),
-                    (true, false) => Some(("DELETED", object)),
+                let object = change.object()?;
+                match (was_matching, self.selectors.matches(&object)) {
+                    (false, true) => Some(("ADDED", Which::Object)),
+                    (true, true) => Some(("MODIFIED", Which::Object)),
+                    (true, false) => Some(("DELETED", Which::Object)),
                     (false, false) => None,
                 }
             }
-            EventKind::Delete if was_matching => change.previous.as_ref().map(|o| ("DELETED", o)),
+            EventKind::Delete if was_matching => Some(("DELETED", Which::Previous)),
             EventKind::Delete => None,
         }
     }

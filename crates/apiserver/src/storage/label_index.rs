@@ -187,13 +187,13 @@ impl Change {
         let key = event.key.strip_prefix(prefix)?.to_owned();
         let labels = |object: &Value| -> Labels { meta::labels(object).into_iter().collect() };
         let after = match event.kind {
-            EventKind::Put => Some(event.object.as_deref().map(labels).unwrap_or_default()),
+            EventKind::Put => Some(event.object().as_deref().map(labels).unwrap_or_default()),
             EventKind::Delete => None,
         };
         Some(Change {
             revision: event.revision,
             key,
-            before: event.previous.as_deref().map(labels),
+            before: event.previous().as_deref().map(labels),
             after,
         })
     }

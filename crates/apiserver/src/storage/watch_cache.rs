@@ -52,53 +52,131 @@ const KEY_SWEEP_SLACK: usize = 1024;
 /// Pause before a feed re-establishes a failed store watch.
 const FEED_RETRY: Duration = Duration::from_millis(200);
 
-/// One change, decoded once for every watcher.
+/// Events of each feed whose decoded objects are kept (the newest ones, which live
+/// watchers are reading now); older events in the history keep only the stored bytes and
+/// their serialized lines, and decode again if a resuming watcher with selectors needs them.
+/// Decoded, a Host is about ten times its JSON, so this bounds most of a feed's memory.
+pub const WATCH_DECODED_EVENTS: usize = 256;
+
+/// The decoded objects of an event: after the change (a put) and before it.
+type Decoded = (Option<Arc<Value>>, Option<Arc<Value>>);
+
+/// One change, decoded once for every watcher while it is new.
 pub struct CachedEvent {
     pub revision: Revision,
     pub key: String,
     pub kind: EventKind,
-    /// The object after a put.
-    pub object: Option<Arc<Value>>,
-    /// The object before the change (for a deletion: stamped with the deletion's revision).
-    pub previous: Option<Arc<Value>>,
+    /// The object after a put, as stored.
+    stored: Option<KeyValue>,
+    /// The object before the change, as stored (for a deletion: with the deletion's revision
+    /// as its `mod_revision`, which is what watchers are told).
+    stored_previous: Option<KeyValue>,
+    /// The decoded objects, while the event is among the newest [`WATCH_DECODED_EVENTS`].
+    decoded: Mutex<Option<Decoded>>,
     /// Serialized `{"type", "object"}` lines by (type, apiVersion), made on first use.
     encoded: Mutex<Vec<(&'static str, String, Bytes)>>,
 }
 
+/// Which of an event's objects a watcher is told about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Which {
+    /// The object after the change.
+    Object,
+    /// The object before it (a deletion).
+    Previous,
+}
+
 impl CachedEvent {
-    /// Decodes a store event (undecodable objects are skipped by callers).
+    /// Decodes a store event; `None` when the object a put wrote cannot be decoded (callers
+    /// skip such events).
     pub fn from_store(event: &fleetdb_store::Event) -> Option<Self> {
         let decode = |kv: &KeyValue| codec::decode(kv).ok().map(Arc::new);
-        let (object, previous) = match event.kind {
-            EventKind::Put => (
-                Some(decode(&event.kv)?),
-                event.prev.as_ref().and_then(decode),
+        let (stored, stored_previous) = match event.kind {
+            EventKind::Put => (Some(event.kv.clone()), event.prev.clone()),
+            EventKind::Delete => (
+                None,
+                event.prev.as_ref().map(|kv| KeyValue {
+                    mod_revision: event.revision(),
+                    ..kv.clone()
+                }),
             ),
-            EventKind::Delete => {
-                let previous = event.prev.as_ref().and_then(|kv| {
-                    let mut object = codec::decode(kv).ok()?;
-                    codec::set_resource_version(&mut object, event.revision());
-                    Some(Arc::new(object))
-                });
-                (None, previous)
-            }
         };
+        let object = match &stored {
+            Some(kv) => Some(decode(kv)?),
+            None => None,
+        };
+        let previous = stored_previous.as_ref().and_then(decode);
         Some(Self {
             revision: event.revision(),
             key: event.kv.key.clone(),
             kind: event.kind,
-            object,
-            previous,
+            stored,
+            stored_previous,
+            decoded: Mutex::new(Some((object, previous))),
             encoded: Mutex::new(Vec::new()),
         })
     }
 
-    /// The serialized event line for `kind` with `object` rendered as `api_version`/`kind_name`.
-    /// `object` must be one of this event's objects.
+    /// The decoded objects, decoding them again when they were forgotten.
+    fn decoded(&self) -> Decoded {
+        let mut decoded = self.decoded.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(both) = &*decoded {
+            return both.clone();
+        }
+        let decode = |kv: &Option<KeyValue>| {
+            kv.as_ref()
+                .and_then(|kv| codec::decode(kv).ok())
+                .map(Arc::new)
+        };
+        let both = (decode(&self.stored), decode(&self.stored_previous));
+        *decoded = Some(both.clone());
+        both
+    }
+
+    /// The object after a put.
+    pub fn object(&self) -> Option<Arc<Value>> {
+        self.decoded().0
+    }
+
+    /// The object before the change (for a deletion: stamped with the deletion's revision).
+    pub fn previous(&self) -> Option<Arc<Value>> {
+        self.decoded().1
+    }
+
+    /// Whether there was an object before the change (without decoding it).
+    pub fn previous_exists(&self) -> bool {
+        self.stored_previous.is_some()
+    }
+
+    /// One of the objects.
+    pub fn value(&self, which: Which) -> Option<Arc<Value>> {
+        match which {
+            Which::Object => self.object(),
+            Which::Previous => self.previous(),
+        }
+    }
+
+    /// Drops the decoded objects (they are decoded again if asked for).
+    fn forget_decoded(&self) {
+        *self.decoded.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Whether the decoded objects are held now.
+    #[cfg(test)]
+    fn holds_decoded(&self) -> bool {
+        self.decoded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// The serialized event line of type `event_type` telling of `which` object, rendered as
+    /// `api_version`/`kind_name`: the stored bytes with the resourceVersion spliced in
+    /// (decoded and encoded only when they do not have the usual shape), made once.
     pub fn encoded(
         &self,
         event_type: &'static str,
-        object: &Value,
+        which: Which,
         api_version: &str,
         kind_name: &str,
     ) -> Bytes {
@@ -109,12 +187,24 @@ impl CachedEvent {
         {
             return bytes.clone();
         }
-        let mut object = object.clone();
-        object["apiVersion"] = json!(api_version);
-        object["kind"] = json!(kind_name);
-        let mut line =
-            serde_json::to_vec(&json!({"type": event_type, "object": object})).unwrap_or_default();
-        line.push(b'\n');
+        let stored = match which {
+            Which::Object => &self.stored,
+            Which::Previous => &self.stored_previous,
+        };
+        let mut line = Vec::with_capacity(stored.as_ref().map_or(0, |kv| kv.value.len()) + 64);
+        line.extend_from_slice(b"{\"type\":\"");
+        line.extend_from_slice(event_type.as_bytes());
+        line.extend_from_slice(b"\",\"object\":");
+        let spliced = stored
+            .as_ref()
+            .is_some_and(|kv| codec::write_spliced(kv, api_version, kind_name, &mut line));
+        if !spliced {
+            let mut object = self.value(which).map(|o| (*o).clone()).unwrap_or_default();
+            object["apiVersion"] = json!(api_version);
+            object["kind"] = json!(kind_name);
+            serde_json::to_writer(&mut line, &object).unwrap_or_default();
+        }
+        line.extend_from_slice(b"}\n");
         let bytes = Bytes::from(line);
         cache.push((event_type, api_version.to_owned(), bytes.clone()));
         bytes
@@ -238,6 +328,14 @@ impl Feed {
         {
             let mut history = self.history.write().unwrap_or_else(|e| e.into_inner());
             history.events.push_back(event.clone());
+            if let Some(older) = history
+                .events
+                .len()
+                .checked_sub(WATCH_DECODED_EVENTS + 1)
+                .and_then(|at| history.events.get(at))
+            {
+                older.forget_decoded();
+            }
             while history.events.len() > WATCH_CACHE_EVENTS {
                 if let Some(evicted) = history.events.pop_front() {
                     history.complete_after = evicted.revision;
@@ -469,10 +567,9 @@ mod tests {
             "shared, not copied"
         );
         let first = &received[0];
-        let object = first.object.clone().unwrap();
         let lines: Vec<Bytes> = received
             .iter()
-            .map(|e| e.encoded("ADDED", &object, "g/v1", "Thing"))
+            .map(|e| e.encoded("ADDED", Which::Object, "g/v1", "Thing"))
             .collect();
         assert!(
             lines.iter().all(|l| l.as_ptr() == lines[0].as_ptr()),
@@ -485,6 +582,64 @@ mod tests {
         assert_eq!(replay.len(), 1);
         // Before the feed started, the cache cannot answer: such watchers use the store.
         assert!(feed.events_after(-1).is_none());
+    }
+
+    /// Only the newest events hold decoded objects; older ones decode again on demand, to
+    /// the same objects, and their lines (spliced from the stored bytes) say the same.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn older_events_keep_bytes_and_decode_again_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+        let cache = WatchCache::new(store.clone());
+        let (_stop, shutdown) = tokio::sync::watch::channel(false);
+        let feed = cache.feed("/registry/g/things/", shutdown).await.unwrap();
+        let start = feed.published_revision();
+        let mut live = feed.subscribe();
+        let key = |i: usize| format!("/registry/g/things/ns/t{}", i % 10);
+        let total = WATCH_DECODED_EVENTS + 20;
+        for i in 0..total {
+            let object = json!({"apiVersion": "g/v1", "kind": "Thing", "metadata": {"name": format!("t{}", i % 10), "labels": {"n": i.to_string()}}});
+            store
+                .put(&key(i), codec::encode(&object), Condition::Always)
+                .await
+                .unwrap();
+        }
+        store.delete(&key(3), Condition::Always).await.unwrap();
+        for _ in 0..=total {
+            live.recv().await.unwrap();
+        }
+        let events = feed.events_after(start).unwrap();
+        assert_eq!(events.len(), total + 1);
+        let held = events.iter().filter(|e| e.holds_decoded()).count();
+        assert_eq!(
+            held, WATCH_DECODED_EVENTS,
+            "only the newest events stay decoded"
+        );
+        let old = &events[15];
+        assert!(!old.holds_decoded());
+        let object = old.object().expect("decoded again");
+        assert_eq!(object["metadata"]["labels"]["n"], "15");
+        assert_eq!(
+            object["metadata"]["resourceVersion"],
+            old.revision.to_string()
+        );
+        let previous = old.previous().expect("t5 existed before");
+        assert_eq!(previous["metadata"]["labels"]["n"], "5");
+        // The line spliced from bytes is the decoded object as served.
+        let line = old.encoded("MODIFIED", Which::Object, "g/v1", "Thing");
+        let line: Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(line, json!({"type": "MODIFIED", "object": *object}));
+        // A deletion tells of the object before it, at the deletion's revision.
+        let deletion = events.last().unwrap();
+        let line = deletion.encoded("DELETED", Which::Previous, "g/v1", "Thing");
+        let line: Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(line["type"], "DELETED");
+        assert_eq!(line["object"]["metadata"]["name"], "t3");
+        assert_eq!(
+            line["object"]["metadata"]["resourceVersion"],
+            deletion.revision.to_string()
+        );
+        assert_eq!(line["object"], *deletion.previous().unwrap());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
