@@ -311,13 +311,28 @@ pub fn write_with_resource_version(
         return false;
     }
     out.reserve(bytes.len() + 32);
-    out.extend_from_slice(&bytes[..=metadata]);
-    out.extend_from_slice(format!("\"resourceVersion\":\"{revision}\"").as_bytes());
-    if bytes.get(metadata + 1) != Some(&b'}') {
-        out.push(b',');
-    }
-    out.extend_from_slice(&bytes[metadata + 1..]);
+    out.extend_from_slice(&bytes[..metadata]);
+    write_metadata_with_resource_version(&bytes[metadata..], revision, out);
     true
+}
+
+/// Appends `metadata` (the JSON text of a metadata object, from its opening brace on: what
+/// follows the object is copied as it is) with `"resourceVersion":"<revision>"` as its first
+/// field. Text that does not start with `{` stands for an absent metadata object: `out` gets
+/// one holding only the resourceVersion.
+pub fn write_metadata_with_resource_version(metadata: &[u8], revision: i64, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"resourceVersion\":\"");
+    out.extend_from_slice(revision.to_string().as_bytes());
+    out.push(b'"');
+    match metadata.strip_prefix(b"{") {
+        Some(rest) => {
+            if rest.first() != Some(&b'}') {
+                out.push(b',');
+            }
+            out.extend_from_slice(rest);
+        }
+        None => out.push(b'}'),
+    }
 }
 
 #[cfg(test)]

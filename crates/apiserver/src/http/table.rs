@@ -8,6 +8,7 @@
 use serde_json::{Value, json};
 
 use fleetdb_machinery::jsonpath::{self, Projection};
+use fleetdb_machinery::meta;
 use fleetdb_store::KeyValue;
 
 use super::negotiate::{IncludeObject, TableForm};
@@ -308,18 +309,11 @@ impl TableWriter {
                     // As decoding serves it: the stored metadata object with the
                     // resourceVersion added (just the resourceVersion when the stored
                     // object has no metadata object).
-                    out.extend_from_slice(b"{\"resourceVersion\":\"");
-                    out.extend_from_slice(kv.mod_revision.to_string().as_bytes());
-                    out.push(b'"');
-                    match kept.map(|raw| raw.get().as_bytes()) {
-                        Some(raw) if raw.first() == Some(&b'{') => {
-                            if raw.get(1) != Some(&b'}') {
-                                out.push(b',');
-                            }
-                            out.extend_from_slice(&raw[1..]);
-                        }
-                        _ => out.push(b'}'),
-                    }
+                    meta::write_metadata_with_resource_version(
+                        kept.map_or(&b""[..], |raw| raw.get().as_bytes()),
+                        kv.mod_revision,
+                        out,
+                    );
                     out.push(b'}');
                 }
                 IncludeObject::Object => codec::write_item(out, &self.api_version, &self.kind, kv)?,

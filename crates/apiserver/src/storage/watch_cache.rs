@@ -29,7 +29,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use fleetdb_store::{EventKind, KeyValue, Revision, Store, StoreError};
 use futures::StreamExt;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::broadcast;
 
 use super::{codec, label_index};
@@ -90,7 +90,6 @@ impl CachedEvent {
     /// Decodes a store event; `None` when the object a put wrote cannot be decoded (callers
     /// skip such events).
     pub fn from_store(event: &fleetdb_store::Event) -> Option<Self> {
-        let decode = |kv: &KeyValue| codec::decode(kv).ok().map(Arc::new);
         let (stored, stored_previous) = match event.kind {
             EventKind::Put => (Some(event.kv.clone()), event.prev.clone()),
             EventKind::Delete => (
@@ -101,20 +100,21 @@ impl CachedEvent {
                 }),
             ),
         };
-        let object = match &stored {
-            Some(kv) => Some(decode(kv)?),
-            None => None,
-        };
-        let previous = stored_previous.as_ref().and_then(decode);
-        Some(Self {
+        let cached = Self {
             revision: event.revision(),
             key: event.kv.key.clone(),
             kind: event.kind,
             stored,
             stored_previous,
-            decoded: Mutex::new(Some((object, previous))),
+            decoded: Mutex::new(None),
             encoded: Mutex::new(Vec::new()),
-        })
+        };
+        // Decoded now, for the watchers reading it next and the label index.
+        let (object, _) = cached.decoded();
+        if cached.stored.is_some() && object.is_none() {
+            return None;
+        }
+        Some(cached)
     }
 
     /// The decoded objects, decoding them again when they were forgotten.
@@ -195,14 +195,12 @@ impl CachedEvent {
         line.extend_from_slice(b"{\"type\":\"");
         line.extend_from_slice(event_type.as_bytes());
         line.extend_from_slice(b"\",\"object\":");
-        let spliced = stored
+        let written = stored
             .as_ref()
-            .is_some_and(|kv| codec::write_spliced(kv, api_version, kind_name, &mut line));
-        if !spliced {
-            let mut object = self.value(which).map(|o| (*o).clone()).unwrap_or_default();
-            object["apiVersion"] = json!(api_version);
-            object["kind"] = json!(kind_name);
-            serde_json::to_writer(&mut line, &object).unwrap_or_default();
+            .is_some_and(|kv| codec::write_item(&mut line, api_version, kind_name, kv).is_ok());
+        if !written {
+            // An object that cannot be read (never stored so: kept readable by the writes).
+            line.extend_from_slice(b"null");
         }
         line.extend_from_slice(b"}\n");
         let bytes = Bytes::from(line);
@@ -535,6 +533,7 @@ mod tests {
     use super::*;
     use fleetdb_store::Condition;
     use fleetdb_store::embedded::EmbeddedStore;
+    use serde_json::json;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn one_write_is_decoded_and_serialized_once_for_every_watcher() {
