@@ -6,14 +6,13 @@
 //! decodes from an object's JSON only what those paths can reach, so a Table row is built
 //! from stored bytes without a `Value` tree of the whole object.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::Deserialize;
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::value::RawValue;
+use serde::de;
 use serde_json::{Map, Value, json};
+
+use crate::jsonscan;
 
 /// One step of a compiled path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -177,20 +176,48 @@ impl Projection {
     }
 
     /// [`Projection::decode`], also returning the text of the top-level field `raw` (as
-    /// written, borrowed from `json`) when the object has it.
+    /// written, borrowed from `json`) when the object has it. The whole text is validated
+    /// (by [`jsonscan`], which passes over what no path reaches without decoding it); only
+    /// objects are projected, unless a path takes the whole object.
     pub fn decode_keeping<'j>(
         &self,
         json: &'j [u8],
         raw: Option<&str>,
-    ) -> serde_json::Result<(Value, Option<&'j RawValue>)> {
-        let mut deserializer = serde_json::Deserializer::from_slice(json);
-        let (value, kept) = Top {
-            node: &self.root,
-            raw,
+    ) -> serde_json::Result<(Value, Option<&'j str>)> {
+        if self.root.whole && raw.is_none() {
+            return serde_json::from_slice(json).map(|value| (value, None));
         }
-        .deserialize(&mut deserializer)?;
-        deserializer.end()?;
-        Ok((value, kept))
+        let text = std::str::from_utf8(json).map_err(de::Error::custom)?;
+        let open = jsonscan::after_space(text, 0);
+        if !text[open..].starts_with('{') {
+            return Err(de::Error::custom("expected a JSON object"));
+        }
+        let mut out = Map::new();
+        let mut kept = None;
+        let end = jsonscan::read_object(text, open, 0, |key, at| {
+            let child = if self.root.whole {
+                Some(&WHOLE)
+            } else {
+                self.root.children.get(&*key)
+            };
+            let end = match child {
+                Some(child) => {
+                    let (value, end) = project(child, text, at, 1)?;
+                    out.insert(key.to_string(), value);
+                    end
+                }
+                None => jsonscan::skip(text, at, 1)?,
+            };
+            if raw == Some(&*key) {
+                kept = Some(&text[at..end]);
+            }
+            Ok(end)
+        })
+        .map_err(de::Error::custom)?;
+        if jsonscan::after_space(text, end) != text.len() {
+            return Err(de::Error::custom("trailing characters after the object"));
+        }
+        Ok((Value::Object(out), kept))
     }
 }
 
@@ -200,162 +227,38 @@ static WHOLE: Node = Node {
     children: BTreeMap::new(),
 };
 
-/// An object's key, borrowed from the input when it has no escapes.
-struct Key<'de>(Cow<'de, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Text;
-        impl<'de> Visitor<'de> for Text {
-            type Value = Key<'de>;
-
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string")
-            }
-
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-
-            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v.to_owned())))
-            }
-
-            fn visit_string<E>(self, v: String) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v)))
-            }
+/// What `node` keeps of the value at `at` (`depth` levels deep), and where the value ends:
+/// the whole value, or of an object the fields the node projects. Arrays below a partial
+/// node are kept empty (no field step reaches their items); other values are kept whole.
+fn project(
+    node: &Node,
+    text: &str,
+    at: usize,
+    depth: usize,
+) -> Result<(Value, usize), jsonscan::ScanError> {
+    let bytes = text.as_bytes();
+    if node.whole || !matches!(bytes.get(at), Some(b'{' | b'[')) {
+        let end = jsonscan::skip(text, at, depth)?;
+        // Validated: it decodes (a lone surrogate escape is the exception serde refuses).
+        let value = serde_json::from_str(&text[at..end]).map_err(|_| jsonscan::ScanError {
+            at,
+            reason: "a string that is not Unicode",
+        })?;
+        return Ok((value, end));
+    }
+    if bytes[at] == b'[' {
+        return Ok((Value::Array(Vec::new()), jsonscan::skip(text, at, depth)?));
+    }
+    let mut out = Map::new();
+    let end = jsonscan::read_object(text, at, depth, |key, at| match node.children.get(&*key) {
+        Some(child) => {
+            let (value, end) = project(child, text, at, depth + 1)?;
+            out.insert(key.into_owned(), value);
+            Ok(end)
         }
-        deserializer.deserialize_str(Text)
-    }
-}
-
-/// The top level of a projected decode, which may also keep one field's text.
-struct Top<'p> {
-    node: &'p Node,
-    raw: Option<&'p str>,
-}
-
-impl<'de> DeserializeSeed<'de> for Top<'_> {
-    type Value = (Value, Option<&'de RawValue>);
-
-    fn deserialize<D: de::Deserializer<'de>>(
-        self,
-        deserializer: D,
-    ) -> Result<Self::Value, D::Error> {
-        if self.node.whole && self.raw.is_none() {
-            return Ok((Value::deserialize(deserializer)?, None));
-        }
-        deserializer.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Top<'_> {
-    type Value = (Value, Option<&'de RawValue>);
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut out = Map::new();
-        let mut kept = None;
-        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            if self.raw == Some(&*key) {
-                let text: &'de RawValue = map.next_value()?;
-                kept = Some(text);
-                let child = if self.node.whole {
-                    Some(&WHOLE)
-                } else {
-                    self.node.children.get(&*key)
-                };
-                if let Some(child) = child {
-                    let mut inner = serde_json::Deserializer::from_str(text.get());
-                    let value = Part(child)
-                        .deserialize(&mut inner)
-                        .map_err(de::Error::custom)?;
-                    out.insert(key.into_owned(), value);
-                }
-            } else if self.node.whole {
-                out.insert(key.into_owned(), map.next_value()?);
-            } else if let Some(child) = self.node.children.get(&*key) {
-                let value = map.next_value_seed(Part(child))?;
-                out.insert(key.into_owned(), value);
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok((Value::Object(out), kept))
-    }
-}
-
-/// A projected decode below the top level.
-struct Part<'p>(&'p Node);
-
-impl<'de> DeserializeSeed<'de> for Part<'_> {
-    type Value = Value;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        if self.0.whole {
-            return Value::deserialize(deserializer);
-        }
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Part<'_> {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut out = Map::new();
-        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            if let Some(child) = self.0.children.get(&*key) {
-                let value = map.next_value_seed(Part(child))?;
-                out.insert(key.into_owned(), value);
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok(Value::Object(out))
-    }
-
-    // Fields are looked up only in objects: anything else is kept as a leaf (small ones) or
-    // skipped (arrays, whose items no field step reaches).
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Value::Array(Vec::new()))
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(json!(v))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(json!(v))
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(json!(v))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
+        None => jsonscan::skip(text, at, depth + 1),
+    })?;
+    Ok((Value::Object(out), end))
 }
 
 /// Sets `value` at a dotted path of fields (`.spec.replicas`), creating objects on the way.

@@ -20,6 +20,7 @@ pub mod field;
 pub mod gofmt;
 pub mod json;
 pub mod jsonpath;
+pub mod jsonscan;
 pub mod meta;
 pub mod patch;
 pub mod rbac;

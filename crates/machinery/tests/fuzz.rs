@@ -7,6 +7,7 @@
 use fleetdb_machinery::apply;
 use fleetdb_machinery::json::depth_within;
 use fleetdb_machinery::jsonpath;
+use fleetdb_machinery::jsonscan;
 use fleetdb_machinery::patch::apply_json_patch;
 use fleetdb_machinery::rbac::{self, PolicyRule, Request, User};
 use fleetdb_machinery::schema::Schema;
@@ -126,7 +127,83 @@ fn printer_path() -> impl Strategy<Value = String> {
     .prop_map(|steps| steps.concat())
 }
 
+/// JSON text, compact or pretty, with a few bytes changed: what JSON is made of, escapes,
+/// control characters and stray letters put in, ranges taken out.
+fn mangled_json() -> impl Strategy<Value = String> {
+    let edit = (
+        any::<prop::sample::Index>(),
+        0usize..3,
+        prop_oneof![
+            prop::sample::select(vec![
+                "{", "}", "[", "]", "\"", ",", ":", " ", "\\", "\\u", "\\ud800", "\\n", "\\x", "0",
+                "01", "-", ".", "e", "E+", "t", "true", "nul", "\u{1}", "\n", "é",
+            ])
+            .prop_map(str::to_owned),
+            "[a-f0-9]{1,4}",
+        ],
+    );
+    (
+        json_value(),
+        any::<bool>(),
+        prop::collection::vec(edit, 0..3),
+    )
+        .prop_map(|(value, pretty, edits)| {
+            let mut text = if pretty {
+                serde_json::to_string_pretty(&value).unwrap()
+            } else {
+                serde_json::to_string(&value).unwrap()
+            };
+            for (at, remove, insert) in edits {
+                let mut start = at.index(text.len() + 1);
+                while !text.is_char_boundary(start) {
+                    start -= 1;
+                }
+                let mut end = (start + remove).min(text.len());
+                while !text.is_char_boundary(end) {
+                    end += 1;
+                }
+                text.replace_range(start..end, &insert);
+            }
+            text
+        })
+}
+
 proptest! {
+    /// The scanner accepts exactly what serde_json accepts, and an object's fields are the
+    /// texts of what serde_json decodes.
+    #[test]
+    fn the_scanner_agrees_with_serde_json(text in mangled_json()) {
+        let serde = serde_json::from_str::<serde::de::IgnoredAny>(&text);
+        let scanned = jsonscan::validate(&text);
+        prop_assert_eq!(scanned.is_ok(), serde.is_ok(), "{:?}: {:?}", text, scanned);
+        let open = jsonscan::after_space(&text, 0);
+        if !text[open..].starts_with('{') {
+            return Ok(());
+        }
+        let mut fields = Vec::new();
+        let read = jsonscan::read_object(&text, open, 0, |key, at| {
+            let end = jsonscan::skip(&text, at, 1)?;
+            fields.push((key.into_owned(), &text[at..end]));
+            Ok(end)
+        });
+        let decoded = serde_json::from_str::<serde_json::Map<String, Value>>(&text);
+        match read {
+            Ok(end) if jsonscan::after_space(&text, end) == text.len() => {
+                let mut mine = serde_json::Map::new();
+                for (key, value) in fields {
+                    let value = serde_json::from_str::<Value>(value);
+                    // Lone surrogates pass as text but do not decode into strings.
+                    prop_assume!(value.is_ok());
+                    mine.insert(key, value.unwrap());
+                }
+                prop_assert_eq!(Ok(mine), decoded.map_err(|_| ()), "{:?}", text);
+            }
+            Ok(_) => prop_assert!(serde.is_err(), "{:?}", text),
+            // Keys must decode (a lone surrogate in one does not).
+            Err(_) => prop_assert!(decoded.is_err(), "{:?}", text),
+        }
+    }
+
     /// A projection of some paths decodes what each of them finds in the whole object.
     #[test]
     fn projected_decoding_finds_what_the_whole_object_has(object in json_value(), paths in prop::collection::vec(printer_path(), 0..4)) {

@@ -580,6 +580,7 @@ pub async fn list(request: &Request<'_>) -> Result<Response, ApiError> {
     if let Representation::Table(form) = representation {
         let writer = TableWriter::new(&resource, form);
         let mut body = writer.head(metadata);
+        body.reserve(writer.rows_size(&page.kvs) + 2);
         writer.write_rows(&mut body, &page.kvs, true)?;
         body.extend_from_slice(b"]}");
         return Ok(raw_json(StatusCode::OK, body));
@@ -629,6 +630,14 @@ impl Encoding {
         }
     }
 
+    /// About how many bytes the items or rows of `kvs` take.
+    fn size(&self, kvs: &[fleetdb_store::KeyValue]) -> usize {
+        match self {
+            Encoding::List => codec::items_size(kvs),
+            Encoding::Table(writer) => writer.rows_size(kvs),
+        }
+    }
+
     /// Appends items or rows for `kvs`; `first`: nothing precedes them.
     fn write(
         &self,
@@ -661,7 +670,7 @@ fn streamed_list(
     rest: Cursor,
 ) -> Result<Response, ApiError> {
     let mut head = encoding.head(resource, json!({"resourceVersion": revision.to_string()}));
-    head.reserve(codec::items_size(&first));
+    head.reserve(encoding.size(&first));
     encoding.write(&mut head, resource, first, true)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<ListChunk>(LIST_STREAM_CHUNKS);
     tx.try_send(Ok(head.into()))
@@ -693,7 +702,7 @@ async fn produce_chunks(
         };
         let chunk = match read {
             Ok(Some(kvs)) => {
-                let mut chunk = Vec::with_capacity(codec::items_size(&kvs));
+                let mut chunk = Vec::with_capacity(encoding.size(&kvs));
                 encoding
                     .write(&mut chunk, &resource, kvs, false)
                     .map(|()| chunk)

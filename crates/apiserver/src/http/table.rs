@@ -229,6 +229,9 @@ pub fn table(
     })
 }
 
+/// What one row's cells and framing are taken to need when a buffer is reserved.
+const ROW_CELLS_BYTES: usize = 160;
+
 /// A Table written piece by piece, for lists too long to hold whole: [`TableWriter::head`]
 /// (everything up to the opening bracket of `rows`), rows as they are read, then `]}`.
 ///
@@ -255,6 +258,18 @@ impl TableWriter {
             projection,
             api_version: resource.api_version(),
             kind: resource.kind.clone(),
+        }
+    }
+
+    /// About how many bytes the rows of `kvs` take, to reserve a page's buffer at once: the
+    /// stored objects for rows with objects, most of them (their metadata) for rows with
+    /// metadata, the cells alone otherwise.
+    pub fn rows_size(&self, kvs: &[KeyValue]) -> usize {
+        let stored = codec::items_size(kvs);
+        match self.form.include {
+            IncludeObject::Object => stored + kvs.len() * ROW_CELLS_BYTES,
+            IncludeObject::Metadata => stored * 3 / 4 + kvs.len() * ROW_CELLS_BYTES,
+            IncludeObject::None => kvs.len() * ROW_CELLS_BYTES,
         }
     }
 
@@ -310,7 +325,7 @@ impl TableWriter {
                     // resourceVersion added (just the resourceVersion when the stored
                     // object has no metadata object).
                     meta::write_metadata_with_resource_version(
-                        kept.map_or(&b""[..], |raw| raw.get().as_bytes()),
+                        kept.map_or(&b""[..], str::as_bytes),
                         kv.mod_revision,
                         out,
                     );
