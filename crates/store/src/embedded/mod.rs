@@ -89,9 +89,11 @@ struct Shared {
     revision: AtomicI64,
     /// Revision below which history is gone.
     compacted: AtomicI64,
-    /// A receiver kept only to create new subscriptions to the writer's event ring; when the
-    /// writer exits, the ring closes and every watch ends.
-    events: Mutex<broadcast::Receiver<Arc<Event>>>,
+    /// The writer's event ring, for new subscriptions; when the writer exits, the ring closes
+    /// and every watch ends. Weak, and not a receiver: a receiver that is never read holds
+    /// every event until the ring overwrites it (16,384 events with their previous values,
+    /// about 100 MiB of Hosts), where a ring whose receivers have all read an event drops it.
+    events: broadcast::WeakSender<Arc<Event>>,
     positions: WatchPositions,
 }
 
@@ -100,11 +102,13 @@ impl Shared {
         self.tail.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// A receiver of the events published from now on; closed at once when the writer has
+    /// stopped.
     fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
-        self.events
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .resubscribe()
+        match self.events.upgrade() {
+            Some(events) => events.subscribe(),
+            None => broadcast::channel(1).1,
+        }
     }
 }
 
@@ -144,7 +148,7 @@ impl EmbeddedStore {
         let recovered = recover_tail(&conn, state.applied, records)?;
         let revision = recovered.revision;
 
-        let (events_tx, events_rx) = broadcast::channel(WATCH_RING_CAPACITY);
+        let (events_tx, _) = broadcast::channel(WATCH_RING_CAPACITY);
         let shared = Arc::new(Shared {
             readers: reader::ReaderPool::new(),
             db_path: db_path.clone(),
@@ -153,7 +157,7 @@ impl EmbeddedStore {
             tail_has_room: Condvar::new(),
             revision: AtomicI64::new(revision),
             compacted: AtomicI64::new(state.compacted),
-            events: Mutex::new(events_rx),
+            events: events_tx.downgrade(),
             positions: WatchPositions::default(),
         });
         let lookups = schema::open_reader(&db_path)?;
@@ -429,4 +433,42 @@ fn recover_tail(
         );
     }
     Ok(recovered)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+
+    /// Events nobody watches are not kept: the ring holds an event only until every watch
+    /// open when it was published has read it.
+    #[tokio::test]
+    async fn the_ring_keeps_only_what_watchers_have_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let ring = || store.shared.events.upgrade().expect("the writer runs");
+        for n in 0..10 {
+            let value = Bytes::from(format!("{{\"n\":{n}}}"));
+            store
+                .put(&format!("/k/{n}"), value, Condition::Always)
+                .await
+                .unwrap();
+        }
+        assert_eq!(ring().len(), 0, "events were kept with no watcher open");
+
+        let revision = store.current_revision().await.unwrap();
+        let mut watch = store.watch("/k/", revision).await.unwrap();
+        store
+            .put("/k/x", Bytes::from_static(b"{}"), Condition::Always)
+            .await
+            .unwrap();
+        assert_eq!(ring().len(), 1, "the watcher's event is waiting for it");
+        let event = watch.next().await.unwrap().unwrap();
+        assert_eq!(event.kv.key, "/k/x");
+        assert_eq!(
+            ring().len(),
+            0,
+            "read by its only watcher, the event is dropped"
+        );
+    }
 }

@@ -16,8 +16,14 @@ const SCHEMA_VERSION: i64 = 2;
 /// never wait for the writer.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Page cache of a connection, in KiB (negative for SQLite's `cache_size`).
-const CACHE_KIB: i64 = -65_536;
+/// Page cache of the applier's connection, in KiB. The file's pages are in the kernel's page
+/// cache anyway; SQLite's own cache saves the copy out of it and the B-tree decoding of hot
+/// pages (the indexes' upper levels), which a few MiB hold.
+const APPLIER_CACHE_KIB: i64 = 16 * 1024;
+
+/// Page cache of each read connection (up to `MAX_READ_CONNECTIONS` of them, and the
+/// writer's lookups), in KiB.
+const READER_CACHE_KIB: i64 = 16 * 1024;
 
 /// WAL files above this size are truncated back once checkpointed.
 const WAL_SIZE_LIMIT_BYTES: i64 = 64 << 20;
@@ -73,7 +79,8 @@ pub(super) fn open_applier(path: &Path) -> Result<Connection> {
     conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT_BYTES)
         .map_err(backend_error)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(backend_error)?;
-    conn.pragma_update(None, "cache_size", -65536)
+    // Negative: a size in KiB rather than in pages.
+    conn.pragma_update(None, "cache_size", -APPLIER_CACHE_KIB)
         .map_err(backend_error)?;
     conn.execute_batch(SCHEMA).map_err(backend_error)?;
     let version: Option<i64> = conn
@@ -122,7 +129,7 @@ pub(super) fn open_reader(path: &Path) -> Result<Connection> {
     )
     .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(backend_error)?;
-    conn.pragma_update(None, "cache_size", CACHE_KIB / 4)
+    conn.pragma_update(None, "cache_size", -READER_CACHE_KIB)
         .map_err(backend_error)?;
     conn.pragma_update(None, "query_only", true)
         .map_err(backend_error)?;
