@@ -503,7 +503,12 @@ pub async fn serve(
                     async move {
                         let mut request = request.map(Body::new);
                         request.extensions_mut().insert(Peer(peer));
-                        Ok::<_, std::convert::Infallible>(dispatch(server, identity, request).await)
+                        // Boxed: hyper keeps each stream's service future inside the task
+                        // that then sends the response body, sized for the larger of the
+                        // two for as long as the body lasts (a watch: hours). Boxed, the
+                        // handling's state is freed when the response is ready.
+                        let response = Box::pin(dispatch(server, identity, request)).await;
+                        Ok::<_, std::convert::Infallible>(response)
                     }
                 });
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);

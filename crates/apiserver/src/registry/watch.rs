@@ -429,8 +429,9 @@ impl StreamContext {
         after: Revision,
         timeout: Duration,
     ) {
+        // Boxed, so the long-lived task does not keep room for the snapshot's store reads.
         if let Some(first) = initial
-            && !self.send_snapshot(&storage, &tx, first, after).await
+            && !Box::pin(self.send_snapshot(&storage, &tx, first, after)).await
         {
             return;
         }

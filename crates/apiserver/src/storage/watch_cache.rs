@@ -40,9 +40,10 @@ pub const WATCH_CACHE_EVENTS: usize = 4096;
 
 /// Events buffered in the channel of one watched key (see the module documentation) before a
 /// watcher of that key that does not keep up is cut off. Small, because a tokio broadcast
-/// channel allocates its buffer up front (32 bytes per slot: 2 KiB per watched key)
-/// and one object rarely changes many times within a scheduling delay.
-pub const WATCH_KEY_EVENTS: usize = 64;
+/// channel allocates its buffer up front (32 bytes per slot: 512 bytes per watched key),
+/// one object rarely changes many times within a scheduling delay, and the watch task moves
+/// each event on at once into its own buffer (`registry::watch::WATCH_BUFFER_EVENTS`).
+pub const WATCH_KEY_EVENTS: usize = 16;
 
 /// Key channels are swept of those without receivers when the map has grown this much past
 /// twice the size it had after the previous sweep (so sweeps cost amortized O(1) per
