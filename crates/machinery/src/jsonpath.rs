@@ -239,10 +239,10 @@ fn project(
     let bytes = text.as_bytes();
     if node.whole || !matches!(bytes.get(at), Some(b'{' | b'[')) {
         let end = jsonscan::skip(text, at, depth)?;
-        // Validated: it decodes (a lone surrogate escape is the exception serde refuses).
+        // Valid JSON; serde still refuses lone surrogate escapes and numbers beyond f64.
         let value = serde_json::from_str(&text[at..end]).map_err(|_| jsonscan::ScanError {
             at,
-            reason: "a string that is not Unicode",
+            reason: "a value that does not decode (a lone surrogate, a number out of range)",
         })?;
         return Ok((value, end));
     }

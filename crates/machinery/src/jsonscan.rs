@@ -1,13 +1,15 @@
-//! Finding where JSON values end without building them: the fields of an object as
-//! `(key, value text)` pairs, each value validated but not decoded.
+//! Finding where JSON values end without building them: an object's fields read one by one
+//! ([`read_object`]), each value decoded by the caller or validated and passed over
+//! ([`skip`]).
 //!
 //! A Table row reads a few fields of each stored object and copies its metadata's text;
 //! serde's way of passing over the rest (`IgnoredAny`) goes through a visitor per value and
 //! a byte-by-byte string scan, which was a third of the server's time on a Table page. This
 //! scanner finds string ends eight bytes at a time and knows nothing of visitors. It accepts exactly
 //! the texts that `serde_json` accepts when it ignores a value (the property tests in
-//! `tests/fuzz.rs` hold it to that), so a value it hands out is valid JSON that
-//! `serde_json` decodes, and a broken stored object fails here as it would there.
+//! `tests/fuzz.rs` hold it to that), so a broken stored object fails here as it would there,
+//! and a value it passes is valid JSON (which decodes into a `Value` unless it holds a lone
+//! surrogate escape or a number beyond `f64`, as with serde itself).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -60,7 +62,7 @@ pub fn validate(text: &str) -> Result<()> {
 fn skip_value(text: &[u8], at: usize, depth: usize) -> Result<usize> {
     match text.get(at) {
         None => fail(at, "EOF while parsing a value"),
-        Some(b'"') => skip_string(text, at),
+        Some(b'"') => Ok(scan_string(text, at)?.0),
         Some(b'{') => skip_container(text, at, depth, true),
         Some(b'[') => skip_container(text, at, depth, false),
         Some(b't') => skip_literal(text, at, b"true"),
@@ -187,36 +189,74 @@ fn to_special(text: &[u8], mut at: usize) -> usize {
     at
 }
 
-fn skip_string(text: &[u8], at: usize) -> Result<usize> {
-    Ok(scan_string(text, at)?.0)
-}
-
 fn skip_container(text: &[u8], open: usize, depth: usize, object: bool) -> Result<usize> {
+    if object {
+        return walk_object(text, open, depth, |_, at| skip_value(text, at, depth + 1));
+    }
     if depth + 1 >= MAX_DEPTH {
         return fail(open, "recursion limit exceeded");
     }
-    let close = if object { b'}' } else { b']' };
     let mut at = skip_space(text, open + 1);
-    if text.get(at) == Some(&close) {
+    if text.get(at) == Some(&b']') {
         return Ok(at + 1);
     }
     loop {
-        if object {
-            if text.get(at) != Some(&b'"') {
-                return fail(at, "key must be a string");
-            }
-            at = skip_space(text, skip_string(text, at)?);
-            if text.get(at) != Some(&b':') {
-                return fail(at, "expected `:`");
-            }
-            at = skip_space(text, at + 1);
-        }
         at = skip_space(text, skip_value(text, at, depth + 1)?);
         match text.get(at) {
             Some(b',') => at = skip_space(text, at + 1),
-            Some(&c) if c == close => return Ok(at + 1),
-            Some(_) => return fail(at, "expected `,` or the container's end"),
-            None => return fail(at, "EOF while parsing a container"),
+            Some(b']') => return Ok(at + 1),
+            Some(_) => return fail(at, "expected `,` or `]`"),
+            None => return fail(at, "EOF while parsing a list"),
+        }
+    }
+}
+
+/// A field's key as it is written: where its opening quote is, where the string ends (after
+/// the closing quote), and whether it has escapes.
+struct KeySpan {
+    start: usize,
+    end: usize,
+    escaped: bool,
+}
+
+/// Walks the object whose `{` is at `open`, handing each key and the position of its value
+/// to `value`, which returns where the value ends; returns the position after the `}`.
+fn walk_object(
+    text: &[u8],
+    open: usize,
+    depth: usize,
+    mut value: impl FnMut(KeySpan, usize) -> Result<usize>,
+) -> Result<usize> {
+    if text.get(open) != Some(&b'{') {
+        return fail(open, "expected an object");
+    }
+    if depth + 1 >= MAX_DEPTH {
+        return fail(open, "recursion limit exceeded");
+    }
+    let mut at = skip_space(text, open + 1);
+    if text.get(at) == Some(&b'}') {
+        return Ok(at + 1);
+    }
+    loop {
+        if text.get(at) != Some(&b'"') {
+            return fail(at, "key must be a string");
+        }
+        let (end, escaped) = scan_string(text, at)?;
+        let colon = skip_space(text, end);
+        if text.get(colon) != Some(&b':') {
+            return fail(colon, "expected `:`");
+        }
+        let key = KeySpan {
+            start: at,
+            end,
+            escaped,
+        };
+        at = skip_space(text, value(key, skip_space(text, colon + 1))?);
+        match text.get(at) {
+            Some(b',') => at = skip_space(text, at + 1),
+            Some(b'}') => return Ok(at + 1),
+            Some(_) => return fail(at, "expected `,` or `}`"),
+            None => return fail(at, "EOF while parsing an object"),
         }
     }
 }
@@ -232,45 +272,19 @@ pub fn read_object<'j>(
     depth: usize,
     mut value: impl FnMut(Cow<'j, str>, usize) -> Result<usize>,
 ) -> Result<usize> {
-    let bytes = text.as_bytes();
-    if bytes.get(open) != Some(&b'{') {
-        return fail(open, "expected an object");
-    }
-    if depth + 1 >= MAX_DEPTH {
-        return fail(open, "recursion limit exceeded");
-    }
-    let mut at = skip_space(bytes, open + 1);
-    if bytes.get(at) == Some(&b'}') {
-        return Ok(at + 1);
-    }
-    loop {
-        if bytes.get(at) != Some(&b'"') {
-            return fail(at, "key must be a string");
-        }
-        let (key_end, escaped) = scan_string(bytes, at)?;
-        let key = if escaped {
+    walk_object(text.as_bytes(), open, depth, |key, at| {
+        let key = if key.escaped {
             let decoded: String =
-                serde_json::from_str(&text[at..key_end]).map_err(|_| ScanError {
-                    at,
+                serde_json::from_str(&text[key.start..key.end]).map_err(|_| ScanError {
+                    at: key.start,
                     reason: "invalid escape",
                 })?;
             Cow::Owned(decoded)
         } else {
-            Cow::Borrowed(&text[at + 1..key_end - 1])
+            Cow::Borrowed(&text[key.start + 1..key.end - 1])
         };
-        let colon = skip_space(bytes, key_end);
-        if bytes.get(colon) != Some(&b':') {
-            return fail(colon, "expected `:`");
-        }
-        let end = value(key, skip_space(bytes, colon + 1))?;
-        at = skip_space(bytes, end);
-        match bytes.get(at) {
-            Some(b',') => at = skip_space(bytes, at + 1),
-            Some(b'}') => return Ok(at + 1),
-            Some(_) => return fail(at, "expected `,` or `}`"),
-            None => return fail(at, "EOF while parsing an object"),
-        }
-    }
+        value(key, at)
+    })
 }
 
 /// The position after the value that starts at `at`, `depth` levels deep (what
