@@ -14,10 +14,11 @@ use axum::http::{Method, Request, StatusCode};
 use bytes::Bytes;
 use fleetdb_apiserver::dispatch;
 use fleetdb_apiserver::http::LIST_STREAM_CHUNKS;
-use fleetdb_apiserver::registry::watch::{WATCH_BUFFER_EVENTS, WATCH_SNAPSHOT_PAGE};
+use fleetdb_apiserver::registry::watch::WATCH_SNAPSHOT_PAGE;
 use fleetdb_apiserver::registry::{
     LIST_CHUNK_BYTES, LIST_STREAM_PAGE as LIST_STORE_PAGE, MAX_LIST_LIMIT,
 };
+use fleetdb_apiserver::storage::WATCH_CACHE_EVENTS;
 use fleetdb_store::{Condition, Revision, Store};
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -437,13 +438,11 @@ async fn read_failures_are_a_status_before_the_answer_and_cut_the_body_after() {
 }
 
 /// A watch without a resourceVersion sends the current objects as ADDED events. Its snapshot
-/// is read page by page and waits for the client, so one larger than the client's buffer
-/// arrives whole (every object once, in key order) even to a client that reads slowly, and
-/// live events follow.
+/// is read page by page as the client reads, so one larger than a page arrives whole (every
+/// object once, in key order) even to a client that reads slowly, and live events follow.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_watch_snapshot_larger_than_a_page_and_the_buffer_arrives_whole_then_live_events() {
-    let count = WATCH_SNAPSHOT_PAGE * 2 + WATCH_BUFFER_EVENTS / 2;
-    assert!(count > WATCH_BUFFER_EVENTS);
+async fn a_watch_snapshot_larger_than_a_page_arrives_whole_then_live_events() {
+    let count = WATCH_SNAPSHOT_PAGE * 2 + WATCH_SNAPSHOT_PAGE / 2;
     let f = Fixture::new(count).await;
     let response = f
         .request(&format!("{WIDGETS}?watch=true&timeoutSeconds=60"))
@@ -488,4 +487,94 @@ async fn a_watch_snapshot_larger_than_a_page_and_the_buffer_arrives_whole_then_l
     let event = next_line().await;
     assert_eq!(event["type"], "ADDED");
     assert_eq!(event["object"]["metadata"]["name"], format!("w{count:05}"));
+}
+
+/// A watcher that stops reading holds nothing of its own: writers go on at full speed, and
+/// once it has fallen behind by more than the watch cache's channel it is cut off: when it
+/// reads again its stream ends (it would watch again from its last resourceVersion), after
+/// at most some events in order, never one twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_that_stops_reading_is_cut_off_without_holding_writers() {
+    let f = Fixture::new(1).await;
+    let slow = f
+        .request(&format!(
+            "{WIDGETS}?watch=true&resourceVersion={}&timeoutSeconds=60",
+            {
+                let list = f.get_buffered(&format!("{WIDGETS}?limit=1")).await;
+                list_revision(&list)
+            }
+        ))
+        .await;
+    assert_eq!(slow.status(), StatusCode::OK);
+    // A second watcher that keeps up, started after the first.
+    let keeping_up = f
+        .request(&format!(
+            "{WIDGETS}?watch=true&resourceVersion=0&timeoutSeconds=60"
+        ))
+        .await;
+    let mut keeping_up = lines(keeping_up.into_body());
+    let writes = WATCH_CACHE_EVENTS * 2;
+    let writer = {
+        let store: Arc<dyn Store> = f.store.clone();
+        tokio::spawn(async move {
+            for generation in 1..=writes as u64 {
+                store
+                    .put(&key(0), widget(0, generation), Condition::Always)
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    // The reading watcher sees the object, then every write, in order.
+    let mut seen = 0;
+    while seen < writes {
+        let event = tokio::time::timeout(Duration::from_secs(30), keeping_up.next())
+            .await
+            .expect("the watcher that reads is not held up")
+            .expect("its watch is still open");
+        if event["type"] == "MODIFIED" {
+            seen += 1;
+            assert_eq!(event["object"]["spec"]["generation"], seen, "{event}");
+        }
+    }
+    writer.await.unwrap();
+    // The one that did not read is cut off: a run of events in order, then the end.
+    let mut slow = lines(slow.into_body());
+    let mut last = 0;
+    let mut received = 0;
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(10), slow.next())
+            .await
+            .expect("the stream ends rather than stalls");
+        let Some(event) = next else { break };
+        assert_eq!(event["type"], "MODIFIED", "{event}");
+        let generation = event["object"]["spec"]["generation"].as_u64().unwrap();
+        assert!(generation > last, "in order, never twice");
+        last = generation;
+        received += 1;
+    }
+    assert!(
+        received < writes,
+        "cut off before the end ({received} of {writes} events)"
+    );
+}
+
+/// The JSON lines of a streamed body.
+fn lines(body: Body) -> futures::stream::BoxStream<'static, Value> {
+    let chunks = body.into_data_stream();
+    futures::stream::unfold(
+        (chunks, Vec::<u8>::new()),
+        |(mut chunks, mut pending)| async move {
+            loop {
+                if let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=end).collect();
+                    let value = serde_json::from_slice::<Value>(&line).unwrap();
+                    return Some((value, (chunks, pending)));
+                }
+                let chunk = chunks.next().await?.ok()?;
+                pending.extend_from_slice(&chunk);
+            }
+        },
+    )
+    .boxed()
 }

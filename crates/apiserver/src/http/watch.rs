@@ -9,6 +9,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{StatusCode, header};
 use axum::response::Response;
+use futures::StreamExt;
 use serde_json::json;
 
 use super::negotiate::Representation;
@@ -49,16 +50,15 @@ pub async fn watch(request: &Request<'_>) -> Result<Response, ApiError> {
         .server
         .watch_starts
         .take(request.identity, "watches")?;
-    let rx = request
+    let events = request
         .server
         .registry()
         .watch(request.target, &options, format)
         .await?;
     // The user's watch slot is held for as long as the stream is.
-    let stream = futures::stream::unfold((rx, slot), |(mut rx, slot)| async move {
-        rx.recv()
-            .await
-            .map(|chunk| (Ok::<_, Infallible>(chunk), (rx, slot)))
+    let stream = events.map(move |chunk| {
+        let _held = &slot;
+        Ok::<_, Infallible>(chunk)
     });
     Ok(Response::builder()
         .status(StatusCode::OK)

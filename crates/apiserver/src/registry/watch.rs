@@ -19,6 +19,7 @@
 //! recent revision even when the object itself rarely changes.
 
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,9 +27,9 @@ use bytes::Bytes;
 use fleetdb_machinery::field::FieldError;
 use fleetdb_store::{EventKind, Revision, StoreError};
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
-use tokio::sync::mpsc;
 
 use super::read::{LIST_CHUNK_BYTES, selectors};
 use super::{Registry, Target};
@@ -37,8 +38,6 @@ use crate::storage::{
     CachedEvent, Feed, SelectRequest, Selection, Selectors, Storage, Which, codec, select,
 };
 
-/// Events buffered for one client before it is considered too slow and cut off.
-pub const WATCH_BUFFER_EVENTS: usize = 1024;
 /// Bookmarks are sent this often when the client allows them.
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(60);
 /// Watches without timeoutSeconds last between these many seconds (spread to avoid herds).
@@ -46,9 +45,6 @@ const DEFAULT_TIMEOUT_RANGE: (u64, u64) = (1800, 3600);
 /// Objects read per page of a watch's initial snapshot (with [`LIST_CHUNK_BYTES`]
 /// bounding a page's bytes): the snapshot is read and sent page by page, never held whole.
 pub const WATCH_SNAPSHOT_PAGE: usize = 1000;
-/// How long the initial events may wait for a client that does not read before it is cut off
-/// (they wait for room in its buffer, unlike live events, which never wait).
-const INITIAL_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn event(kind: &str, object: Value) -> Bytes {
     let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
@@ -103,15 +99,21 @@ fn bookmark(resource: &Resource, revision: Revision, initial_events_end: bool) -
 }
 
 impl Registry {
-    /// Starts a watch; its events (newline-terminated JSON lines) arrive on the returned
-    /// channel, which closes when the watch ends. Errors before the first event are returned
-    /// as such (so they can be a Status); an expired resourceVersion is an `ERROR` event.
+    /// Starts a watch: the returned stream yields its events (newline-terminated JSON lines)
+    /// as the caller polls it and ends when the watch does. Errors before the first event
+    /// are returned as such (so they can be a Status); an expired resourceVersion is an
+    /// `ERROR` event.
+    ///
+    /// The stream is the watch: no task or buffer of its own. What it has not yet been polled
+    /// for waits in the feed's channel, which a watcher may fall behind by at most its
+    /// capacity before it is cut off; what it yielded waits in the connection's send buffer,
+    /// bounded in bytes by HTTP/2 flow control.
     pub async fn watch(
         &self,
         target: &Target,
         options: &WatchOptions,
         format: WatchFormat,
-    ) -> Result<mpsc::Receiver<Bytes>, ApiError> {
+    ) -> Result<BoxStream<'static, Bytes>, ApiError> {
         let resource = target.resource.clone();
         let selectors = selectors(
             &resource,
@@ -172,19 +174,18 @@ impl Registry {
             super::read::parse_resource_version(requested.unwrap_or("0"))?
         };
 
-        let (tx, rx) = mpsc::channel::<Bytes>(WATCH_BUFFER_EVENTS);
         // Subscribe before reading the cached history, so no event falls between the two.
         let (live, replay) = match &key {
             Some(key) => (feed.subscribe_key(key), feed.key_events_after(after, key)),
             None => (feed.subscribe(), feed.events_after(after)),
         };
         let source = match replay {
-            Some(replay) => Some(Source::Cache {
+            Some(replay) => Source::Cache {
                 replay: replay.into(),
                 live,
                 last: after,
                 feed: feed.clone(),
-            }),
+            },
             // Too old for the cache: a store watch of the one key (as a prefix, so longer
             // keys are filtered below) or of the prefix.
             None => match storage
@@ -192,7 +193,7 @@ impl Registry {
                 .watch(key.as_deref().unwrap_or(&prefix), after)
                 .await
             {
-                Ok(changes) => Some(Source::Store { changes }),
+                Ok(changes) => Source::Store { changes },
                 Err(StoreError::Compacted {
                     requested,
                     compacted,
@@ -200,29 +201,48 @@ impl Registry {
                     let status = ApiError::expired(format!(
                         "too old resource version: {requested} ({compacted})"
                     ));
-                    let _ = tx.try_send(event("ERROR", status.to_status()));
-                    None
+                    let line = event("ERROR", status.to_status());
+                    return Ok(futures::stream::iter([line]).boxed());
                 }
                 Err(e) => return Err(ApiError::from_store(e)),
             },
         };
-        if let Some(source) = source {
-            let context = StreamContext {
-                resource,
-                format,
-                selectors,
-                bookmarks: options.allow_bookmarks,
-                prefix,
-                key,
-                namespace: target.namespace.clone(),
-            };
-            tokio::spawn(async move {
-                context
-                    .run(storage, source, tx, initial, send_initial, after, timeout)
-                    .await;
-            });
-        }
-        Ok(rx)
+        let context = StreamContext {
+            resource,
+            format,
+            selectors,
+            bookmarks: options.allow_bookmarks,
+            prefix,
+            key,
+            namespace: target.namespace.clone(),
+        };
+        let phase = match initial {
+            Some(page) => Phase::Snapshot { page, at: 0 },
+            None => Phase::Live,
+        };
+        let mut bookmark_timer = tokio::time::interval_at(
+            tokio::time::Instant::now() + BOOKMARK_INTERVAL,
+            BOOKMARK_INTERVAL,
+        );
+        bookmark_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let watch = Watch {
+            shutdown: storage.shutdown_signal(),
+            storage,
+            context,
+            source,
+            phase,
+            send_initial,
+            snapshot_revision: after,
+            last: after,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+            bookmark_timer,
+            bookmark_due: None,
+        };
+        Ok(futures::stream::unfold(watch, |mut watch| async move {
+            let line = watch.next_line().await?;
+            Some((line, watch))
+        })
+        .boxed())
     }
 }
 
@@ -352,167 +372,188 @@ fn snapshot_page<'a>(
     }
 }
 
-impl StreamContext {
-    /// Sends the initial snapshot as ADDED events, page by page at `revision`, waiting for the
-    /// client to make room; false when the client is gone or stopped reading, or a page could
-    /// not be read (the stream then ends and the client watches again).
-    async fn send_snapshot(
-        &self,
-        storage: &Storage,
-        tx: &mpsc::Sender<Bytes>,
-        mut page: Selection,
-        revision: Revision,
-    ) -> bool {
+/// Where a watch is in its stream.
+enum Phase {
+    /// Sending the initial snapshot as ADDED events: the page being sent and the next of its
+    /// objects.
+    Snapshot { page: Selection, at: usize },
+    /// Following changes.
+    Live,
+    /// Over: the stream ends.
+    Done,
+}
+
+/// One watch, as its response body polls it.
+struct Watch {
+    storage: Arc<Storage>,
+    context: StreamContext,
+    source: Source,
+    phase: Phase,
+    /// Whether the snapshot ends with the `k8s.io/initial-events-end` bookmark.
+    send_initial: bool,
+    /// The revision of the snapshot, or the one the watch resumes after.
+    snapshot_revision: Revision,
+    /// The newest revision this client has been told of.
+    last: Revision,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    bookmark_timer: tokio::time::Interval,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    /// When a bookmark is due: the source's progress when it fell due. Everything queued in
+    /// the source up to there is delivered first, then the bookmark may say that revision
+    /// even if none of it was for this client.
+    bookmark_due: Option<Option<Revision>>,
+}
+
+impl Watch {
+    /// The next line for the client; `None` when the watch is over.
+    async fn next_line(&mut self) -> Option<Bytes> {
         loop {
-            for kv in &page.kvs {
-                let object = match codec::decode(kv) {
-                    Ok(object) => object,
-                    Err(_) => {
-                        tracing::warn!(key = %kv.key, "skipping an undecodable object in a watch snapshot");
-                        continue;
-                    }
-                };
-                let line = event("ADDED", render(&self.resource, &self.format, object));
-                match tokio::time::timeout(INITIAL_SEND_TIMEOUT, tx.send(line)).await {
-                    Ok(Ok(())) => {}
-                    _ => return false,
-                }
-            }
-            let Some(next) = page.next.take() else {
-                return true;
-            };
-            let request = snapshot_page(
-                &self.resource,
-                self.namespace.as_deref(),
-                &self.selectors,
-                Some(revision),
-                Some(next),
-            );
-            page = match select(storage, &request).await {
-                Ok(page) => page,
-                Err(error) => {
-                    tracing::warn!(resource = %self.resource.qualified(), status = %error.to_status(), "a watch snapshot page could not be read; ending the watch");
-                    return false;
-                }
-            };
-        }
-    }
-
-    /// Ends a watch because the server is going away: as kube-apiserver does, the client
-    /// sees an error (and watches again, elsewhere if it can), not a clean end it would take
-    /// for a timeout.
-    fn send_shutting_down(&self, tx: &mpsc::Sender<Bytes>) {
-        let status = ApiError::unavailable("the server is shutting down; watch again");
-        let _ = self.send(tx, event("ERROR", status.to_status()));
-    }
-
-    /// Sends one chunk; false when the client is gone or too slow (its buffer is full).
-    fn send(&self, tx: &mpsc::Sender<Bytes>, chunk: Bytes) -> bool {
-        match tx.try_send(chunk) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::info!(resource = %self.resource.qualified(), "closing a watch whose client does not keep up");
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn run(
-        self,
-        storage: Arc<Storage>,
-        mut source: Source,
-        tx: mpsc::Sender<Bytes>,
-        initial: Option<Selection>,
-        send_initial: bool,
-        after: Revision,
-        timeout: Duration,
-    ) {
-        // Boxed, so the long-lived task does not keep room for the snapshot's store reads.
-        if let Some(first) = initial
-            && !Box::pin(self.send_snapshot(&storage, &tx, first, after)).await
-        {
-            return;
-        }
-        if send_initial && !self.send(&tx, bookmark(&self.resource, after, true)) {
-            return;
-        }
-        let mut last = after;
-        let deadline = tokio::time::sleep(timeout);
-        tokio::pin!(deadline);
-        let mut bookmark_timer = tokio::time::interval(BOOKMARK_INTERVAL);
-        bookmark_timer.tick().await;
-        let mut shutdown = storage.shutdown_signal();
-        loop {
-            tokio::select! {
-                _ = &mut deadline => return,
-                _ = shutdown.changed() => {
-                    self.send_shutting_down(&tx);
-                    return;
-                }
-                _ = tx.closed() => return,
-                _ = bookmark_timer.tick(), if self.bookmarks => {
-                    // Everything up to `progress` is queued in the source: deliver it, then
-                    // the bookmark may say `progress` even if none of it was for this client.
-                    let progress = source.progress();
-                    loop {
-                        match source.try_next() {
-                            Ok(Some(change)) => {
-                                last = change.revision;
-                                if !self.deliver(&tx, &change) {
-                                    return;
-                                }
+            match &mut self.phase {
+                Phase::Done => return None,
+                Phase::Snapshot { page, at } => {
+                    if let Some(kv) = page.kvs.get(*at) {
+                        *at += 1;
+                        match codec::decode(kv) {
+                            Ok(object) => {
+                                let object =
+                                    render(&self.context.resource, &self.context.format, object);
+                                return Some(event("ADDED", object));
                             }
-                            Ok(None) => break,
-                            Err(_) => return,
+                            Err(_) => {
+                                tracing::warn!(key = %kv.key, "skipping an undecodable object in a watch snapshot");
+                                continue;
+                            }
                         }
                     }
-                    last = last.max(progress.unwrap_or(last));
-                    if !self.send(&tx, bookmark(&self.resource, last, false)) {
-                        return;
+                    if let Some(next) = page.next.take() {
+                        // Boxed, so the stream does not keep room for the store read.
+                        match Box::pin(self.context.snapshot_page(
+                            &self.storage,
+                            self.snapshot_revision,
+                            next,
+                        ))
+                        .await
+                        {
+                            Some(next) => {
+                                *page = next;
+                                *at = 0;
+                            }
+                            None => self.phase = Phase::Done,
+                        }
+                        continue;
+                    }
+                    self.phase = Phase::Live;
+                    if self.send_initial {
+                        return Some(bookmark(
+                            &self.context.resource,
+                            self.snapshot_revision,
+                            true,
+                        ));
                     }
                 }
-                change = source.next() => {
+                Phase::Live => {
+                    if let Some(line) = self.next_live_line().await {
+                        return Some(line);
+                    }
+                    self.phase = Phase::Done;
+                }
+            }
+        }
+    }
+
+    /// The next line once the snapshot is sent: a change for this client, a bookmark, or
+    /// the error that ends the watch; `None` when it ends quietly.
+    async fn next_live_line(&mut self) -> Option<Bytes> {
+        loop {
+            if let Some(progress) = self.bookmark_due {
+                match self.source.try_next() {
+                    Ok(Some(change)) => {
+                        self.last = change.revision;
+                        match self.context.line_for(&change) {
+                            Some(line) => return Some(line),
+                            None => continue,
+                        }
+                    }
+                    Ok(None) => {
+                        self.bookmark_due = None;
+                        self.last = self.last.max(progress.unwrap_or(self.last));
+                        return Some(bookmark(&self.context.resource, self.last, false));
+                    }
+                    Err(_) => return None,
+                }
+            }
+            let bookmarks = self.context.bookmarks;
+            tokio::select! {
+                _ = &mut self.deadline => return None,
+                _ = self.shutdown.changed() => return Some(shutting_down()),
+                _ = self.bookmark_timer.tick(), if bookmarks => {
+                    self.bookmark_due = Some(self.source.progress());
+                }
+                change = self.source.next() => {
                     let change = match change {
                         Ok(change) => change,
                         Err(SourceEnd::Expired(StoreError::Compacted { requested, compacted })) => {
                             let status = ApiError::expired(format!("too old resource version: {requested} ({compacted})"));
-                            let _ = self.send(&tx, event("ERROR", status.to_status()));
-                            return;
+                            return Some(event("ERROR", status.to_status()));
                         }
                         Err(_) => {
-                            if storage.is_shutting_down() {
-                                self.send_shutting_down(&tx);
-                            }
-                            return;
+                            return self.storage.is_shutting_down().then(shutting_down);
                         }
                     };
-                    last = change.revision;
-                    if !self.deliver(&tx, &change) {
-                        return;
+                    self.last = change.revision;
+                    if let Some(line) = self.context.line_for(&change) {
+                        return Some(line);
                     }
                 }
             }
         }
     }
+}
 
-    /// Sends what a change means for this client, if anything; false when the client is gone
-    /// or too slow.
-    fn deliver(&self, tx: &mpsc::Sender<Bytes>, change: &CachedEvent) -> bool {
+/// The event that ends a watch because the server is going away: as kube-apiserver does, the
+/// client sees an error (and watches again, elsewhere if it can), not a clean end it would
+/// take for a timeout.
+fn shutting_down() -> Bytes {
+    let status = ApiError::unavailable("the server is shutting down; watch again");
+    event("ERROR", status.to_status())
+}
+
+impl StreamContext {
+    /// The snapshot's page at `revision` from `from_key`; `None` (the watch ends, and the
+    /// client watches again) when it could not be read.
+    async fn snapshot_page(
+        &self,
+        storage: &Storage,
+        revision: Revision,
+        from_key: String,
+    ) -> Option<Selection> {
+        let request = snapshot_page(
+            &self.resource,
+            self.namespace.as_deref(),
+            &self.selectors,
+            Some(revision),
+            Some(from_key),
+        );
+        match select(storage, &request).await {
+            Ok(page) => Some(page),
+            Err(error) => {
+                tracing::warn!(resource = %self.resource.qualified(), status = %error.to_status(), "a watch snapshot page could not be read; ending the watch");
+                None
+            }
+        }
+    }
+
+    /// The line a change makes for this client, if any.
+    fn line_for(&self, change: &CachedEvent) -> Option<Bytes> {
         if !change.key.starts_with(&self.prefix)
             || self.key.as_ref().is_some_and(|key| *key != change.key)
         {
-            return true;
+            return None;
         }
-        let Some((kind, which)) = self.translate(change) else {
-            return true;
-        };
-        let line = match &self.format {
+        let (kind, which) = self.translate(change)?;
+        Some(match &self.format {
             WatchFormat::Rendered(_) => {
-                let Some(object) = change.value(which) else {
-                    return true;
-                };
+                let object = change.value(which)?;
                 event(
                     kind,
                     render(&self.resource, &self.format, (*object).clone()),
@@ -524,8 +565,7 @@ impl StreamContext {
                 &self.resource.api_version(),
                 &self.resource.kind,
             ),
-        };
-        self.send(tx, line)
+        })
     }
 
     /// The event a change is for this watcher, after selector transitions, and which of its

@@ -22,7 +22,7 @@
 //! never slows the feed.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -41,8 +41,8 @@ pub const WATCH_CACHE_EVENTS: usize = 4096;
 /// Events buffered in the channel of one watched key (see the module documentation) before a
 /// watcher of that key that does not keep up is cut off. Small, because a tokio broadcast
 /// channel allocates its buffer up front (32 bytes per slot: 512 bytes per watched key),
-/// one object rarely changes many times within a scheduling delay, and the watch task moves
-/// each event on at once into its own buffer (`registry::watch::WATCH_BUFFER_EVENTS`).
+/// and one object rarely changes many times while its watcher's connection is full or
+/// waiting to be scheduled (a watch reads its channel whenever the connection has room).
 pub const WATCH_KEY_EVENTS: usize = 16;
 
 /// Key channels are swept of those without receivers when the map has grown this much past
@@ -53,10 +53,11 @@ const KEY_SWEEP_SLACK: usize = 1024;
 /// Pause before a feed re-establishes a failed store watch.
 const FEED_RETRY: Duration = Duration::from_millis(200);
 
-/// Events of each feed whose decoded objects are kept (the newest ones, which live
-/// watchers are reading now); older events in the history keep only the stored bytes and
-/// their serialized lines, and decode again if a resuming watcher with selectors needs them.
-/// Decoded, a Host is about ten times its JSON, so this bounds most of a feed's memory.
+/// Events of each feed whose decoded objects and serialized lines are kept (the newest ones,
+/// which live watchers are reading now); older events in the history keep only the stored
+/// bytes, and decode or splice their lines again if a resuming watcher needs them. Decoded,
+/// a Host is about ten times its JSON, so this bounds most of a feed's memory; dropping the
+/// lines too takes a third off each older event.
 pub const WATCH_DECODED_EVENTS: usize = 256;
 
 /// The decoded objects of an event: after the change (a put) and before it.
@@ -74,8 +75,12 @@ pub struct CachedEvent {
     stored_previous: Option<KeyValue>,
     /// The decoded objects, while the event is among the newest [`WATCH_DECODED_EVENTS`].
     decoded: Mutex<Option<Decoded>>,
-    /// Serialized `{"type", "object"}` lines by (type, apiVersion), made on first use.
+    /// Serialized `{"type", "object"}` lines by (type, apiVersion), made on first use (kept
+    /// while the event is among the newest [`WATCH_DECODED_EVENTS`]).
     encoded: Mutex<Vec<(&'static str, String, Bytes)>>,
+    /// Set once the event is no longer among the newest: what is made for it from then on
+    /// is not kept (a resuming watcher reading old events does not pin them again).
+    aged: AtomicBool,
 }
 
 /// Which of an event's objects a watcher is told about.
@@ -109,6 +114,7 @@ impl CachedEvent {
             stored_previous,
             decoded: Mutex::new(None),
             encoded: Mutex::new(Vec::new()),
+            aged: AtomicBool::new(false),
         };
         // Decoded now, for the watchers reading it next and the label index.
         let (object, _) = cached.decoded();
@@ -130,7 +136,9 @@ impl CachedEvent {
                 .map(Arc::new)
         };
         let both = (decode(&self.stored), decode(&self.stored_previous));
-        *decoded = Some(both.clone());
+        if !self.aged.load(Ordering::Acquire) {
+            *decoded = Some(both.clone());
+        }
         both
     }
 
@@ -157,18 +165,26 @@ impl CachedEvent {
         }
     }
 
-    /// Drops the decoded objects (they are decoded again if asked for).
-    fn forget_decoded(&self) {
+    /// Drops the decoded objects and serialized lines (they are made again if asked for).
+    fn forget_derived(&self) {
+        // Before taking the locks: whoever makes something after this sees it.
+        self.aged.store(true, Ordering::Release);
         *self.decoded.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.encoded.lock().unwrap_or_else(|e| e.into_inner()) = Vec::new();
     }
 
-    /// Whether the decoded objects are held now.
+    /// Whether the decoded objects or serialized lines are held now.
     #[cfg(test)]
-    fn holds_decoded(&self) -> bool {
+    fn holds_derived(&self) -> bool {
         self.decoded
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .is_some()
+            || !self
+                .encoded
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty()
     }
 
     /// The serialized event line of type `event_type` telling of `which` object, rendered as
@@ -205,7 +221,9 @@ impl CachedEvent {
         }
         line.extend_from_slice(b"}\n");
         let bytes = Bytes::from(line);
-        cache.push((event_type, api_version.to_owned(), bytes.clone()));
+        if !self.aged.load(Ordering::Acquire) {
+            cache.push((event_type, api_version.to_owned(), bytes.clone()));
+        }
         bytes
     }
 }
@@ -333,7 +351,7 @@ impl Feed {
                 .checked_sub(WATCH_DECODED_EVENTS + 1)
                 .and_then(|at| history.events.get(at))
             {
-                older.forget_decoded();
+                older.forget_derived();
             }
             while history.events.len() > WATCH_CACHE_EVENTS {
                 if let Some(evicted) = history.events.pop_front() {
@@ -584,8 +602,9 @@ mod tests {
         assert!(feed.events_after(-1).is_none());
     }
 
-    /// Only the newest events hold decoded objects; older ones decode again on demand, to
-    /// the same objects, and their lines (spliced from the stored bytes) say the same.
+    /// Only the newest events hold decoded objects and lines; older ones decode again on
+    /// demand, to the same objects, and their lines (spliced again from the stored bytes)
+    /// say the same.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn older_events_keep_bytes_and_decode_again_when_asked() {
         let dir = tempfile::tempdir().unwrap();
@@ -606,17 +625,19 @@ mod tests {
         }
         store.delete(&key(3), Condition::Always).await.unwrap();
         for _ in 0..=total {
-            live.recv().await.unwrap();
+            // As a watcher without selectors reads it: its line, made once.
+            let event = live.recv().await.unwrap();
+            event.encoded("MODIFIED", Which::Object, "g/v1", "Thing");
         }
         let events = feed.events_after(start).unwrap();
         assert_eq!(events.len(), total + 1);
-        let held = events.iter().filter(|e| e.holds_decoded()).count();
+        let held = events.iter().filter(|e| e.holds_derived()).count();
         assert_eq!(
             held, WATCH_DECODED_EVENTS,
-            "only the newest events stay decoded"
+            "only the newest events keep decoded objects and lines"
         );
         let old = &events[15];
-        assert!(!old.holds_decoded());
+        assert!(!old.holds_derived());
         let object = old.object().expect("decoded again");
         assert_eq!(object["metadata"]["labels"]["n"], "15");
         assert_eq!(
@@ -629,6 +650,7 @@ mod tests {
         let line = old.encoded("MODIFIED", Which::Object, "g/v1", "Thing");
         let line: Value = serde_json::from_slice(&line).unwrap();
         assert_eq!(line, json!({"type": "MODIFIED", "object": *object}));
+        assert!(!old.holds_derived(), "what is made again is not kept");
         // A deletion tells of the object before it, at the deletion's revision.
         let deletion = events.last().unwrap();
         let line = deletion.encoded("DELETED", Which::Previous, "g/v1", "Thing");
