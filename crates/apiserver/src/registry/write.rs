@@ -346,9 +346,9 @@ impl Registry {
             &mut object,
         )?;
         if ownership == Ownership::Update {
-            object = apply::record_update(
+            object = apply::record_update_owned(
                 None,
-                &object,
+                object,
                 &options.field_manager,
                 resource.schema.as_deref(),
                 &resource.api_version(),
@@ -523,9 +523,9 @@ impl Registry {
             &mut merged,
         )?;
         if ownership == Ownership::Update {
-            merged = apply::record_update(
+            merged = apply::record_update_owned(
                 Some(old),
-                &merged,
+                merged,
                 &options.field_manager,
                 resource.schema.as_deref(),
                 &resource.api_version(),

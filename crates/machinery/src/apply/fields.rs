@@ -26,18 +26,36 @@ impl FieldSet {
     pub(super) fn insert(&mut self, path: &[String]) {
         let mut node = self;
         for pe in path {
-            node = node.children.entry(pe.clone()).or_default();
+            node = node.child(pe);
         }
         node.member = true;
+    }
+
+    /// The child at `pe`, added if missing (the key is copied only then).
+    fn child(&mut self, pe: &str) -> &mut FieldSet {
+        if !self.children.contains_key(pe) {
+            self.children.insert(pe.to_owned(), FieldSet::default());
+        }
+        self.children.get_mut(pe).expect("present: added above")
+    }
+
+    /// Adds `child` at `pe`: moved in, or merged with what two spellings of one element
+    /// already put there.
+    fn add_child(&mut self, pe: String, child: FieldSet) {
+        match self.children.entry(pe) {
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                slot.insert(child);
+            }
+            std::collections::btree_map::Entry::Occupied(mut slot) => {
+                slot.get_mut().union_with(&child);
+            }
+        }
     }
 
     pub(super) fn union_with(&mut self, other: &FieldSet) {
         self.member |= other.member;
         for (pe, child) in &other.children {
-            self.children
-                .entry(pe.clone())
-                .or_default()
-                .union_with(child);
+            self.child(pe).union_with(child);
         }
     }
 
@@ -126,11 +144,7 @@ impl FieldSet {
                         if k == "." {
                             set.member = true;
                         } else {
-                            let child = node(child);
-                            set.children
-                                .entry(normalize_path_element(k))
-                                .or_default()
-                                .union_with(&child);
+                            set.add_child(normalize_path_element(k), node(child));
                         }
                     }
                 }
@@ -141,11 +155,7 @@ impl FieldSet {
         let mut set = FieldSet::default();
         for (k, child) in fields {
             if k != "." {
-                let child = node(child);
-                set.children
-                    .entry(normalize_path_element(k))
-                    .or_default()
-                    .union_with(&child);
+                set.add_child(normalize_path_element(k), node(child));
             }
         }
         set

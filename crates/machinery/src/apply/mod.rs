@@ -46,6 +46,7 @@ mod entries;
 mod fields;
 mod last_applied;
 mod merge;
+mod touch;
 
 #[cfg(test)]
 mod tests;
@@ -260,7 +261,62 @@ pub fn record_update(
     now: &str,
     subresource: Option<&str>,
 ) -> Value {
-    let mut out = new.clone();
+    record_update_owned(
+        old,
+        new.clone(),
+        manager,
+        schema,
+        api_version,
+        now,
+        subresource,
+    )
+}
+
+/// [`record_update`] of a `new` the caller gives up (the result is `new` itself with its
+/// `managedFields` set, not a copy).
+///
+/// A write that only changes fields its manager already owns alone (a controller or agent
+/// patching its status again) only moves that entry's `time` and `apiVersion`; the other
+/// entries are kept as they are, without being decoded.
+pub fn record_update_owned(
+    old: Option<&Value>,
+    new: Value,
+    manager: &str,
+    schema: Option<&Schema>,
+    api_version: &str,
+    now: &str,
+    subresource: Option<&str>,
+) -> Value {
+    let write = Write {
+        manager,
+        schema,
+        api_version,
+        now,
+        subresource,
+    };
+    record(old, new, &write, true)
+}
+
+/// What [`record_update`] is told of a write.
+struct Write<'a> {
+    manager: &'a str,
+    schema: Option<&'a Schema>,
+    api_version: &'a str,
+    now: &'a str,
+    subresource: Option<&'a str>,
+}
+
+/// [`record_update_owned`]; `shortcut` allows the common case to skip decoding the entries
+/// (the tests compare both ways).
+fn record(old: Option<&Value>, new: Value, write: &Write, shortcut: bool) -> Value {
+    let Write {
+        manager,
+        schema,
+        api_version,
+        now,
+        subresource,
+    } = *write;
+    let mut out = new;
     if !out.is_object() {
         return out;
     }
@@ -270,20 +326,53 @@ pub fn record_update(
     let root = Ctx::Root(schema.map(Schema::root));
 
     let explicit = sub.is_empty()
-        && new
+        && out
             .pointer("/metadata/managedFields")
             .and_then(Value::as_array)
             .is_some_and(|a| !a.is_empty());
+
+    // A create: everything belongs to its manager.
+    if shortcut && !explicit && old.as_object().is_some_and(Map::is_empty) {
+        let list = touch::created(&out, root, manager, sub, api_version, now);
+        #[cfg(test)]
+        tests::SHORTCUTS.with(|taken| taken.set(taken.get() + 1));
+        if let Some(meta) = metadata_mut(&mut out) {
+            match list {
+                Some(list) => meta.insert("managedFields".to_string(), list),
+                None => meta.remove("managedFields"),
+            };
+        }
+        return out;
+    }
+
+    let mut diff = Diff::default();
+    compare(Some(old), Some(&out), root, &mut Vec::new(), &mut diff);
+    let mut changed = diff.added;
+    changed.union_with(&diff.modified);
+
+    let stored = old.pointer("/metadata/managedFields");
+    // The entries a write starts from are the stored ones (or sent ones equal to them).
+    let unchanged_entries = !explicit || out.pointer("/metadata/managedFields") == stored;
+    if shortcut
+        && unchanged_entries
+        && diff.removed.is_empty()
+        && !changed.is_empty()
+        && let Some(list) = stored
+        && let Some(list) = touch::own_fields_again(list, &changed, manager, sub, api_version, now)
+    {
+        #[cfg(test)]
+        tests::SHORTCUTS.with(|taken| taken.set(taken.get() + 1));
+        if let Some(meta) = metadata_mut(&mut out) {
+            meta.insert("managedFields".to_string(), list);
+        }
+        return out;
+    }
+
     let mut entries = if explicit {
-        read_entries(new)
+        read_entries(&out)
     } else {
         read_entries(old)
     };
-
-    let mut diff = Diff::default();
-    compare(Some(old), Some(new), root, &mut Vec::new(), &mut diff);
-    let mut changed = diff.added;
-    changed.union_with(&diff.modified);
 
     if changed.is_empty() && diff.removed.is_empty() {
         if explicit {

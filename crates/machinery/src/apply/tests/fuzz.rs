@@ -354,3 +354,118 @@ fn fuzz_garbage_never_panics() {
         let _ = conflict_message(&[conflict("g", ".spec")], &live);
     }
 }
+
+/// Writes that change again what their manager alone owns take a shortcut (`touch.rs`) that
+/// must give exactly what the general path gives, whoever else applied or updated before.
+#[test]
+fn the_shortcut_for_repeated_updates_agrees_with_the_general_path() {
+    let document = schema();
+    let compiled = Schema::compile(&document);
+    let mut rng = XorShift(0x5EED_F1E1_D5AB_CDEF);
+    let before = SHORTCUTS.with(|taken| taken.get());
+    let mut writes = 0;
+    for round in 0..300 {
+        let schema = if round % 3 == 0 {
+            None
+        } else {
+            Some(&compiled)
+        };
+        let mut live =
+            json!({"apiVersion": V, "kind": "Thing", "metadata": {"name": "t"}, "spec": {}});
+        let mut manager = "a";
+        for step in 0..24 {
+            let now = format!("2024-01-01T00:{round:02}:{step:02}Z");
+            if rng.chance(15) {
+                let applier = *rng.pick(&["a", "b", "p"]);
+                let cfg = random_config(&mut rng);
+                let document = schema.map(|_| &document);
+                if let Ok(applied) =
+                    apply(Some(&live), &cfg, applier, true, document, V, &now, None)
+                {
+                    live = applied.object;
+                }
+                continue;
+            }
+            if rng.chance(30) {
+                manager = *rng.pick(&["a", "b", "c"]);
+            }
+            let subresource = if rng.chance(30) { Some("status") } else { None };
+            let new = if rng.chance(60) {
+                // A status or size written again, as a controller does.
+                let mut new = live.clone();
+                match rng.below(3) {
+                    0 => new["status"] = json!({"seen": step, "ready": rng.chance(50)}),
+                    1 => new["spec"]["size"] = json!(step),
+                    _ => new["metadata"]["labels"] = json!({"step": step.to_string()}),
+                }
+                new
+            } else {
+                random_edit(&mut rng, &live)
+            };
+            let write = Write {
+                manager,
+                schema,
+                api_version: if rng.chance(10) { "example.com/v2" } else { V },
+                now: &now,
+                subresource,
+            };
+            let quick = record(Some(&live), new.clone(), &write, true);
+            let general = record(Some(&live), new, &write, false);
+            assert_eq!(quick, general, "{manager} {subresource:?} over {live}");
+            writes += 1;
+            live = quick;
+        }
+    }
+    let taken = SHORTCUTS.with(|taken| taken.get()) - before;
+    assert!(
+        taken > writes / 10,
+        "the shortcut taken {taken} times in {writes} writes"
+    );
+    assert!(taken < writes, "the general path taken too");
+}
+
+/// A create's `managedFields` are written straight from the object (`touch::created`):
+/// exactly what the general path gives, for objects of every shape the fuzzer makes
+/// (duplicate list items, shape mismatches, owner references, nothing tracked at all).
+#[test]
+fn the_shortcut_for_creates_agrees_with_the_general_path() {
+    let document = schema();
+    let compiled = Schema::compile(&document);
+    let mut rng = XorShift(0xC0FF_EE00_D15E_A5E5);
+    for round in 0..3000 {
+        let schema = if round % 3 == 0 {
+            None
+        } else {
+            Some(&compiled)
+        };
+        let mut object = random_config(&mut rng);
+        if rng.chance(10) {
+            object["metadata"]["ownerReferences"] =
+                json!([{"uid": "u1", "kind": "K", "name": "n"}, {"uid": "u1"}]);
+        }
+        if rng.chance(10) {
+            object["metadata"]["annotations"] = json!({});
+        }
+        if rng.chance(5) {
+            // Nothing tracked: only names and kinds.
+            object = json!({"apiVersion": V, "kind": "Widget", "metadata": {"name": "w"}});
+        }
+        let subresource = if rng.chance(10) { Some("status") } else { None };
+        let write = Write {
+            manager: "creator",
+            schema,
+            api_version: V,
+            now: T0,
+            subresource,
+        };
+        let before = SHORTCUTS.with(|taken| taken.get());
+        let quick = record(None, object.clone(), &write, true);
+        assert_eq!(
+            SHORTCUTS.with(|taken| taken.get()),
+            before + 1,
+            "the shortcut was taken"
+        );
+        let general = record(None, object.clone(), &write, false);
+        assert_eq!(quick, general, "{object}");
+    }
+}
