@@ -496,49 +496,19 @@ async fn a_watch_snapshot_larger_than_a_page_arrives_whole_then_live_events() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watcher_that_stops_reading_is_cut_off_without_holding_writers() {
     let f = Fixture::new(1).await;
+    let list = f.get_buffered(&format!("{WIDGETS}?limit=1")).await;
     let slow = f
         .request(&format!(
-            "{WIDGETS}?watch=true&resourceVersion={}&timeoutSeconds=60",
-            {
-                let list = f.get_buffered(&format!("{WIDGETS}?limit=1")).await;
-                list_revision(&list)
-            }
+            "{WIDGETS}?watch=true&resourceVersion={}&timeoutSeconds=120",
+            list_revision(&list)
         ))
         .await;
     assert_eq!(slow.status(), StatusCode::OK);
-    // A second watcher that keeps up, started after the first.
-    let keeping_up = f
-        .request(&format!(
-            "{WIDGETS}?watch=true&resourceVersion=0&timeoutSeconds=60"
-        ))
-        .await;
-    let mut keeping_up = lines(keeping_up.into_body());
+    // Twice the channel, written while the watcher reads nothing.
     let writes = WATCH_CACHE_EVENTS * 2;
-    let writer = {
-        let store: Arc<dyn Store> = f.store.clone();
-        tokio::spawn(async move {
-            for generation in 1..=writes as u64 {
-                store
-                    .put(&key(0), widget(0, generation), Condition::Always)
-                    .await
-                    .unwrap();
-            }
-        })
-    };
-    // The reading watcher sees the object, then every write, in order.
-    let mut seen = 0;
-    while seen < writes {
-        let event = tokio::time::timeout(Duration::from_secs(30), keeping_up.next())
-            .await
-            .expect("the watcher that reads is not held up")
-            .expect("its watch is still open");
-        if event["type"] == "MODIFIED" {
-            seen += 1;
-            assert_eq!(event["object"]["spec"]["generation"], seen, "{event}");
-        }
-    }
-    writer.await.unwrap();
-    // The one that did not read is cut off: a run of events in order, then the end.
+    tokio::time::timeout(Duration::from_secs(90), f.load(writes))
+        .await
+        .expect("the writers are not held up by a watcher that does not read");
     let mut slow = lines(slow.into_body());
     let mut last = 0;
     let mut received = 0;
@@ -547,10 +517,17 @@ async fn a_watcher_that_stops_reading_is_cut_off_without_holding_writers() {
             .await
             .expect("the stream ends rather than stalls");
         let Some(event) = next else { break };
-        assert_eq!(event["type"], "MODIFIED", "{event}");
-        let generation = event["object"]["spec"]["generation"].as_u64().unwrap();
-        assert!(generation > last, "in order, never twice");
-        last = generation;
+        assert!(
+            matches!(event["type"].as_str(), Some("ADDED" | "MODIFIED")),
+            "{event}"
+        );
+        let revision: u64 = event["object"]["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(revision > last, "in order, never twice");
+        last = revision;
         received += 1;
     }
     assert!(
@@ -577,4 +554,31 @@ fn lines(body: Body) -> futures::stream::BoxStream<'static, Value> {
         },
     )
     .boxed()
+}
+
+/// A server going away ends each watch with one `ERROR` event (503, "shutting down"), after
+/// which the stream ends: the client watches again, elsewhere if it can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_ends_with_one_error_when_the_server_shuts_down() {
+    let f = Fixture::new(3).await;
+    let response = f
+        .request(&format!("{WIDGETS}?watch=true&timeoutSeconds=60"))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut events = lines(response.into_body());
+    for _ in 0..3 {
+        let event = events.next().await.expect("the snapshot");
+        assert_eq!(event["type"], "ADDED", "{event}");
+    }
+    f.server.begin_shutdown();
+    let mut after = Vec::new();
+    while let Some(event) = tokio::time::timeout(Duration::from_secs(10), events.next())
+        .await
+        .expect("the stream ends after the error")
+    {
+        after.push(event);
+    }
+    assert_eq!(after.len(), 1, "one event, then the end: {after:?}");
+    assert_eq!(after[0]["type"], "ERROR");
+    assert_eq!(after[0]["object"]["code"], 503, "{}", after[0]);
 }

@@ -383,6 +383,16 @@ enum Phase {
     Done,
 }
 
+/// What a watch's live phase comes to next.
+enum Live {
+    /// A line, and more may follow.
+    Line(Bytes),
+    /// The line that ends the watch (an error the client acts on).
+    Last(Bytes),
+    /// The end, without a word (a timeout, or the client fell behind).
+    End,
+}
+
 /// One watch, as its response body polls it.
 struct Watch {
     storage: Arc<Storage>,
@@ -451,41 +461,43 @@ impl Watch {
                         ));
                     }
                 }
-                Phase::Live => {
-                    if let Some(line) = self.next_live_line().await {
+                Phase::Live => match self.next_live_line().await {
+                    Live::Line(line) => return Some(line),
+                    Live::Last(line) => {
+                        self.phase = Phase::Done;
                         return Some(line);
                     }
-                    self.phase = Phase::Done;
-                }
+                    Live::End => self.phase = Phase::Done,
+                },
             }
         }
     }
 
-    /// The next line once the snapshot is sent: a change for this client, a bookmark, or
-    /// the error that ends the watch; `None` when it ends quietly.
-    async fn next_live_line(&mut self) -> Option<Bytes> {
+    /// What comes once the snapshot is sent: a change for this client or a bookmark, the
+    /// error that ends the watch, or its quiet end.
+    async fn next_live_line(&mut self) -> Live {
         loop {
             if let Some(progress) = self.bookmark_due {
                 match self.source.try_next() {
                     Ok(Some(change)) => {
                         self.last = change.revision;
                         match self.context.line_for(&change) {
-                            Some(line) => return Some(line),
+                            Some(line) => return Live::Line(line),
                             None => continue,
                         }
                     }
                     Ok(None) => {
                         self.bookmark_due = None;
                         self.last = self.last.max(progress.unwrap_or(self.last));
-                        return Some(bookmark(&self.context.resource, self.last, false));
+                        return Live::Line(bookmark(&self.context.resource, self.last, false));
                     }
-                    Err(_) => return None,
+                    Err(_) => return Live::End,
                 }
             }
             let bookmarks = self.context.bookmarks;
             tokio::select! {
-                _ = &mut self.deadline => return None,
-                _ = self.shutdown.changed() => return Some(shutting_down()),
+                _ = &mut self.deadline => return Live::End,
+                _ = self.shutdown.changed() => return Live::Last(shutting_down()),
                 _ = self.bookmark_timer.tick(), if bookmarks => {
                     self.bookmark_due = Some(self.source.progress());
                 }
@@ -494,15 +506,14 @@ impl Watch {
                         Ok(change) => change,
                         Err(SourceEnd::Expired(StoreError::Compacted { requested, compacted })) => {
                             let status = ApiError::expired(format!("too old resource version: {requested} ({compacted})"));
-                            return Some(event("ERROR", status.to_status()));
+                            return Live::Last(event("ERROR", status.to_status()));
                         }
-                        Err(_) => {
-                            return self.storage.is_shutting_down().then(shutting_down);
-                        }
+                        Err(_) if self.storage.is_shutting_down() => return Live::Last(shutting_down()),
+                        Err(_) => return Live::End,
                     };
                     self.last = change.revision;
                     if let Some(line) = self.context.line_for(&change) {
-                        return Some(line);
+                        return Live::Line(line);
                     }
                 }
             }

@@ -275,9 +275,10 @@ pub fn record_update(
 /// [`record_update`] of a `new` the caller gives up (the result is `new` itself with its
 /// `managedFields` set, not a copy).
 ///
-/// A write that only changes fields its manager already owns alone (a controller or agent
-/// patching its status again) only moves that entry's `time` and `apiVersion`; the other
-/// entries are kept as they are, without being decoded.
+/// Its two common cases skip building field sets (`touch.rs`): a create's one entry is
+/// written straight from the object, and a write that only changes fields its manager
+/// already owns alone (a controller or agent patching its status again) only moves that
+/// entry's `time` and `apiVersion`, keeping the other entries as they are.
 pub fn record_update_owned(
     old: Option<&Value>,
     new: Value,
