@@ -3,14 +3,16 @@
 //!
 //! Without a resourceVersion (or with "0") the stream starts with an ADDED event per current
 //! object, then follows changes. That snapshot is read at one revision page by page
-//! ([`WATCH_SNAPSHOT_PAGE`]) and its events wait for room in the client's buffer, so a large
-//! resource never sits whole in memory and a reader slower than the server still gets it all. With a resourceVersion it replays every change after it, or
+//! ([`WATCH_SNAPSHOT_PAGE`], [`WATCH_SNAPSHOT_BYTES`]) as the client reads, so a large
+//! resource never sits whole in memory and a reader slower than the server still gets it
+//! all. With a resourceVersion it replays every change after it, or
 //! answers with an ERROR event carrying `410 Expired` when that history was compacted.
 //! `sendInitialEvents=true` adds the closing bookmark annotated
 //! `k8s.io/initial-events-end`. Selector transitions become ADDED/DELETED as in Kubernetes.
 //! Changes come from the shared watch cache (`watch_cache.rs`) when the starting revision is
-//! recent, from a store watch of the client's own otherwise. Each watch has a bounded outgoing
-//! buffer; a client that stops reading is cut off, never slowing writers or other watchers.
+//! recent, from a store watch of the client's own otherwise. A watch is the stream its
+//! response body polls, with no task or buffer of its own: a client that falls behind the
+//! cache's channel is cut off, never slowing writers or other watchers.
 //!
 //! A watch whose field selector pins one object (`metadata.name=X`, with the namespace known)
 //! reads just that key for its initial events and follows the cache's channel of that key
@@ -31,7 +33,7 @@ use futures::stream::BoxStream;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
-use super::read::{LIST_CHUNK_BYTES, selectors};
+use super::read::selectors;
 use super::{Registry, Target};
 use crate::api::{ApiError, Resource};
 use crate::storage::{
@@ -42,9 +44,14 @@ use crate::storage::{
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(60);
 /// Watches without timeoutSeconds last between these many seconds (spread to avoid herds).
 const DEFAULT_TIMEOUT_RANGE: (u64, u64) = (1800, 3600);
-/// Objects read per page of a watch's initial snapshot (with [`LIST_CHUNK_BYTES`]
+/// Objects read per page of a watch's initial snapshot (with [`WATCH_SNAPSHOT_BYTES`]
 /// bounding a page's bytes): the snapshot is read and sent page by page, never held whole.
 pub const WATCH_SNAPSHOT_PAGE: usize = 1000;
+/// Bytes of stored objects per page of a watch's snapshot: what a watch whose client stops
+/// reading in the middle of its snapshot holds until it times out (the body is not polled
+/// while the connection is full), so small — 200 such watches of one user hold 50 MiB at
+/// most — where a list's page ([`LIST_CHUNK_BYTES`](super::read::LIST_CHUNK_BYTES)) is 8 MiB.
+pub const WATCH_SNAPSHOT_BYTES: usize = 256 << 10;
 
 fn event(kind: &str, object: Value) -> Bytes {
     let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
@@ -367,7 +374,7 @@ fn snapshot_page<'a>(
         revision,
         from_key,
         limit: WATCH_SNAPSHOT_PAGE,
-        max_bytes: LIST_CHUNK_BYTES,
+        max_bytes: WATCH_SNAPSHOT_BYTES,
         continued: false,
     }
 }
