@@ -393,9 +393,7 @@ pub async fn serve(
         &server_url,
     )
     .map_err(|e| e.to_string())?;
-    let tls =
-        super::tls::server_config(&pki.ca_cert_pem, &pki.server_cert_pem, &pki.server_key_pem)?;
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let tls = super::tls::server_tls(&pki.ca_cert_pem, &pki.server_cert_pem, &pki.server_key_pem)?;
     let limits = config.limits.clone();
     let mut certificates = std::mem::take(&mut config.security.certificates);
     certificates
@@ -462,7 +460,7 @@ pub async fn serve(
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%peer, %error, "could not set TCP_NODELAY");
         }
-        let acceptor = acceptor.clone();
+        let tls = tls.clone();
         let server = server.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
@@ -470,7 +468,7 @@ pub async fn serve(
         let anonymous_lifetime = limits.anonymous_connection_lifetime;
         tokio::spawn(async move {
             let _permit = permit;
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&tls, stream)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(error)) => {
                     tracing::debug!(%peer, %error, "TLS handshake failed");
@@ -540,4 +538,19 @@ pub async fn serve(
         let _ = tokio::task::spawn_blocking(move || audit.flush()).await;
     }
     Ok(())
+}
+
+/// The TLS handshake of an accepted connection, with the configuration its ClientHello calls
+/// for ([`super::tls::ServerTls::for_client`]).
+pub(crate) async fn handshake<S>(
+    tls: &super::tls::ServerTls,
+    stream: S,
+) -> std::io::Result<tokio_rustls::server::TlsStream<S>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let start =
+        tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
+    let config = tls.for_client(&start.client_hello());
+    start.into_stream(config).await
 }
