@@ -504,11 +504,39 @@ async fn a_watcher_that_stops_reading_is_cut_off_without_holding_writers() {
         ))
         .await;
     assert_eq!(slow.status(), StatusCode::OK);
+    // A second watcher that reads everything as it comes, to tell when the watch cache has
+    // passed every write on (the store acknowledges a write before its feed publishes it;
+    // a slow watcher that started reading while the feed was still behind could keep up).
+    let witness = f
+        .request(&format!(
+            "{WIDGETS}?watch=true&resourceVersion={}&timeoutSeconds=120",
+            list_revision(&list)
+        ))
+        .await;
+    assert_eq!(witness.status(), StatusCode::OK);
+    let (seen_tx, seen) = tokio::sync::watch::channel::<Revision>(0);
+    let mut witness = lines(witness.into_body());
+    tokio::spawn(async move {
+        while let Some(event) = witness.next().await {
+            if let Some(revision) = event["object"]["metadata"]["resourceVersion"].as_str() {
+                seen_tx.send_replace(revision.parse().unwrap());
+            }
+        }
+    });
     // Twice the channel, written while the watcher reads nothing.
     let writes = WATCH_CACHE_EVENTS * 2;
     tokio::time::timeout(Duration::from_secs(90), f.load(writes))
         .await
         .expect("the writers are not held up by a watcher that does not read");
+    let written = list_revision(&f.get_buffered(&format!("{WIDGETS}?limit=1")).await);
+    let mut seen = seen;
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        seen.wait_for(|revision| *revision >= written),
+    )
+    .await
+    .expect("the watch cache publishes every write")
+    .unwrap();
     let mut slow = lines(slow.into_body());
     let mut last = 0;
     let mut received = 0;
