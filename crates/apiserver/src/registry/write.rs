@@ -19,6 +19,37 @@ use super::{
 use crate::api::{ApiError, Resource};
 use crate::storage::{SelectRequest, Selectors, codec, select};
 
+/// `old` with the status of `new` (or none, if `new` has none): what a write through
+/// `/status` may change. `new` is most often `old` with another status (a patch, or an
+/// object read and sent back), so it is reused, and only its other fields that differ from
+/// `old`'s are copied from `old`.
+fn status_of_new_rest_of_old(mut new: Value, old: &Value) -> Value {
+    let (Some(fields), Some(stored)) = (new.as_object_mut(), old.as_object()) else {
+        let mut merged = old.clone();
+        match new.get_mut("status").map(Value::take) {
+            Some(status) => merged["status"] = status,
+            None => {
+                merged.as_object_mut().map(|o| o.remove("status"));
+            }
+        }
+        return merged;
+    };
+    fields.retain(|key, _| key == "status" || stored.contains_key(key));
+    for (key, value) in stored {
+        if key == "status" {
+            continue;
+        }
+        match fields.get_mut(key) {
+            Some(sent) if sent == value => {}
+            Some(sent) => *sent = value.clone(),
+            None => {
+                fields.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    new
+}
+
 /// The current time as Kubernetes writes timestamps (RFC 3339, seconds, UTC).
 pub(crate) fn now_timestamp() -> String {
     let now = time::OffsetDateTime::now_utc();
@@ -437,17 +468,16 @@ impl Registry {
         );
         let mut merged = if status_only {
             // Only .status changes through /status.
-            let mut merged = old.clone();
-            match new.get("status") {
-                Some(status) => merged["status"] = status.clone(),
-                None => {
-                    merged.as_object_mut().map(|o| o.remove("status"));
-                }
-            }
             // A server-side apply to the subresource has recorded who owns what in the
             // object it sent: keep that, not the stored list.
-            if ownership == Ownership::Recorded {
-                merged["metadata"]["managedFields"] = new["metadata"]["managedFields"].clone();
+            let recorded = (ownership == Ownership::Recorded).then(|| {
+                new.get_mut("metadata")
+                    .and_then(|metadata| metadata.get_mut("managedFields"))
+                    .map_or(Value::Null, Value::take)
+            });
+            let mut merged = status_of_new_rest_of_old(new, old);
+            if let Some(managed_fields) = recorded {
+                merged["metadata"]["managedFields"] = managed_fields;
             }
             merged
         } else {

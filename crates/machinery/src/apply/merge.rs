@@ -409,8 +409,11 @@ pub(super) fn compare(
     diff: &mut Diff,
 ) {
     // Equal values differ nowhere below: one comparison without allocating instead of a
-    // walk (a patch of one field leaves most of the object as it was).
-    if let (Some(l), Some(r)) = (lhs, rhs)
+    // walk (a patch of one field leaves most of the object as it was). Not at the root,
+    // which a write almost always changes: there the test would walk the unchanged fields
+    // once more before its children test them again.
+    if !path.is_empty()
+        && let (Some(l), Some(r)) = (lhs, rhs)
         && json::equal(l, r)
     {
         return;
