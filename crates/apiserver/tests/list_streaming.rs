@@ -497,22 +497,16 @@ async fn a_watch_snapshot_larger_than_a_page_arrives_whole_then_live_events() {
 async fn a_watcher_that_stops_reading_is_cut_off_without_holding_writers() {
     let f = Fixture::new(1).await;
     let list = f.get_buffered(&format!("{WIDGETS}?limit=1")).await;
-    let slow = f
-        .request(&format!(
-            "{WIDGETS}?watch=true&resourceVersion={}&timeoutSeconds=120",
-            list_revision(&list)
-        ))
-        .await;
+    let watch = format!(
+        "{WIDGETS}?watch=true&resourceVersion={}&timeoutSeconds=120",
+        list_revision(&list)
+    );
+    let slow = f.request(&watch).await;
     assert_eq!(slow.status(), StatusCode::OK);
     // A second watcher that reads everything as it comes, to tell when the watch cache has
     // passed every write on (the store acknowledges a write before its feed publishes it;
     // a slow watcher that started reading while the feed was still behind could keep up).
-    let witness = f
-        .request(&format!(
-            "{WIDGETS}?watch=true&resourceVersion={}&timeoutSeconds=120",
-            list_revision(&list)
-        ))
-        .await;
+    let witness = f.request(&watch).await;
     assert_eq!(witness.status(), StatusCode::OK);
     let (seen_tx, seen) = tokio::sync::watch::channel::<Revision>(0);
     let mut witness = lines(witness.into_body());
