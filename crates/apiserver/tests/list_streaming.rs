@@ -496,6 +496,10 @@ async fn a_watch_snapshot_larger_than_a_page_arrives_whole_then_live_events() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watcher_that_stops_reading_is_cut_off_without_holding_writers() {
     let f = Fixture::new(1).await;
+    // The watch cache's feed of widgets starts with the first watch, at the store's revision
+    // then: a watch from an older revision (the server's controllers write elsewhere
+    // meanwhile) would read the store instead, whose buffer is larger. Start it first.
+    drop(f.request(&format!("{WIDGETS}?watch=true")).await);
     let list = f.get_buffered(&format!("{WIDGETS}?limit=1")).await;
     let watch = format!(
         "{WIDGETS}?watch=true&resourceVersion={}&timeoutSeconds=120",
