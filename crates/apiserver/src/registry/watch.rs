@@ -444,7 +444,7 @@ impl Watch {
                     }
                     if let Some(next) = page.next.take() {
                         // Boxed, so the stream does not keep room for the store read.
-                        match Box::pin(self.context.snapshot_page(
+                        match Box::pin(self.context.read_snapshot_page(
                             &self.storage,
                             self.snapshot_revision,
                             next,
@@ -537,9 +537,10 @@ fn shutting_down() -> Bytes {
 }
 
 impl StreamContext {
-    /// The snapshot's page at `revision` from `from_key`; `None` (the watch ends, and the
-    /// client watches again) when it could not be read.
-    async fn snapshot_page(
+    /// Reads the snapshot's page at `revision` from `from_key` (the first page was read
+    /// when the watch started); `None` (the watch ends, and the client watches again) when
+    /// it could not be read.
+    async fn read_snapshot_page(
         &self,
         storage: &Storage,
         revision: Revision,
