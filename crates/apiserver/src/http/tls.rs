@@ -2,14 +2,13 @@
 //! client may also connect without one (it is then anonymous, and the pipeline lets it reach
 //! only the public paths). Who a certificate names is the pipeline's business
 //! (`pipeline::authn`).
-
 //!
 //! The cipher suite is chosen as Go's servers (kube-apiserver among them) choose it: by the
 //! server's order, AES-128-GCM first, unless the client lists ChaCha20-Poly1305 first —
 //! the sign of a client without AES instructions — in which case the client's order wins.
 //! OpenSSL's clients (curl, Python's `kubernetes`) and rustls's list AES-256-GCM first;
-//! honouring that would cost this server about a third more time encrypting large lists
-//! for no security a 128-bit key lacks.
+//! honouring that cost this server about a quarter more time in AES-GCM on large lists
+//! (about 4 % of its CPU; docs/BENCHMARKS.md) for no security a 128-bit key lacks.
 
 use std::sync::Arc;
 
