@@ -146,10 +146,18 @@ async fn unreadable_objects_do_not_stop_the_server_and_can_be_deleted() {
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "deep"}, "spec": nested(200)})
             .to_string(),
     );
+    // Valid JSON of the wrong shape is as unreadable as invalid JSON: no write may index
+    // into it as if it were an object.
+    let array = Bytes::from_static(b"[1]");
+    let odd_metadata = Bytes::from_static(
+        b"{\"apiVersion\": \"example.com/v1\", \"kind\": \"Widget\", \"metadata\": 5}",
+    );
     for (key, value) in [
         ("/registry/core/namespaces/broken", garbage.clone()),
         ("/registry/core/namespaces/deep", too_deep),
         ("/registry/example.com/widgets/default/broken", garbage),
+        ("/registry/example.com/widgets/default/array", array),
+        ("/registry/example.com/widgets/default/odd", odd_metadata),
     ] {
         f.store.put(key, value, Condition::Always).await.unwrap();
     }
@@ -168,9 +176,53 @@ async fn unreadable_objects_do_not_stop_the_server_and_can_be_deleted() {
         "{body}"
     );
     for uri in [
+        "/apis/example.com/v1/namespaces/default/widgets/array",
+        "/apis/example.com/v1/namespaces/default/widgets/odd",
+    ] {
+        for (method, body) in [
+            (Method::GET, Value::Null),
+            (
+                Method::PUT,
+                json!({"apiVersion": "example.com/v1", "kind": "Widget",
+                "metadata": {"name": uri.rsplit('/').next().unwrap(), "resourceVersion": "1"}}),
+            ),
+        ] {
+            let (status, answer) = restarted.call(method.clone(), uri, body).await;
+            assert_eq!(
+                status,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "{method} {uri}: {answer}"
+            );
+            assert!(
+                answer["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("cannot be read"),
+                "{method} {uri}: {answer}"
+            );
+        }
+        let status_uri = format!("{uri}/status");
+        let (status, _, answer) = restarted
+            .call_with(
+                admin(),
+                Method::PATCH,
+                &status_uri,
+                &[("content-type", "application/merge-patch+json")],
+                json!({"status": {"ready": true}}),
+            )
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{status_uri}: {answer}"
+        );
+    }
+    for uri in [
         "/api/v1/namespaces/broken",
         "/api/v1/namespaces/deep",
         "/apis/example.com/v1/namespaces/default/widgets/broken",
+        "/apis/example.com/v1/namespaces/default/widgets/array",
+        "/apis/example.com/v1/namespaces/default/widgets/odd",
     ] {
         let (status, body) = restarted.call(Method::DELETE, uri, Value::Null).await;
         assert_eq!(status, StatusCode::OK, "{uri}: {body}");

@@ -36,8 +36,9 @@ pub fn run(args: SchemaBenchArgs) -> anyhow::Result<()> {
         black_box(schema.validate(&object));
     }
     let conform = started.elapsed();
+    let owned = objects.clone();
     let started = Instant::now();
-    for object in &objects {
+    for object in owned {
         black_box(apply::record_update(
             None,
             object,

@@ -269,7 +269,7 @@ proptest! {
         if let Err(conflicts) = result {
             let _ = apply::conflict_message(&conflicts, &live);
         }
-        let _ = apply::record_update(Some(&live), &config, "m", Some(&compiled), "v1", "2026-01-01T00:00:00Z", Some("status"));
+        let _ = apply::record_update(Some(&live), config.clone(), "m", Some(&compiled), "v1", "2026-01-01T00:00:00Z", Some("status"));
     }
 
     #[test]

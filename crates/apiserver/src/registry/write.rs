@@ -24,15 +24,10 @@ use crate::storage::{SelectRequest, Selectors, codec, select};
 /// object read and sent back), so it is reused, and only its other fields that differ from
 /// `old`'s are copied from `old`.
 fn status_of_new_rest_of_old(mut new: Value, old: &Value) -> Value {
+    // `new` passed `check_type` and `old` came through `codec::decode`, so both are
+    // objects; were either not, the write would change nothing.
     let (Some(fields), Some(stored)) = (new.as_object_mut(), old.as_object()) else {
-        let mut merged = old.clone();
-        match new.get_mut("status").map(Value::take) {
-            Some(status) => merged["status"] = status,
-            None => {
-                merged.as_object_mut().map(|o| o.remove("status"));
-            }
-        }
-        return merged;
+        return old.clone();
     };
     fields.retain(|key, _| key == "status" || stored.contains_key(key));
     for (key, value) in stored {
@@ -377,7 +372,7 @@ impl Registry {
             &mut object,
         )?;
         if ownership == Ownership::Update {
-            object = apply::record_update_owned(
+            object = apply::record_update(
                 None,
                 object,
                 &options.field_manager,
@@ -553,7 +548,7 @@ impl Registry {
             &mut merged,
         )?;
         if ownership == Ownership::Update {
-            merged = apply::record_update_owned(
+            merged = apply::record_update(
                 Some(old),
                 merged,
                 &options.field_manager,

@@ -9,8 +9,19 @@ use serde_json::Value;
 use crate::api::ApiError;
 
 /// Parses a stored object and stamps its resourceVersion.
+///
+/// What the writes store is always a JSON object whose `metadata` is an object; bytes of
+/// any other shape (valid JSON or not) were put there by something else, and are refused
+/// here like invalid JSON, so no caller ever indexes into an array or a string as if it
+/// were an object.
 pub fn decode(kv: &KeyValue) -> Result<Value, ApiError> {
     let mut object: Value = serde_json::from_slice(&kv.value).map_err(|e| unreadable(kv, &e))?;
+    let shape_ok = object
+        .as_object()
+        .is_some_and(|o| o.get("metadata").is_none_or(Value::is_object));
+    if !shape_ok {
+        return Err(misshapen(kv));
+    }
     set_resource_version(&mut object, kv.mod_revision);
     Ok(object)
 }
@@ -18,6 +29,16 @@ pub fn decode(kv: &KeyValue) -> Result<Value, ApiError> {
 /// The error for a stored object whose bytes do not parse (logged: it should never happen).
 pub fn unreadable(kv: &KeyValue, error: &serde_json::Error) -> ApiError {
     tracing::error!(key = %kv.key, error = %error, "a stored object is not valid JSON");
+    cannot_be_read(kv)
+}
+
+/// The error for stored JSON that is not an object with an object `metadata`.
+fn misshapen(kv: &KeyValue) -> ApiError {
+    tracing::error!(key = %kv.key, "a stored object is not a JSON object with object metadata");
+    cannot_be_read(kv)
+}
+
+fn cannot_be_read(kv: &KeyValue) -> ApiError {
     ApiError::internal(format!("the stored object {} cannot be read", kv.key))
 }
 

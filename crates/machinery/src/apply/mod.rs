@@ -245,41 +245,19 @@ pub fn apply(
 /// through its `Update` entry for `subresource` (merged with its previous
 /// one, `time = now`, `apiVersion = api_version`) and is taken away from every
 /// other entry, appliers included. Fields removed in `new` are removed from
-/// every set. Returns `new` with `metadata.managedFields` set.
+/// every set. Returns `new` itself (not a copy) with `metadata.managedFields` set.
 ///
 /// As in Kubernetes, when `new` carries a non-empty `metadata.managedFields`
 /// (and this is not a subresource write) those entries are the starting
 /// point, otherwise `old`'s are; `managedFields: [{}]` therefore clears the
 /// ownership information. When nothing changed, `old`'s `managedFields` are
 /// kept untouched.
-pub fn record_update(
-    old: Option<&Value>,
-    new: &Value,
-    manager: &str,
-    schema: Option<&Schema>,
-    api_version: &str,
-    now: &str,
-    subresource: Option<&str>,
-) -> Value {
-    record_update_owned(
-        old,
-        new.clone(),
-        manager,
-        schema,
-        api_version,
-        now,
-        subresource,
-    )
-}
-
-/// [`record_update`] of a `new` the caller gives up (the result is `new` itself with its
-/// `managedFields` set, not a copy).
 ///
 /// Its two common cases skip building field sets (`touch.rs`): a create's one entry is
 /// written straight from the object, and a write that only changes fields its manager
 /// already owns alone (a controller or agent patching its status again) only moves that
 /// entry's `time` and `apiVersion`, keeping the other entries as they are.
-pub fn record_update_owned(
+pub fn record_update(
     old: Option<&Value>,
     new: Value,
     manager: &str,
@@ -307,7 +285,7 @@ struct Write<'a> {
     subresource: Option<&'a str>,
 }
 
-/// [`record_update_owned`]; `shortcut` allows the common case to skip decoding the entries
+/// [`record_update`]; `shortcut` allows the common case to skip decoding the entries
 /// (the tests compare both ways).
 fn record(old: Option<&Value>, new: Value, write: &Write, shortcut: bool) -> Value {
     let Write {

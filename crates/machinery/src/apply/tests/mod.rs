@@ -49,7 +49,7 @@ fn record_update(
     let compiled = schema.map(Schema::compile);
     super::record_update(
         old,
-        new,
+        new.clone(),
         manager,
         compiled.as_ref(),
         api_version,
