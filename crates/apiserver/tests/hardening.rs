@@ -233,6 +233,56 @@ async fn unreadable_objects_do_not_stop_the_server_and_can_be_deleted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchers_skip_objects_that_cannot_be_read() {
+    use futures::StreamExt;
+    let f = TestServer::embedded().await;
+    f.install_widgets().await;
+    // One watcher served the stored bytes, one that must decode them for its selector.
+    let mut streams = Vec::new();
+    for uri in [
+        "/apis/example.com/v1/widgets?watch=true",
+        "/apis/example.com/v1/widgets?watch=true&labelSelector=tier%3Dweb",
+    ] {
+        let request = Request::builder().uri(uri).body(Body::empty()).unwrap();
+        let watch = dispatch(f.server.clone(), admin(), request).await;
+        assert_eq!(watch.status(), StatusCode::OK);
+        streams.push(watch.into_body().into_data_stream());
+    }
+    for (name, value) in [
+        ("garbage", &b"{\"metadata\": not json"[..]),
+        ("array", b"[1]"),
+    ] {
+        f.store
+            .put(
+                &format!("{}default/{name}", support::PREFIX),
+                Bytes::from_static(value),
+                Condition::Always,
+            )
+            .await
+            .unwrap();
+    }
+    let (status, body) = f
+        .call(
+            Method::POST,
+            "/apis/example.com/v1/namespaces/default/widgets",
+            json!({"apiVersion": "example.com/v1", "kind": "Widget",
+                "metadata": {"name": "good", "labels": {"tier": "web"}}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    for stream in &mut streams {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next())
+            .await
+            .expect("an event")
+            .unwrap()
+            .unwrap();
+        let event: Value = serde_json::from_slice(&chunk).unwrap();
+        assert_eq!(event["type"], "ADDED", "{event}");
+        assert_eq!(event["object"]["metadata"]["name"], "good", "{event}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_options_are_refused_with_kubernetes_words() {
     let f = TestServer::embedded().await;
     for uri in [
@@ -407,6 +457,30 @@ async fn one_identity_cannot_hold_more_than_its_share() {
         StatusCode::OK,
         "a closed watch frees its slot"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_served_resource_has_a_watch_feed_before_its_first_watch() {
+    // A restart storm lists and then watches: were feeds started by the first watch, the
+    // clients that listed before it would each get a store watch of their own.
+    let f = TestServer::embedded().await;
+    let storage = f.server.registry().storage();
+    let fed = storage.fed_prefixes();
+    for prefix in ["/registry/core/namespaces/", "/registry/core/configmaps/"] {
+        assert!(fed.iter().any(|p| p == prefix), "{prefix} in {fed:?}");
+    }
+    assert!(!fed.contains(&support::PREFIX.to_owned()), "{fed:?}");
+    f.install_widgets().await;
+    assert!(
+        storage.fed_prefixes().contains(&support::PREFIX.to_owned()),
+        "a new definition's resource is fed from the moment it is served"
+    );
+    // A restarted server over the same store starts them all again.
+    let server = ApiServer::new(f.store.clone(), "127.0.0.1:6443".into())
+        .await
+        .unwrap();
+    let fed = server.registry().storage().fed_prefixes();
+    assert!(fed.contains(&support::PREFIX.to_owned()), "{fed:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -171,8 +171,17 @@ async fn compacted_history_answers_410() {
     assert_eq!(event["object"]["metadata"]["name"], "d");
 
     // A watch from before the cache's history and the compaction streams one ERROR event
-    // with the 410 Status.
-    let event = first_event(&f, "/api/v1/namespaces?watch=true&resourceVersion=1").await;
+    // with the 410 Status. The cache holds everything since the server started (its
+    // feeds start with it), so it is a restarted server that has no history of revision 1.
+    let server = fleetdb_apiserver::ApiServer::new(f.store.clone(), "127.0.0.1:6443".into())
+        .await
+        .unwrap();
+    let restarted = TestServer::over(server, f.store.clone());
+    let event = first_event(
+        &restarted,
+        "/api/v1/namespaces?watch=true&resourceVersion=1",
+    )
+    .await;
     assert_eq!(event["type"], "ERROR");
     assert_eq!(event["object"]["code"], 410);
 }

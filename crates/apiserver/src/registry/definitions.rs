@@ -38,7 +38,7 @@ pub async fn reload(storage: &Storage, catalog: &Catalog) {
     if !catalog.rebuild_at(revision, &crds) {
         return;
     }
-    // Feeds of resources that went with their CRD are closed, so they hold no memory.
+    // Feeds of resources that went with their CRD are closed, so they hold no memory...
     let snapshot = catalog.snapshot();
     let mut served = std::collections::HashSet::new();
     for (group, versions) in snapshot.groups() {
@@ -55,4 +55,6 @@ pub async fn reload(storage: &Storage, catalog: &Catalog) {
             "closed the watch feeds of resources no longer served"
         );
     }
+    // And every served resource has one, from now on.
+    storage.start_feeds(&served).await;
 }

@@ -331,11 +331,7 @@ impl Source {
             },
             Source::Store { changes } => loop {
                 match changes.next().await {
-                    Some(Ok(change)) => {
-                        if let Some(event) = CachedEvent::from_store(&change) {
-                            return Ok(Arc::new(event));
-                        }
-                    }
+                    Some(Ok(change)) => return Ok(Arc::new(CachedEvent::from_store(&change))),
                     Some(Err(e @ StoreError::Compacted { .. })) => {
                         return Err(SourceEnd::Expired(e));
                     }
@@ -583,7 +579,7 @@ impl StreamContext {
                 which,
                 &self.resource.api_version(),
                 &self.resource.kind,
-            ),
+            )?,
         })
     }
 

@@ -70,6 +70,19 @@ impl Storage {
             .map_err(ApiError::from_store)
     }
 
+    /// Starts the watch-cache feeds of `served` (store prefixes) that have none, as
+    /// kube-apiserver starts its watch caches with the server: a client that lists and then
+    /// watches finds its revision in the shared history, rather than in a store watch of its
+    /// own, even when it is the resource's first watcher. A feed that cannot start is logged
+    /// and left to its first watch.
+    pub async fn start_feeds(&self, served: &std::collections::HashSet<String>) {
+        for prefix in served {
+            if let Err(error) = self.watch_cache.feed(prefix, self.shutdown.clone()).await {
+                tracing::warn!(%prefix, %error, "cannot start a watch-cache feed yet");
+            }
+        }
+    }
+
     /// Closes the watch-cache feeds of resources no longer served (`served`: the store
     /// prefixes of those that are).
     pub fn release_unserved_feeds(&self, served: &std::collections::HashSet<String>) -> usize {

@@ -1,7 +1,9 @@
 //! The watch cache: one store watch per resource, shared by every client watching it.
 //!
-//! Each change is read from the store once, decoded once, and serialized once per event type
-//! and API version, however many clients watch. A bounded ring of recent events lets clients
+//! Each change is read from the store once, decoded at most once (only when a selector or the
+//! label index needs the objects: plain watchers get the stored bytes with the
+//! resourceVersion spliced in), and serialized once per event type and API version, however
+//! many clients watch. A bounded ring of recent events lets clients
 //! resume from a recent resourceVersion without touching the store; older ones are served by
 //! a store watch of their own (the store keeps history until compaction).
 //!
@@ -11,6 +13,10 @@
 //! watchers of its key plus the resource-wide ones — 10,000 single-object watchers cost one
 //! wake-up per event, not 10,000. Key channels are created on first subscription and removed
 //! once nobody listens (checked when their key changes, and in sweeps as the map grows).
+//!
+//! Every served resource's feed starts with the server (and with its CRD), as kube-apiserver's
+//! watch caches do, so a client's list is never older than the feed of the resource it then
+//! watches unless it listed before the server started.
 //!
 //! Each feed also keeps the resource's label index (`label_index.rs`) current: every event
 //! it publishes is applied to the index in the feed task.
@@ -93,9 +99,10 @@ pub enum Which {
 }
 
 impl CachedEvent {
-    /// Decodes a store event; `None` when the object a put wrote cannot be decoded (callers
-    /// skip such events).
-    pub fn from_store(event: &fleetdb_store::Event) -> Option<Self> {
+    /// A store event, not decoded yet: watchers without selectors never need the objects
+    /// (their lines are spliced from the stored bytes), so a resource nobody filters costs
+    /// no decoding per write. Selectors and the label index decode on first use.
+    pub fn from_store(event: &fleetdb_store::Event) -> Self {
         let (stored, stored_previous) = match event.kind {
             EventKind::Put => (Some(event.kv.clone()), event.prev.clone()),
             EventKind::Delete => (
@@ -106,7 +113,7 @@ impl CachedEvent {
                 }),
             ),
         };
-        let cached = Self {
+        Self {
             revision: event.revision(),
             key: event.kv.key.clone(),
             kind: event.kind,
@@ -115,13 +122,7 @@ impl CachedEvent {
             decoded: Mutex::new(None),
             encoded: Mutex::new(Vec::new()),
             aged: AtomicBool::new(false),
-        };
-        // Decoded now, for the watchers reading it next and the label index.
-        let (object, _) = cached.decoded();
-        if cached.stored.is_some() && object.is_none() {
-            return None;
         }
-        Some(cached)
     }
 
     /// The decoded objects, decoding them again when they were forgotten.
@@ -189,20 +190,21 @@ impl CachedEvent {
 
     /// The serialized event line of type `event_type` telling of `which` object, rendered as
     /// `api_version`/`kind_name`: the stored bytes with the resourceVersion spliced in
-    /// (decoded and encoded only when they do not have the usual shape), made once.
+    /// (decoded and encoded only when they do not have the usual shape), made once. `None`
+    /// when that object cannot be read (never stored so by the writes): watchers skip it.
     pub fn encoded(
         &self,
         event_type: &'static str,
         which: Which,
         api_version: &str,
         kind_name: &str,
-    ) -> Bytes {
+    ) -> Option<Bytes> {
         let mut cache = self.encoded.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((_, _, bytes)) = cache
             .iter()
             .find(|(t, v, _)| *t == event_type && v == api_version)
         {
-            return bytes.clone();
+            return Some(bytes.clone());
         }
         let stored = match which {
             Which::Object => &self.stored,
@@ -216,15 +218,14 @@ impl CachedEvent {
             .as_ref()
             .is_some_and(|kv| codec::write_item(&mut line, api_version, kind_name, kv).is_ok());
         if !written {
-            // An object that cannot be read (never stored so: kept readable by the writes).
-            line.extend_from_slice(b"null");
+            return None;
         }
         line.extend_from_slice(b"}\n");
         let bytes = Bytes::from(line);
         if !self.aged.load(Ordering::Acquire) {
             cache.push((event_type, api_version.to_owned(), bytes.clone()));
         }
-        bytes
+        Some(bytes)
     }
 }
 
@@ -402,7 +403,8 @@ impl Feed {
     }
 }
 
-/// Feeds by store prefix, created on first watch.
+/// Feeds by store prefix: started for every served resource when the catalog is built (see
+/// `Storage::start_feeds`), or by a first watch if that could not start one.
 pub struct WatchCache {
     store: Arc<dyn Store>,
     feeds: Mutex<HashMap<String, Arc<Feed>>>,
@@ -513,9 +515,7 @@ async fn run_feed(
         match change {
             Some(Ok(event)) => {
                 last = event.revision();
-                if let Some(cached) = CachedEvent::from_store(&event) {
-                    feed.publish(Arc::new(cached));
-                }
+                feed.publish(Arc::new(CachedEvent::from_store(&event)));
                 continue;
             }
             Some(Err(error)) => {
@@ -587,7 +587,7 @@ mod tests {
         let first = &received[0];
         let lines: Vec<Bytes> = received
             .iter()
-            .map(|e| e.encoded("ADDED", Which::Object, "g/v1", "Thing"))
+            .map(|e| e.encoded("ADDED", Which::Object, "g/v1", "Thing").unwrap())
             .collect();
         assert!(
             lines.iter().all(|l| l.as_ptr() == lines[0].as_ptr()),
@@ -627,7 +627,11 @@ mod tests {
         for _ in 0..=total {
             // As a watcher without selectors reads it: its line, made once.
             let event = live.recv().await.unwrap();
-            event.encoded("MODIFIED", Which::Object, "g/v1", "Thing");
+            let line = match event.kind {
+                EventKind::Put => event.encoded("MODIFIED", Which::Object, "g/v1", "Thing"),
+                EventKind::Delete => event.encoded("DELETED", Which::Previous, "g/v1", "Thing"),
+            };
+            assert!(line.is_some(), "every event here has a readable object");
         }
         let events = feed.events_after(start).unwrap();
         assert_eq!(events.len(), total + 1);
@@ -647,13 +651,17 @@ mod tests {
         let previous = old.previous().expect("t5 existed before");
         assert_eq!(previous["metadata"]["labels"]["n"], "5");
         // The line spliced from bytes is the decoded object as served.
-        let line = old.encoded("MODIFIED", Which::Object, "g/v1", "Thing");
+        let line = old
+            .encoded("MODIFIED", Which::Object, "g/v1", "Thing")
+            .unwrap();
         let line: Value = serde_json::from_slice(&line).unwrap();
         assert_eq!(line, json!({"type": "MODIFIED", "object": *object}));
         assert!(!old.holds_derived(), "what is made again is not kept");
         // A deletion tells of the object before it, at the deletion's revision.
         let deletion = events.last().unwrap();
-        let line = deletion.encoded("DELETED", Which::Previous, "g/v1", "Thing");
+        let line = deletion
+            .encoded("DELETED", Which::Previous, "g/v1", "Thing")
+            .unwrap();
         let line: Value = serde_json::from_slice(&line).unwrap();
         assert_eq!(line["type"], "DELETED");
         assert_eq!(line["object"]["metadata"]["name"], "t3");
