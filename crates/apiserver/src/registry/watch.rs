@@ -329,14 +329,10 @@ impl Source {
                     return Ok(event);
                 }
             },
-            Source::Store { changes } => loop {
-                match changes.next().await {
-                    Some(Ok(change)) => return Ok(Arc::new(CachedEvent::from_store(&change))),
-                    Some(Err(e @ StoreError::Compacted { .. })) => {
-                        return Err(SourceEnd::Expired(e));
-                    }
-                    Some(Err(_)) | None => return Err(SourceEnd::Closed),
-                }
+            Source::Store { changes } => match changes.next().await {
+                Some(Ok(change)) => Ok(Arc::new(CachedEvent::from_store(&change))),
+                Some(Err(e @ StoreError::Compacted { .. })) => Err(SourceEnd::Expired(e)),
+                Some(Err(_)) | None => Err(SourceEnd::Closed),
             },
         }
     }
