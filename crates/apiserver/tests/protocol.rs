@@ -1,5 +1,5 @@
 //! Protocol details checked in-process against the real router and a real store: anonymous
-//! access, content negotiation (406, aggregated discovery media type), expired
+//! access, certificates that expire on an open connection, content negotiation (406, aggregated discovery media type), expired
 //! resourceVersions and continue tokens (410), and `sendInitialEvents` with its closing
 //! bookmark.
 
@@ -50,6 +50,44 @@ async fn anonymous_clients_reach_only_health_and_version() {
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
         assert_eq!(body["reason"], "Unauthorized");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_that_expires_on_an_open_connection_stops_working() {
+    // The identity of a connection is read at its handshake; its requests after the
+    // certificate's notAfter are refused, as kube-apiserver checks on every request.
+    let f = TestServer::embedded().await;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let with_expiry = |expires_at: i64| {
+        let mut identity = Identity::new("carol", &["system:masters", "system:authenticated"]);
+        identity.credential = Some(fleetdb_apiserver::api::identity::Credential {
+            serial: "0a1b".into(),
+            issued_at: now - 3600,
+            expires_at,
+        });
+        identity
+    };
+    let (status, _, body) = f
+        .call_with(
+            with_expiry(now + 3600),
+            Method::GET,
+            "/api/v1/namespaces",
+            &[],
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, body) = f
+        .call_with(
+            with_expiry(now - 1),
+            Method::GET,
+            "/api/v1/namespaces",
+            &[],
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["reason"], "Unauthorized");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

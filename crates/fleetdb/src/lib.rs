@@ -163,8 +163,6 @@ pub async fn open_store(settings: &ServerSettings) -> anyhow::Result<Arc<dyn Sto
     })
 }
 
-/// How long the in-process controllers' certificate lasts (it lives in memory only and is
-/// issued again at every start).
 /// How long the superseded history of Leases is kept on the embedded store: host agents renew
 /// theirs every 10 s, which at 100,000 hosts would be 26 billion versions in 30 days. Five
 /// minutes, as long as kube-apiserver keeps any history (`docs/history.md`).
@@ -177,6 +175,8 @@ pub const SHORT_HISTORY: &[fleetdb_store::retention::ShortHistory] =
         keep: LEASE_HISTORY,
     }];
 
+/// How long the in-process controllers' certificate lasts (it lives in memory only and is
+/// issued again at every start).
 const CONTROLLERS_CERTIFICATE_DAYS: u32 = fleetdb_apiserver::pki::MAX_CLIENT_CERTIFICATE_DAYS;
 
 /// The controllers of a server, as API clients of it with their own identity (a client

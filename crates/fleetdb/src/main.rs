@@ -115,6 +115,10 @@ enum Command {
         /// How long a web UI session lasts after its one-time login.
         #[arg(long, default_value = "8h", value_parser = session_lifetime)]
         ui_session_lifetime: std::time::Duration,
+        /// How long an Event is kept after it was last seen (as kube-apiserver's
+        /// `--event-ttl`).
+        #[arg(long, default_value = "1h", value_parser = event_ttl)]
+        event_ttl: std::time::Duration,
     },
     /// The controllers alone, against any API server with the fleet's CRDs (docs/controllers.md).
     /// Several may run: a Lease in fleetdb-system elects the one that acts.
@@ -455,6 +459,13 @@ fn session_lifetime(text: &str) -> Result<std::time::Duration, String> {
     }
 }
 
+fn event_ttl(text: &str) -> Result<std::time::Duration, String> {
+    match ttl(text)? {
+        d if d.is_zero() => Err("Events must expire: give a duration like 1h or 30m".into()),
+        d => Ok(d),
+    }
+}
+
 fn lifetime(text: &str) -> Result<std::time::Duration, String> {
     match ttl(text)? {
         d if d < std::time::Duration::from_secs(20) => {
@@ -536,6 +547,7 @@ fn main() -> anyhow::Result<()> {
             host_stale_after,
             decommission_timeout,
             ui_session_lifetime,
+            event_ttl,
         } => runtime.block_on(async move {
             // Everything the server writes (keys, data) is its owner's alone.
             // SAFETY: umask only sets the process's file-creation mask; it cannot fail.
@@ -565,6 +577,7 @@ fn main() -> anyhow::Result<()> {
                     anonymous_connection_lifetime: std::time::Duration::from_secs(
                         anonymous_connection_seconds,
                     ),
+                    event_ttl,
                 },
                 audit: None,
                 ui_session_lifetime,
@@ -911,8 +924,8 @@ fn main() -> anyhow::Result<()> {
             etcd_prefix,
         } => runtime.block_on(async move {
             let options = fleetdb_store::etcd::EtcdOptions {
-                endpoints: to_etcd,
                 root: etcd_prefix,
+                ..fleetdb_store::etcd::EtcdOptions::new(to_etcd)
             };
             let report = fleetdb::migrate::migrate(&from, options).await?;
             let since = report

@@ -1,7 +1,7 @@
 //! The etcd backend on a 3-member cluster whose members are killed under load: the leader,
 //! then a follower, then two at once. Writers and a watcher see no error while a quorum
 //! serves, no acknowledged write is lost, the watcher sees every write; a store connects with
-//! a member down; with quorum lost writes fail as unavailable and recover without a new
+//! a member down, and while the members elect a new leader; with quorum lost writes fail as unavailable and recover without a new
 //! connection once members are back.
 
 use std::collections::BTreeMap;
@@ -204,6 +204,27 @@ async fn members_die_and_clients_do_not_notice() {
             Err(e) => assert!(Instant::now() < deadline, "still failing: {e}"),
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_connects_while_the_cluster_elects_a_new_leader() {
+    // `fleetdb serve --store etcd` started just as its cluster's leader dies: connecting
+    // waits for the election rather than failing the start.
+    let mut cluster = EtcdCluster::start(3);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let leader = loop {
+        if let Some(leader) = cluster.leader() {
+            break leader;
+        }
+        assert!(Instant::now() < deadline, "a new cluster elects a leader");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    cluster.kill(leader);
+    let store = connect(&cluster).await;
+    store
+        .put("/registry/x/after", Bytes::from("v"), Condition::Absent)
+        .await
+        .expect("a write once connected");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

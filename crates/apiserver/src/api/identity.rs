@@ -11,6 +11,10 @@ pub struct Credential {
     pub serial: String,
     /// When it was issued (Unix seconds).
     pub issued_at: i64,
+    /// When it stops being valid (Unix seconds: its `notAfter`). A connection is
+    /// authenticated once, at its handshake; requests on it after this are refused, as
+    /// kube-apiserver verifies the certificate on every request.
+    pub expires_at: i64,
 }
 
 /// An authenticated (or anonymous) user.

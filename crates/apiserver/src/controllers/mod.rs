@@ -7,9 +7,11 @@
 //! * [`policy`]: the default roles and bindings, the policy cache, aggregated roles.
 //! * [`certificates`]: approves (through the program's approvers) and signs certificate
 //!   signing requests; [`events`] records what it decided.
+//! * [`event_ttl`]: deletes Events last seen longer ago than `--event-ttl`.
 
 pub mod certificates;
 pub mod definitions;
+pub mod event_ttl;
 pub mod events;
 pub mod namespaces;
 pub mod policy;

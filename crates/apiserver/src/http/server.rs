@@ -62,6 +62,9 @@ pub struct Limits {
     pub watch_starts_per_second_per_user: f64,
     /// How long an HTTP/1.1 connection may take to send a request's headers.
     pub header_read_timeout: Duration,
+    /// How long an Event lives after it was last seen (`--event-ttl`; see
+    /// `controllers::event_ttl`).
+    pub event_ttl: Duration,
 }
 
 /// Default of [`Limits::max_connections`].
@@ -90,6 +93,7 @@ impl Default for Limits {
             max_watches_per_user: MAX_WATCHES_PER_USER,
             watch_starts_per_second_per_user: WATCH_STARTS_PER_SECOND_PER_USER,
             header_read_timeout: HEADER_READ_TIMEOUT,
+            event_ttl: controllers::event_ttl::DEFAULT_EVENT_TTL,
         }
     }
 }
@@ -162,6 +166,7 @@ impl ApiServer {
         controllers::namespaces::spawn(registry.clone());
         controllers::definitions::spawn(registry.clone());
         controllers::policy::spawn(registry.clone());
+        controllers::event_ttl::spawn(registry.clone(), limits.event_ttl);
         let pipeline = Pipeline::new(registry.policy().clone(), security.admission);
         let audit = security.audit;
         Ok(Arc::new(ApiServer {

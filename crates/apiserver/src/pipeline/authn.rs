@@ -1,7 +1,8 @@
 //! Authentication: who a request comes from. Today, by client certificate (verified by the
 //! TLS layer against the server's CA): user = subject CN, groups = every subject O, plus
-//! `system:authenticated`, and the certificate's serial and time of issue for revocation.
-//! The identity is read once per connection; revocation is checked on every request.
+//! `system:authenticated`, and the certificate's serial, time of issue (for revocation) and
+//! end of validity. The identity is read once per connection; revocation and expiry are
+//! checked on every request.
 
 use rustls_pki_types::CertificateDer;
 
@@ -29,6 +30,7 @@ pub fn from_certificate(certificate: &CertificateDer<'_>) -> Option<Identity> {
         credential: Some(Credential {
             serial: serial_hex(cert.raw_serial()),
             issued_at: cert.validity().not_before.timestamp() + ISSUE_BACKDATE_SECONDS,
+            expires_at: cert.validity().not_after.timestamp(),
         }),
         ..Identity::default()
     })

@@ -47,16 +47,21 @@ impl Pipeline {
         }
     }
 
-    /// Authentication of one request: `401` for anonymous users and revoked certificates.
+    /// Authentication of one request: `401` for anonymous users, and for certificates that
+    /// were revoked or have expired since the connection's handshake.
     pub fn authenticate(&self, user: &Identity) -> Result<(), ApiError> {
         if user.is_anonymous() {
             return Err(ApiError::unauthorized());
         }
-        if let Some(credential) = &user.credential
-            && self.policy.revocations().refuses(&user.user, credential)
-        {
-            tracing::debug!(user = %user.user, serial = %credential.serial, "refused a revoked certificate");
-            return Err(ApiError::unauthorized());
+        if let Some(credential) = &user.credential {
+            if self.policy.revocations().refuses(&user.user, credential) {
+                tracing::debug!(user = %user.user, serial = %credential.serial, "refused a revoked certificate");
+                return Err(ApiError::unauthorized());
+            }
+            if credential.expires_at < time::OffsetDateTime::now_utc().unix_timestamp() {
+                tracing::debug!(user = %user.user, serial = %credential.serial, "refused an expired certificate");
+                return Err(ApiError::unauthorized());
+            }
         }
         Ok(())
     }

@@ -24,11 +24,28 @@ pub const MAX_QUERY_BYTES: usize = 256;
 /// A string many hosts share (a label key or value, a role, a region), kept once.
 pub type Shared = Arc<str>;
 
+/// Strings the interner may hold beyond twice those in use before it forgets unused ones.
+const INTERNER_SLACK: usize = 4096;
+
 /// Keeps one copy of each shared string (label keys and values repeat across a fleet:
 /// 100,000 hosts with 14 labels each hold a few thousand distinct strings).
-#[derive(Default)]
+///
+/// Strings no row uses any more (a label value that changed, a host deleted) are forgotten
+/// whenever the set reaches twice the strings in use at the last purge plus
+/// [`INTERNER_SLACK`], so labels that keep changing (a build number, a timestamp) do not
+/// grow it without bound; each purge is paid for by the insertions since the last.
 pub struct Interner {
     strings: HashSet<Shared>,
+    purge_at: usize,
+}
+
+impl Default for Interner {
+    fn default() -> Self {
+        Self {
+            strings: HashSet::new(),
+            purge_at: INTERNER_SLACK,
+        }
+    }
 }
 
 impl Interner {
@@ -38,7 +55,21 @@ impl Interner {
         }
         let shared: Shared = Arc::from(text);
         self.strings.insert(shared.clone());
+        if self.strings.len() >= self.purge_at {
+            // Held by the set alone: no row uses it (`shared` is held here, so it stays).
+            self.strings.retain(|s| Arc::strong_count(s) > 1);
+            self.purge_at = self.strings.len() * 2 + INTERNER_SLACK;
+        }
         shared
+    }
+
+    /// Distinct strings held.
+    pub fn len(&self) -> usize {
+        self.strings.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.strings.is_empty()
     }
 }
 
@@ -368,6 +399,31 @@ mod tests {
             ..Default::default()
         });
         Row::of(&host, &mut Interner::default())
+    }
+
+    #[test]
+    fn the_interner_shares_strings_and_forgets_unused_ones() {
+        let mut strings = Interner::default();
+        let a = strings.get("team");
+        assert!(Arc::ptr_eq(&a, &strings.get("team")), "one copy");
+        // A label whose value changes on every write: each old value is dropped by its row.
+        for i in 0..10 * INTERNER_SLACK {
+            drop(strings.get(&format!("build-{i}")));
+        }
+        assert!(
+            strings.len() <= 2 * INTERNER_SLACK,
+            "{} strings held",
+            strings.len()
+        );
+        // Strings in use are kept, and still shared.
+        assert!(Arc::ptr_eq(&a, &strings.get("team")));
+        let held: Vec<Shared> = (0..3 * INTERNER_SLACK)
+            .map(|i| strings.get(&format!("host-{i}")))
+            .collect();
+        assert!(strings.len() >= held.len());
+        for (i, shared) in held.iter().enumerate() {
+            assert!(Arc::ptr_eq(shared, &strings.get(&format!("host-{i}"))));
+        }
     }
 
     #[tokio::test]

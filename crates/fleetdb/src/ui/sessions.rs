@@ -130,7 +130,9 @@ impl Sessions {
             .map(|w| w.identity.user.clone())
     }
 
-    /// Trades a login token (once, before it expires) for a new session: its id and it.
+    /// Trades a login token (once, before it expires) for a new session: its id and it. The
+    /// session lasts the configured lifetime, or until the identity's certificate expires
+    /// if sooner (none when it already has).
     pub fn log_in(&self, token: &str) -> Option<(String, Session)> {
         let mut state = self.state();
         let now = Instant::now();
@@ -155,10 +157,19 @@ impl Sessions {
         {
             state.sessions.remove(&first);
         }
+        // A session ends with the certificate it came from, if that is sooner.
+        let lifetime = match &waiting.identity.credential {
+            Some(credential) => {
+                let left = credential.expires_at - time::OffsetDateTime::now_utc().unix_timestamp();
+                let left = Duration::from_secs(u64::try_from(left).ok().filter(|s| *s > 0)?);
+                self.lifetime.min(left)
+            }
+            None => self.lifetime,
+        };
         let session = Session {
             identity: waiting.identity,
             csrf: random_token(),
-            expires: now + self.lifetime,
+            expires: now + lifetime,
         };
         let id = random_token();
         state.sessions.insert(id.clone(), session.clone());
@@ -206,6 +217,38 @@ mod tests {
         let (id, _) = sessions.log_in(&token).unwrap();
         sessions.end(&id);
         assert!(sessions.get(&id).is_none(), "logged out");
+    }
+
+    #[test]
+    fn a_session_ends_with_its_certificate() {
+        let sessions = Sessions::new(DEFAULT_SESSION_LIFETIME);
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let of_certificate = |expires_at: i64| {
+            let mut identity = Identity::new("carol", &[]);
+            identity.credential = Some(fleetdb_apiserver::api::identity::Credential {
+                serial: "01".into(),
+                issued_at: now - 60,
+                expires_at,
+            });
+            identity
+        };
+        let token = sessions.login_token(of_certificate(now + 600)).unwrap();
+        let (_, session) = sessions.log_in(&token).unwrap();
+        let left = session.expires - Instant::now();
+        assert!(
+            left <= Duration::from_secs(600) && left > Duration::from_secs(590),
+            "{left:?}"
+        );
+        let token = sessions.login_token(of_certificate(now + 86_400)).unwrap();
+        let (_, session) = sessions.log_in(&token).unwrap();
+        assert!(
+            session.expires - Instant::now() > DEFAULT_SESSION_LIFETIME - Duration::from_secs(5)
+        );
+        let token = sessions.login_token(of_certificate(now - 1)).unwrap();
+        assert!(
+            sessions.log_in(&token).is_none(),
+            "an expired certificate logs in nobody"
+        );
     }
 
     #[test]

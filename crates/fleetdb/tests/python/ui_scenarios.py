@@ -68,6 +68,13 @@ def main():
         step("without a session: how to log in, and no data")
         answer = page.goto(f"{BASE}/ui/hosts")
         assert answer.status == 401, answer.status
+        headers = answer.headers
+        assert "frame-ancestors 'none'" in headers["content-security-policy"], headers
+        assert "script-src 'self'" in headers["content-security-policy"], headers
+        assert headers["x-frame-options"] == "DENY", headers
+        assert headers["x-content-type-options"] == "nosniff", headers
+        assert headers["strict-transport-security"] == "max-age=31536000", headers
+        assert headers["cache-control"] == "no-store", headers
         expect(page.locator("body")).to_contain_text("You are not logged in")
         expect(page.locator("body")).to_contain_text("fleetdb ui-login")
         assert "h07" not in page.content()

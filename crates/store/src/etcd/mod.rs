@@ -73,6 +73,13 @@ pub const MAX_RESPONSE_BYTES: usize = 256 << 20;
 /// How long one etcd request may take before it fails as unavailable.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long [`EtcdStore::connect`] waits for the cluster to serve a first read, by default
+/// (a cluster started with the server, or in the middle of an election): longer than one
+/// failover window, since a read sent to a member that still follows a dead leader can wait
+/// out a whole attempt before the next member is asked.
+pub const DEFAULT_STARTUP_WAIT: Duration = Duration::from_secs(60);
+/// The pause between first reads while the cluster does not serve.
+const STARTUP_RETRY: Duration = Duration::from_secs(1);
 
 /// Tries of a write whose outcome was unknown (each settled by a read first).
 const WRITE_ATTEMPTS: usize = 3;
@@ -88,6 +95,8 @@ pub struct EtcdOptions {
     pub endpoints: Vec<String>,
     /// Every key lives under this prefix.
     pub root: String,
+    /// How long `connect` waits for a first answer ([`DEFAULT_STARTUP_WAIT`]).
+    pub startup_wait: Duration,
 }
 
 impl EtcdOptions {
@@ -95,6 +104,7 @@ impl EtcdOptions {
         Self {
             endpoints,
             root: DEFAULT_ROOT.to_owned(),
+            startup_wait: DEFAULT_STARTUP_WAIT,
         }
     }
 }
@@ -110,7 +120,9 @@ pub struct EtcdStore {
 }
 
 impl EtcdStore {
-    /// Connects to etcd and checks that it answers.
+    /// Connects to etcd and waits, up to `options.startup_wait`, until it answers a read:
+    /// a server started with its cluster, or while the cluster elects a leader, starts once
+    /// the cluster serves rather than failing.
     pub async fn connect(options: EtcdOptions) -> Result<Self> {
         if options.endpoints.is_empty() {
             return Err(StoreError::InvalidArgument(
@@ -140,7 +152,26 @@ impl EtcdStore {
             compacted_hint: AtomicI64::new(0),
             positions: Arc::default(),
         };
-        store.current_revision().await?;
+        let deadline = tokio::time::Instant::now() + options.startup_wait;
+        let mut warned = false;
+        loop {
+            match store.current_revision().await {
+                Ok(_) => break,
+                Err(StoreError::Unavailable(error))
+                    if tokio::time::Instant::now() + STARTUP_RETRY < deadline =>
+                {
+                    if !warned {
+                        tracing::warn!(%error, wait = ?options.startup_wait, "etcd does not serve yet; waiting");
+                        warned = true;
+                    }
+                    tokio::time::sleep(STARTUP_RETRY).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        if warned {
+            tracing::info!("etcd serves");
+        }
         Ok(store)
     }
 
