@@ -604,3 +604,125 @@ async fn events_expire_once_last_seen_longer_ago_than_the_ttl() {
     let note = String::from_utf8_lossy(&deletion.note);
     assert!(note.contains("system:event-ttl"), "{note}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_and_events_hold_only_what_typed_clients_can_read() {
+    // One Lease no typed client can decode would break every typed list of Leases (the
+    // controllers' among them): such writes are refused, naming the field.
+    let f = TestServer::embedded().await;
+    let leases = "/apis/coordination.k8s.io/v1/namespaces/default/leases";
+    let lease = |name: &str, spec: Value| {
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": name}, "spec": spec})
+    };
+    for (spec, field) in [
+        (json!({"renewTime": "soon"}), "spec.renewTime"),
+        (
+            json!({"leaseDurationSeconds": "40"}),
+            "spec.leaseDurationSeconds",
+        ),
+        (
+            json!({"leaseDurationSeconds": 1u64 << 40}),
+            "spec.leaseDurationSeconds",
+        ),
+        (
+            json!({"holderIdentity": {"who": "me"}}),
+            "spec.holderIdentity",
+        ),
+    ] {
+        let (status, body) = f.call(Method::POST, leases, lease("bad", spec)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(body["details"]["causes"][0]["field"], field, "{body}");
+    }
+    let (status, _) = f
+        .call(Method::GET, &format!("{leases}/bad"), Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing was stored");
+
+    let good = json!({"holderIdentity": "h1", "leaseDurationSeconds": 40,
+        "renewTime": "2026-12-01T10:00:00.000000Z"});
+    let (status, body) = f.call(Method::POST, leases, lease("h1", good)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, _, body) = f
+        .call_with(
+            admin(),
+            Method::PATCH,
+            &format!("{leases}/h1"),
+            &[("content-type", "application/merge-patch+json")],
+            json!({"spec": {"renewTime": "later"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (_, stored) = f
+        .call(Method::GET, &format!("{leases}/h1"), Value::Null)
+        .await;
+    assert_eq!(stored["spec"]["renewTime"], "2026-12-01T10:00:00.000000Z");
+
+    // Unknown fields are dropped with a warning, or refused when the client asks for strict
+    // validation (kubectl's default), as kube-apiserver does for its own kinds.
+    let (status, headers, body) = f
+        .call_with(
+            admin(),
+            Method::POST,
+            leases,
+            &[],
+            lease("h2", json!({"holderIdentity": "h2", "colour": "blue"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert!(body["spec"].get("colour").is_none(), "{body}");
+    let warning = headers
+        .get("warning")
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert!(
+        warning
+            .as_deref()
+            .is_some_and(|w| w.contains("unknown field") && w.contains("spec.colour")),
+        "{warning:?}"
+    );
+    let (status, _, body) = f
+        .call_with(
+            admin(),
+            Method::POST,
+            &format!("{leases}?fieldValidation=Strict"),
+            &[],
+            lease("h3", json!({"colour": "blue"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    // Events: what client-go sends (unset times as null) is accepted; wrong types are not.
+    let events = "/api/v1/namespaces/default/events";
+    let event = json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e1"},
+        "involvedObject": {"kind": "Lease", "name": "h1", "namespace": "default"},
+        "reason": "Renewed", "message": "m", "type": "Normal", "count": 1,
+        "firstTimestamp": "2026-12-01T10:00:00Z", "lastTimestamp": "2026-12-01T10:00:00Z",
+        "eventTime": null, "source": {"component": "agent"}});
+    let (status, body) = f.call(Method::POST, events, event.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert!(body.get("eventTime").is_none_or(Value::is_null), "{body}");
+    let mut bad = event.clone();
+    bad["metadata"]["name"] = json!("e2");
+    bad["count"] = json!("many");
+    let (status, body) = f.call(Method::POST, events, bad).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["details"]["causes"][0]["field"], "count", "{body}");
+    let mut orphan = event;
+    orphan["metadata"]["name"] = json!("e3");
+    orphan.as_object_mut().unwrap().remove("involvedObject");
+    let (status, body) = f.call(Method::POST, events, orphan).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let newer = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
+        "metadata": {"name": "n1"}, "reason": "Test", "note": "n", "type": "Normal",
+        "action": "Tested", "reportingController": "t", "reportingInstance": "t",
+        "eventTime": "yesterday"});
+    let (status, body) = f
+        .call(
+            Method::POST,
+            "/apis/events.k8s.io/v1/namespaces/default/events",
+            newer,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["details"]["causes"][0]["field"], "eventTime", "{body}");
+}

@@ -450,7 +450,22 @@ fn events(group: &str, seen: &str, about: &str, text: (&str, &str)) -> Resource 
         ],
     );
     events.short_names = vec!["ev".into()];
-    events
+    with_schema(
+        events,
+        if group.is_empty() {
+            super::schemas::core_event()
+        } else {
+            super::schemas::events_event()
+        },
+    )
+}
+
+/// A built-in resource with a typed schema (`schemas.rs`), compiled once: its writes go
+/// through the same pruning and validation as a custom resource's.
+fn with_schema(mut resource: Resource, document: Value) -> Resource {
+    resource.schema = Some(Arc::new(Schema::compile(&document)));
+    resource.schema_document = Some(document);
+    resource
 }
 
 /// Secrets, ConfigMaps, Events (both APIs), Leases and CertificateSigningRequests.
@@ -476,13 +491,16 @@ pub fn joining_resources() -> Vec<Resource> {
         vec![computed("Data", ".data", "count"), age_column()],
     );
     configmaps.short_names = vec!["cm".into()];
-    let leases = builtin(
-        COORDINATION_GROUP,
-        "leases",
-        "Lease",
-        true,
-        Kind::Lease,
-        vec![column("Holder", ".spec.holderIdentity", 0), age_column()],
+    let leases = with_schema(
+        builtin(
+            COORDINATION_GROUP,
+            "leases",
+            "Lease",
+            true,
+            Kind::Lease,
+            vec![column("Holder", ".spec.holderIdentity", 0), age_column()],
+        ),
+        super::schemas::lease(),
     );
     let mut csrs = builtin(
         CERTIFICATES_GROUP,
