@@ -335,6 +335,38 @@ async fn paged_lists_are_bounded_and_continue() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_page_is_one_list_and_one_table_in_key_order() {
+    // Pages this large are written on several threads (`PARALLEL_ITEMS_MIN` objects each at
+    // least): the parts join in order, each object once, as the list and as Table rows.
+    let count = 1000;
+    let f = Fixture::new(count).await;
+    let uri = format!("{WIDGETS}?limit={count}");
+    let list = f.get_buffered(&uri).await;
+    let items = list["items"].as_array().unwrap();
+    let want: Vec<String> = (0..count).map(|i| format!("w{i:05}")).collect();
+    assert_eq!(names(items), want);
+    let (status, _, table) = f
+        .call_with(
+            admin(),
+            Method::GET,
+            &format!(
+                "{uri}&resourceVersion={}&resourceVersionMatch=Exact",
+                list_revision(&list)
+            ),
+            &[("accept", "application/json;as=Table;v=v1;g=meta.k8s.io")],
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{table}");
+    let rows = table["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), count);
+    for (row, item) in rows.iter().zip(items) {
+        assert_eq!(row["cells"][0], item["metadata"]["name"]);
+        assert_eq!(row["object"]["metadata"], item["metadata"]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paged_response_is_bounded_in_bytes() {
     let f = Fixture::new(0).await;
     // Objects of 256 KiB: LIST_CHUNK_BYTES holds a few dozen.
