@@ -1,8 +1,10 @@
 //! Protocol details checked in-process against the real router and a real store: anonymous
-//! access, certificates that expire on an open connection, content negotiation (406, aggregated discovery media type), expired
-//! resourceVersions and continue tokens (410), and `sendInitialEvents` with its closing
-//! bookmark.
+//! access, certificates that expire on an open connection, content negotiation (406,
+//! aggregated discovery media type), expired resourceVersions and continue tokens (410),
+//! `sendInitialEvents` with its closing bookmark, and patches of a hot object that never
+//! conflict without a precondition.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -528,4 +530,50 @@ async fn readiness_follows_the_store_and_its_failures_say_when_to_retry() {
         .fail_all
         .store(false, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(get("/readyz").await.0, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patches_without_preconditions_never_conflict_however_busy_the_object() {
+    // kube-apiserver retries a write without a precondition until it wins its race; so
+    // does fleetdb (within WRITE_RETRY_WINDOW), so writers of one hot object all succeed.
+    let f = Arc::new(TestServer::embedded().await);
+    f.install_widgets().await;
+    let uri = "/apis/example.com/v1/namespaces/default/widgets/hot";
+    let (status, body) = f
+        .call(
+            Method::POST,
+            "/apis/example.com/v1/namespaces/default/widgets",
+            json!({"apiVersion": "example.com/v1", "kind": "Widget",
+                "metadata": {"name": "hot"}, "spec": {}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    const WRITERS: usize = 16;
+    const PATCHES: usize = 25;
+    let tasks: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let f = f.clone();
+            tokio::spawn(async move {
+                for n in 0..PATCHES {
+                    let (status, _, body) = f
+                        .call_with(
+                            admin(),
+                            Method::PATCH,
+                            uri,
+                            &[("content-type", "application/merge-patch+json")],
+                            json!({"spec": {format!("w{w}"): n}}),
+                        )
+                        .await;
+                    assert_eq!(status, StatusCode::OK, "writer {w}, patch {n}: {body}");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let (_, object) = f.call(Method::GET, uri, Value::Null).await;
+    for w in 0..WRITERS {
+        assert_eq!(object["spec"][format!("w{w}")], PATCHES - 1, "{object}");
+    }
 }

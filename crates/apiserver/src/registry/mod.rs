@@ -47,9 +47,54 @@ pub fn now() -> String {
     write::now_timestamp()
 }
 
-/// How often a write that lost a compare-and-swap race is tried again before it answers
-/// `409 Conflict` (writes without an explicit precondition only).
-pub const WRITE_RETRIES: usize = 8;
+/// How long a write without an explicit precondition keeps trying after losing
+/// compare-and-swap races to other writers of the same object, before it answers `409
+/// Conflict`. kube-apiserver retries such writes until they succeed (within the request's
+/// timeout): a plain `kubectl patch` never sees a conflict, however busy the object is.
+pub const WRITE_RETRY_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+/// Attempts made at once before a write that keeps losing waits (a random pause that grows
+/// with each attempt, up to [`WRITE_RETRY_MAX_PAUSE`]) so that the writers of one hot object
+/// spread out rather than all reading and losing again together.
+pub const WRITE_RETRY_EAGER: usize = 4;
+/// Longest pause between two attempts of one write.
+pub const WRITE_RETRY_MAX_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// The attempts of one write (see [`WRITE_RETRY_WINDOW`]).
+pub(crate) struct WriteAttempts {
+    made: usize,
+    deadline: Option<tokio::time::Instant>,
+}
+
+impl WriteAttempts {
+    pub(crate) fn new() -> Self {
+        Self {
+            made: 0,
+            deadline: None,
+        }
+    }
+
+    /// Whether to make another attempt (the first always), after the pause it is due.
+    pub(crate) async fn next(&mut self) -> bool {
+        self.made += 1;
+        let now = tokio::time::Instant::now();
+        let deadline = *self.deadline.get_or_insert(now + WRITE_RETRY_WINDOW);
+        if self.made == 1 {
+            return true;
+        }
+        if now >= deadline {
+            return false;
+        }
+        if self.made > WRITE_RETRY_EAGER {
+            let shift = (self.made - WRITE_RETRY_EAGER).min(16) as u32;
+            let longest = WRITE_RETRY_MAX_PAUSE
+                .min(std::time::Duration::from_micros(250u64 << shift))
+                .as_micros() as u64;
+            let pause = std::time::Duration::from_micros(rand::random::<u64>() % (longest + 1));
+            tokio::time::sleep(pause.min(deadline - now)).await;
+        }
+        true
+    }
+}
 
 /// Most objects one deletecollection removes; clients repeat it for more.
 pub const MAX_DELETE_COLLECTION: usize = 10_000;

@@ -14,7 +14,7 @@ use super::strategy::{self, StrategyContext};
 use super::{
     AdmissionRequest, DeleteOptions, Deleted, FieldValidation, MAX_DELETE_COLLECTION,
     MAX_OBJECT_DEPTH, MAX_PATCH_ADDED_BYTES, Operation, Patch, Registry, Subresource, Target,
-    WRITE_RETRIES, WriteOptions, Written,
+    WriteOptions, Written,
 };
 use crate::api::{ApiError, Resource};
 use crate::storage::{SelectRequest, Selectors, codec, select};
@@ -677,7 +677,8 @@ impl Registry {
                 )],
             ));
         }
-        for _ in 0..WRITE_RETRIES {
+        let mut attempts = super::WriteAttempts::new();
+        while attempts.next().await {
             let (old, kv) = self.read_current(target).await?;
             if let Some(sent) = &precondition
                 && *sent != kv.mod_revision.to_string()
@@ -722,7 +723,8 @@ impl Registry {
             Some(Subresource::Scale) => resource.scale.as_ref(),
             _ => None,
         };
-        for _ in 0..WRITE_RETRIES {
+        let mut attempts = super::WriteAttempts::new();
+        while attempts.next().await {
             let (old, kv) = self.read_current(target).await?;
             let mut patched = match scale {
                 Some(spec) => scale::scale_of(spec, &old),
@@ -831,7 +833,8 @@ impl Registry {
         }
         let api_version = resource.api_version();
         let subresource = target.subresource.map(Subresource::name);
-        for _ in 0..WRITE_RETRIES {
+        let mut attempts = super::WriteAttempts::new();
+        while attempts.next().await {
             let now = now_timestamp();
             let Some(kv) = self.storage.get(&target.key()).await? else {
                 if target.subresource.is_some() {
@@ -906,7 +909,8 @@ impl Registry {
         admission: &dyn super::Admission,
     ) -> Result<Deleted, ApiError> {
         let strategy = strategy::for_resource(&target.resource);
-        for _ in 0..WRITE_RETRIES {
+        let mut attempts = super::WriteAttempts::new();
+        while attempts.next().await {
             let kv = self
                 .storage
                 .get(&target.key())
