@@ -528,13 +528,15 @@ fn tokio_stream_of(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_expire_once_last_seen_longer_ago_than_the_ttl() {
-    let ttl = std::time::Duration::from_secs(4);
+    // Which time counts is unit-tested (`event_ttl::tests`); here the sweep itself: every
+    // Event goes, none before the TTL has passed since its creation (timestamps are whole
+    // seconds, hence the second of slack), and a time far in the future keeps none alive.
+    let ttl = std::time::Duration::from_secs(5);
     let f = TestServer::embedded_with_limits(&Limits {
         event_ttl: ttl,
         ..Limits::default()
     })
     .await;
-    // Kubernetes' times: whole seconds (`lastTimestamp`), microseconds (`eventTime`).
     let now = time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .unwrap();
@@ -542,29 +544,21 @@ async fn events_expire_once_last_seen_longer_ago_than_the_ttl() {
         t.format(&time::format_description::well_known::Rfc3339)
             .unwrap()
     };
-    let old = stamp(now - time::Duration::hours(2));
-    let recent = stamp(now);
-    let core = |name: &str, last: &str| {
-        json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": name},
-            "involvedObject": {"kind": "Namespace", "name": "default"},
-            "reason": "Test", "message": "m", "type": "Normal",
-            "firstTimestamp": old, "lastTimestamp": last, "count": 2})
-    };
-    let newer = |name: &str, at: &str| {
-        json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": name},
-            "regarding": {"kind": "Namespace", "name": "default"}, "reason": "Test",
-            "note": "n", "type": "Normal", "action": "Tested",
-            "reportingController": "test", "reportingInstance": "test",
-            "eventTime": at.replace('Z', ".000000Z")})
-    };
     let core_uri = "/api/v1/namespaces/default/events";
     let newer_uri = "/apis/events.k8s.io/v1/namespaces/default/events";
-    for (uri, body) in [
-        (core_uri, core("old", &old)),
-        (core_uri, core("seen-again", &recent)),
-        (newer_uri, newer("old", &old)),
-        (newer_uri, newer("recent", &recent)),
-    ] {
+    let core = json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "recorded"},
+        "involvedObject": {"kind": "Namespace", "name": "default"},
+        "reason": "Test", "message": "m", "type": "Normal", "count": 2,
+        "firstTimestamp": stamp(now - time::Duration::hours(2)),
+        "lastTimestamp": stamp(now - time::Duration::hours(1))});
+    let future = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
+        "metadata": {"name": "from-the-future"},
+        "regarding": {"kind": "Namespace", "name": "default"}, "reason": "Test",
+        "note": "n", "type": "Normal", "action": "Tested",
+        "reportingController": "test", "reportingInstance": "test",
+        "eventTime": "2099-01-01T00:00:00.000000Z"});
+    let created = std::time::Instant::now();
+    for (uri, body) in [(core_uri, core), (newer_uri, future)] {
         let (status, answer) = f.call(Method::POST, uri, body).await;
         assert_eq!(status, StatusCode::CREATED, "{answer}");
     }
@@ -572,31 +566,27 @@ async fn events_expire_once_last_seen_longer_ago_than_the_ttl() {
         let f = &f;
         async move { f.call(Method::GET, &uri, Value::Null).await.0 == StatusCode::OK }
     };
-    // The old ones go at the next sweep (a second apart with this TTL); the others stay
-    // until their own TTL has passed.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    while exists(format!("{core_uri}/old")).await || exists(format!("{newer_uri}/old")).await {
-        assert!(std::time::Instant::now() < deadline, "old events expire");
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let uris = [
+        format!("{core_uri}/recorded"),
+        format!("{newer_uri}/from-the-future"),
+    ];
+    // Both expire 5 s after their creation second, so at least 4 s after they were
+    // written: two seconds in, with sweeps every second, both are still there.
+    tokio::time::sleep_until((created + std::time::Duration::from_secs(2)).into()).await;
+    for uri in &uris {
+        assert!(exists(uri.clone()).await, "{uri} went before its TTL");
     }
-    assert!(
-        exists(format!("{core_uri}/seen-again")).await,
-        "an Event seen again lives on from its last time"
-    );
-    assert!(exists(format!("{newer_uri}/recent")).await);
-    while exists(format!("{core_uri}/seen-again")).await
-        || exists(format!("{newer_uri}/recent")).await
-    {
-        assert!(
-            std::time::Instant::now() < deadline + ttl,
-            "every Event expires"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let deadline = created + std::time::Duration::from_secs(30);
+    for uri in &uris {
+        while exists(uri.clone()).await {
+            assert!(std::time::Instant::now() < deadline, "{uri} expires");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
-    // Their deletions are in history, by the sweep's identity.
+    // The deletions are in history, by the sweep's identity.
     let versions = f
         .store
-        .history("/registry/core/events/default/old", None, 10)
+        .history("/registry/core/events/default/recorded", None, 10)
         .await
         .unwrap();
     let deletion = versions.first().expect("the Event's history");

@@ -2,14 +2,20 @@
 //! goes once it was last seen that long ago, so the store does not grow with every action
 //! the controllers and agents ever recorded.
 //!
-//! kube-apiserver attaches an etcd lease to each Event; the embedded store has no leases, so
-//! here a sweep reads the Events of both APIs (`v1` and `events.k8s.io/v1`, stored apart)
-//! every [`sweep_interval`] and deletes, through the registry (so history records it), those
-//! whose latest time — `lastTimestamp`, `deprecatedLastTimestamp`, `eventTime`,
-//! `series.lastObservedTime` or, failing those, `metadata.creationTimestamp` — is older than
-//! the TTL. Each delete carries the resourceVersion the sweep read, so an Event recorded
-//! again meanwhile stays. Several servers sharing one etcd may all sweep: the second delete
-//! of an Event finds it gone.
+//! kube-apiserver attaches an etcd lease to each Event, renewed by every write; the embedded
+//! store has no leases, so here a sweep reads the Events of both APIs (`v1` and
+//! `events.k8s.io/v1`, stored apart) every [`sweep_interval`] and deletes, through the
+//! registry (so history records it), those last seen more than the TTL ago. Last seen is
+//! the latest of the server's `metadata.creationTimestamp` and the times the recorder wrote
+//! (`lastTimestamp`, `deprecatedLastTimestamp`, `eventTime`, `series.lastObservedTime`),
+//! the recorder's only when they are not ahead of the server's clock by more than
+//! [`MAX_CLOCK_SKEW`]: an Event lives at least the TTL from its creation (a recorder sending
+//! a backlog does not see it vanish), a recorder that records it again (as client-go does,
+//! bumping `count` and the last time) keeps it, and a time in the far future keeps nothing
+//! forever. Unlike kube-apiserver, a write that changes none of those times does not renew
+//! it. Each delete carries the resourceVersion the sweep read, so an Event recorded again
+//! meanwhile stays. Several servers sharing one etcd may all sweep: the second delete of an
+//! Event finds it gone.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +39,10 @@ pub const MIN_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// Most Events one sweep deletes; the rest go in the next ones, so a backlog (a server
 /// that was down for a day) is worked off without one long burst of writes.
 pub const MAX_EXPIRED_PER_SWEEP: usize = 10_000;
+
+/// How far ahead of the server's clock a recorder's time may be and still count (clocks
+/// of hosts drift); a later time is ignored.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(60);
 
 /// The identity the deletions are recorded under.
 pub const USER: &str = "system:event-ttl";
@@ -92,12 +102,14 @@ struct SeenSeries {
 }
 
 impl Seen {
-    /// When the Event was last seen: the latest of its event times, else its creation.
-    fn last(&self) -> Option<OffsetDateTime> {
+    /// When the Event was last seen, as of `now` (see the module documentation); `None`
+    /// when it has no time at all.
+    fn last(&self, now: OffsetDateTime) -> Option<OffsetDateTime> {
         let parse = |t: &Option<String>| {
             t.as_deref()
                 .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
         };
+        let latest_credible = now + MAX_CLOCK_SKEW;
         let series = self
             .series
             .as_ref()
@@ -110,8 +122,9 @@ impl Seen {
         ]
         .into_iter()
         .flatten()
+        .filter(|t| *t <= latest_credible)
+        .chain(parse(&self.metadata.creation_timestamp))
         .max()
-        .or_else(|| parse(&self.metadata.creation_timestamp))
     }
 }
 
@@ -122,7 +135,8 @@ pub async fn sweep(registry: &Registry, ttl: Duration) -> usize {
     let Ok(ttl) = time::Duration::try_from(ttl) else {
         return 0;
     };
-    let cutoff = OffsetDateTime::now_utc() - ttl;
+    let now = OffsetDateTime::now_utc();
+    let cutoff = now - ttl;
     let mut deleted = 0;
     for group in ["", EVENTS_GROUP] {
         let Some(resource) = snapshot.get(group, "v1", "events") else {
@@ -147,7 +161,7 @@ pub async fn sweep(registry: &Registry, ttl: Duration) -> usize {
                 let Ok(seen) = serde_json::from_slice::<Seen>(&kv.value) else {
                     continue;
                 };
-                if seen.last().is_none_or(|last| last >= cutoff) {
+                if seen.last(now).is_none_or(|last| last >= cutoff) {
                     continue;
                 }
                 let target = Target::object(
@@ -178,32 +192,49 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_last_time_seen_is_the_latest_event_time_else_the_creation() {
-        let seen = |v: serde_json::Value| serde_json::from_value::<Seen>(v).unwrap().last();
-        let at = |t: &str| OffsetDateTime::parse(t, &Rfc3339).ok();
+    fn last_seen_is_the_latest_credible_time_and_never_before_creation() {
+        let at = |t: &str| OffsetDateTime::parse(t, &Rfc3339).unwrap();
+        let now = at("2026-01-02T00:00:00Z");
+        let seen = |v: serde_json::Value| serde_json::from_value::<Seen>(v).unwrap().last(now);
+        // Recorded again after its creation: the recorder's latest time.
         assert_eq!(
             seen(serde_json::json!({
                 "metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"},
                 "firstTimestamp": "2026-01-01T00:00:00Z",
                 "lastTimestamp": "2026-01-01T05:00:00Z",
             })),
-            at("2026-01-01T05:00:00Z")
+            Some(at("2026-01-01T05:00:00Z"))
         );
         assert_eq!(
             seen(serde_json::json!({
                 "metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"},
                 "eventTime": "2026-01-01T01:00:00.123456Z",
-                "series": {"count": 3, "lastObservedTime": "2026-01-02T00:00:00.000001Z"},
+                "series": {"count": 3, "lastObservedTime": "2026-01-01T23:00:00.000001Z"},
             })),
-            at("2026-01-02T00:00:00.000001Z")
+            Some(at("2026-01-01T23:00:00.000001Z"))
+        );
+        // A backlog recorded late lives from its creation.
+        assert_eq!(
+            seen(serde_json::json!({
+                "metadata": {"creationTimestamp": "2026-01-01T12:00:00Z"},
+                "lastTimestamp": "2025-06-01T00:00:00Z",
+            })),
+            Some(at("2026-01-01T12:00:00Z"))
+        );
+        // A time far ahead of the server's clock counts for nothing; a little ahead counts.
+        assert_eq!(
+            seen(serde_json::json!({
+                "metadata": {"creationTimestamp": "2026-01-01T12:00:00Z"},
+                "eventTime": "2099-01-01T00:00:00.000000Z",
+            })),
+            Some(at("2026-01-01T12:00:00Z"))
         );
         assert_eq!(
             seen(serde_json::json!({
-                "metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"},
-                "lastTimestamp": null,
-                "eventTime": "not a time",
+                "metadata": {"creationTimestamp": "2026-01-01T12:00:00Z"},
+                "lastTimestamp": "2026-01-02T00:00:30Z",
             })),
-            at("2026-01-01T00:00:00Z")
+            Some(at("2026-01-02T00:00:30Z"))
         );
         assert_eq!(seen(serde_json::json!({"metadata": {}})), None);
     }

@@ -38,23 +38,29 @@ pub async fn reload(storage: &Storage, catalog: &Catalog) {
     if !catalog.rebuild_at(revision, &crds) {
         return;
     }
-    // Feeds of resources that went with their CRD are closed, so they hold no memory...
-    let snapshot = catalog.snapshot();
-    let mut served = std::collections::HashSet::new();
-    for (group, versions) in snapshot.groups() {
-        for version in versions {
-            for resource in snapshot.resources(group, version) {
-                served.insert(resource.key_prefix(None));
+    // Feeds of resources that went with their CRD are closed, so they hold no memory, and
+    // every served resource that is stored (reviews are not) has one, from now on; from the
+    // catalog as it is once no other reload is at it.
+    let closed = storage
+        .sync_feeds(|| {
+            let snapshot = catalog.snapshot();
+            let mut served = std::collections::HashSet::new();
+            for (group, versions) in snapshot.groups() {
+                for version in versions {
+                    for resource in snapshot.resources(group, version) {
+                        if resource.kind_tag != crate::api::Kind::Review {
+                            served.insert(resource.key_prefix(None));
+                        }
+                    }
+                }
             }
-        }
-    }
-    let closed = storage.release_unserved_feeds(&served);
+            served
+        })
+        .await;
     if closed > 0 {
         tracing::info!(
             closed,
             "closed the watch feeds of resources no longer served"
         );
     }
-    // And every served resource has one, from now on.
-    storage.start_feeds(&served).await;
 }

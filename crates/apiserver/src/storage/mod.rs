@@ -36,6 +36,9 @@ pub struct Storage {
     store: Arc<dyn Store>,
     watch_cache: WatchCache,
     shutdown: watch::Receiver<bool>,
+    /// Held while the feeds are matched to the served resources, so that two catalog
+    /// reloads never interleave (one closing a feed the other then starts again).
+    feeds_sync: tokio::sync::Mutex<()>,
 }
 
 impl Storage {
@@ -44,6 +47,7 @@ impl Storage {
             watch_cache: WatchCache::new(store.clone()),
             store,
             shutdown,
+            feeds_sync: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -70,23 +74,32 @@ impl Storage {
             .map_err(ApiError::from_store)
     }
 
+    /// Matches the watch-cache feeds to the resources `served` (their store prefixes) names,
+    /// computed under the lock this takes, so that concurrent reloads apply one after the
+    /// other, each with the catalog as it is then: closes the feeds of the others, starts
+    /// the missing ones. Returns how many were closed.
+    pub async fn sync_feeds(
+        &self,
+        served: impl Fn() -> std::collections::HashSet<String>,
+    ) -> usize {
+        let _one_at_a_time = self.feeds_sync.lock().await;
+        let served = served();
+        let closed = self.watch_cache.release_unserved(&served);
+        self.start_feeds(&served).await;
+        closed
+    }
+
     /// Starts the watch-cache feeds of `served` (store prefixes) that have none, as
     /// kube-apiserver starts its watch caches with the server: a client that lists and then
     /// watches finds its revision in the shared history, rather than in a store watch of its
     /// own, even when it is the resource's first watcher. A feed that cannot start is logged
     /// and left to its first watch.
-    pub async fn start_feeds(&self, served: &std::collections::HashSet<String>) {
+    async fn start_feeds(&self, served: &std::collections::HashSet<String>) {
         for prefix in served {
             if let Err(error) = self.watch_cache.feed(prefix, self.shutdown.clone()).await {
                 tracing::warn!(%prefix, %error, "cannot start a watch-cache feed yet");
             }
         }
-    }
-
-    /// Closes the watch-cache feeds of resources no longer served (`served`: the store
-    /// prefixes of those that are).
-    pub fn release_unserved_feeds(&self, served: &std::collections::HashSet<String>) -> usize {
-        self.watch_cache.release_unserved(served)
     }
 
     /// The store prefixes that have a watch-cache feed.

@@ -83,7 +83,7 @@ pub struct CachedEvent {
     decoded: Mutex<Option<Decoded>>,
     /// Serialized `{"type", "object"}` lines by (type, apiVersion), made on first use (kept
     /// while the event is among the newest [`WATCH_DECODED_EVENTS`]).
-    encoded: Mutex<Vec<(&'static str, String, Bytes)>>,
+    encoded: Mutex<Vec<(&'static str, String, Option<Bytes>)>>,
     /// Set once the event is no longer among the newest: what is made for it from then on
     /// is not kept (a resuming watcher reading old events does not pin them again).
     aged: AtomicBool,
@@ -204,7 +204,7 @@ impl CachedEvent {
             .iter()
             .find(|(t, v, _)| *t == event_type && v == api_version)
         {
-            return Some(bytes.clone());
+            return bytes.clone();
         }
         let stored = match which {
             Which::Object => &self.stored,
@@ -217,15 +217,15 @@ impl CachedEvent {
         let written = stored
             .as_ref()
             .is_some_and(|kv| codec::write_item(&mut line, api_version, kind_name, kv).is_ok());
-        if !written {
-            return None;
-        }
-        line.extend_from_slice(b"}\n");
-        let bytes = Bytes::from(line);
+        // An object that cannot be read is found so once, not by every watcher.
+        let bytes = written.then(|| {
+            line.extend_from_slice(b"}\n");
+            Bytes::from(line)
+        });
         if !self.aged.load(Ordering::Acquire) {
             cache.push((event_type, api_version.to_owned(), bytes.clone()));
         }
-        Some(bytes)
+        bytes
     }
 }
 
@@ -404,7 +404,7 @@ impl Feed {
 }
 
 /// Feeds by store prefix: started for every served resource when the catalog is built (see
-/// `Storage::start_feeds`), or by a first watch if that could not start one.
+/// `Storage::sync_feeds`), or by a first watch if that could not start one.
 pub struct WatchCache {
     store: Arc<dyn Store>,
     feeds: Mutex<HashMap<String, Arc<Feed>>>,

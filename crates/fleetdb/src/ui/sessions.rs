@@ -137,6 +137,16 @@ impl Sessions {
         let mut state = self.state();
         let now = Instant::now();
         let waiting = state.logins.remove(token).filter(|w| w.expires > now)?;
+        // A session ends with the certificate it came from, if that is sooner (and none
+        // starts from an expired one: decided before any other session makes room).
+        let lifetime = match &waiting.identity.credential {
+            Some(credential) => {
+                let left = credential.expires_at - time::OffsetDateTime::now_utc().unix_timestamp();
+                let left = Duration::from_secs(u64::try_from(left).ok().filter(|s| *s > 0)?);
+                self.lifetime.min(left)
+            }
+            None => self.lifetime,
+        };
         state.sessions.retain(|_, s| s.expires > now);
         // Room: the user's oldest sessions past their share, then whichever ends first.
         let own = state
@@ -157,15 +167,6 @@ impl Sessions {
         {
             state.sessions.remove(&first);
         }
-        // A session ends with the certificate it came from, if that is sooner.
-        let lifetime = match &waiting.identity.credential {
-            Some(credential) => {
-                let left = credential.expires_at - time::OffsetDateTime::now_utc().unix_timestamp();
-                let left = Duration::from_secs(u64::try_from(left).ok().filter(|s| *s > 0)?);
-                self.lifetime.min(left)
-            }
-            None => self.lifetime,
-        };
         let session = Session {
             identity: waiting.identity,
             csrf: random_token(),
