@@ -78,6 +78,7 @@ both_backends!(
     watch_resumes_from_a_past_revision,
     watch_replays_long_histories_in_order,
     concurrent_writers_get_distinct_revisions,
+    current_reads_are_the_state_at_their_revision,
     compaction_discards_history_but_keeps_current_state,
     watch_from_a_compacted_revision_fails_distinctly,
     retention_compacts_only_history_older_than_the_policy,

@@ -266,7 +266,7 @@ fn written_response(
     let response = if request.target.subresource == Some(Subresource::Scale) {
         json(status, &written.object)
     } else if let (Representation::Json, Some(kv)) = (representation, &written.stored) {
-        // Plain JSON of a created object: the stored bytes with the resourceVersion spliced
+        // Plain JSON of a stored object: the stored bytes with the resourceVersion spliced
         // in, instead of serializing the object a second time.
         match codec::splice_resource_version(kv, &resource.api_version(), &resource.kind) {
             Some(body) => raw_json(status, body),

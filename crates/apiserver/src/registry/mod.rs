@@ -263,8 +263,8 @@ pub struct WriteOptions<'a> {
 pub struct Written {
     /// The object as now stored, with its resourceVersion (for `/scale`: the Scale).
     pub object: Value,
-    /// The stored bytes, when the object was created (so a plain-JSON answer can splice the
-    /// resourceVersion in instead of encoding the object again).
+    /// The stored bytes, when the write stored the object (so a plain-JSON answer can splice
+    /// the resourceVersion in instead of encoding the object again).
     pub stored: Option<KeyValue>,
     /// Warnings for the client (unknown fields dropped).
     pub warnings: Vec<String>,

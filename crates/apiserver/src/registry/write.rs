@@ -569,6 +569,7 @@ impl Registry {
     }
 
     /// Writes a prepared update guarded by the stored revision; `None` when it lost the race.
+    /// The object comes back with what is now stored, when the write stored new bytes.
     async fn write_prepared(
         &self,
         target: &Target,
@@ -577,11 +578,13 @@ impl Registry {
         revision: Revision,
         dry_run: bool,
         note: ChangeNote,
-    ) -> Result<Option<Value>, ApiError> {
+    ) -> Result<Option<(Value, Option<KeyValue>)>, ApiError> {
         let strategy = strategy::for_resource(&target.resource);
         match prepared {
-            Prepared::Unchanged => Ok(Some(old)),
-            Prepared::Write(object, _) | Prepared::Remove(object) if dry_run => Ok(Some(object)),
+            Prepared::Unchanged => Ok(Some((old, None))),
+            Prepared::Write(object, _) | Prepared::Remove(object) if dry_run => {
+                Ok(Some((object, None)))
+            }
             Prepared::Write(mut object, bytes) => {
                 let written = self
                     .storage
@@ -595,7 +598,7 @@ impl Registry {
                 let Ok(kv) = written else { return Ok(None) };
                 codec::set_resource_version(&mut object, kv.mod_revision);
                 strategy.after_write(&self.strategy_context()).await;
-                Ok(Some(object))
+                Ok(Some((object, Some(kv))))
             }
             Prepared::Remove(mut object) => {
                 strategy
@@ -618,7 +621,7 @@ impl Registry {
                 };
                 codec::set_resource_version(&mut object, deleted.revision);
                 strategy.after_write(&self.strategy_context()).await;
-                Ok(Some(object))
+                Ok(Some((object, None)))
             }
         }
     }
@@ -644,9 +647,9 @@ impl Registry {
         Ok(self
             .write_prepared(target, prepared, old, revision, options.dry_run, note)
             .await?
-            .map(|object| Written {
+            .map(|(object, stored)| Written {
                 object: answer(target, object),
-                stored: None,
+                stored,
                 warnings,
             }))
     }

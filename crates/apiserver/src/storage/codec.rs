@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use fleetdb_machinery::meta;
 use fleetdb_store::{KeyValue, Revision};
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
 
 use crate::api::ApiError;
@@ -44,14 +45,49 @@ fn cannot_be_read(kv: &KeyValue) -> ApiError {
 
 /// The bytes to store for an object (without its resourceVersion).
 pub fn encode(object: &Value) -> Bytes {
-    if object["metadata"].get("resourceVersion").is_none() {
-        return Bytes::from(serde_json::to_vec(object).expect("a JSON value always serializes"));
+    let bytes = if object["metadata"].get("resourceVersion").is_none() {
+        serde_json::to_vec(object)
+    } else {
+        serde_json::to_vec(&WithoutResourceVersion(object))
+    };
+    Bytes::from(bytes.expect("a JSON value always serializes"))
+}
+
+/// An object serialized as it is but for `metadata.resourceVersion` (no copy of the object
+/// to remove it from: an update's object is the size of what is stored).
+struct WithoutResourceVersion<'a>(&'a Value);
+
+impl Serialize for WithoutResourceVersion<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Value::Object(fields) = self.0 else {
+            return self.0.serialize(serializer);
+        };
+        let mut map = serializer.serialize_map(Some(fields.len()))?;
+        for (name, value) in fields {
+            match value {
+                Value::Object(metadata) if name == "metadata" => {
+                    map.serialize_entry(name, &Skipping(metadata, "resourceVersion"))?
+                }
+                _ => map.serialize_entry(name, value)?,
+            }
+        }
+        map.end()
     }
-    let mut object = object.clone();
-    if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-        metadata.remove("resourceVersion");
+}
+
+/// A JSON object serialized without one of its fields.
+struct Skipping<'a>(&'a serde_json::Map<String, Value>, &'static str);
+
+impl Serialize for Skipping<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Skipping(fields, skipped) = *self;
+        let kept = fields.len() - usize::from(fields.contains_key(skipped));
+        let mut map = serializer.serialize_map(Some(kept))?;
+        for (name, value) in fields.iter().filter(|(name, _)| *name != skipped) {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
     }
-    Bytes::from(serde_json::to_vec(&object).expect("a JSON value always serializes"))
 }
 
 /// Sets `metadata.resourceVersion` to `revision`.
@@ -132,6 +168,26 @@ mod tests {
             mod_revision: revision,
             version: 1,
         }
+    }
+
+    #[test]
+    fn encode_drops_only_the_metadata_resource_version() {
+        let with = json!({
+            "apiVersion": "g/v1",
+            "kind": "K",
+            "metadata": {"annotations": {"resourceVersion": "a"}, "name": "a", "resourceVersion": "7", "uid": "u"},
+            "spec": {"resourceVersion": "kept", "z": [1, {"resourceVersion": 2}]},
+        });
+        let mut without = with.clone();
+        without["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("resourceVersion");
+        assert_eq!(encode(&with), serde_json::to_vec(&without).unwrap());
+        // Bytes equal to what serde_json writes for the same object without the field.
+        assert_eq!(encode(&without), serde_json::to_vec(&without).unwrap());
+        let odd = json!({"metadata": {"resourceVersion": "1"}});
+        assert_eq!(&encode(&odd)[..], br#"{"metadata":{}}"#);
     }
 
     #[test]

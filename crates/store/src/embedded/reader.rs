@@ -173,6 +173,19 @@ pub(super) async fn get(
         (tail.revision, tail.entries_of(&key))
     };
     with_reader(shared, move |conn| {
+        // The current state of a key that has a row: one statement (one snapshot) reads
+        // `applied` and the key's newest row, never above `applied` (they move in one
+        // transaction). Without a row, the general path below.
+        if revision.is_none()
+            && let Some((applied, row)) = newest_row(conn, key.as_bytes()).map_err(backend_error)?
+        {
+            let at = tail_revision.max(applied);
+            let kv = match state_at(&entries, applied, at) {
+                Some(state) => state,
+                None => row,
+            };
+            return Ok(GetResponse { kv, revision: at });
+        }
         let tx = conn.transaction().map_err(backend_error)?;
         let (applied, compacted) = snapshot_bounds(&tx)?;
         let at = resolve(revision, tail_revision, applied, compacted)?;
@@ -184,6 +197,36 @@ pub(super) async fn get(
     })
     .await
 }
+
+/// `meta.applied` and the newest row of `key` (its value None when the key is deleted),
+/// read by one statement: no transaction of its own. None when the key has no row.
+fn newest_row(
+    conn: &Connection,
+    key: &[u8],
+) -> rusqlite::Result<Option<(Revision, Option<KeyValue>)>> {
+    conn.prepare_cached(NEWEST_ROW)?
+        .query_row([key], |row| {
+            let applied: Revision = row.get(0)?;
+            let kv = match row.get_ref(5)? {
+                rusqlite::types::ValueRef::Null => None,
+                _ => Some(KeyValue {
+                    key: key_string(row.get(1)?),
+                    mod_revision: row.get(2)?,
+                    create_revision: row.get(3)?,
+                    version: row.get(4)?,
+                    value: Bytes::from(row.get::<_, Vec<u8>>(5)?),
+                }),
+            };
+            Ok((applied, kv))
+        })
+        .optional()
+}
+
+/// The key's newest row with `meta.applied` (a scalar subquery: the same snapshot, no
+/// temporary table).
+const NEWEST_ROW: &str = "SELECT (SELECT value FROM meta WHERE name = 'applied'),
+              key, rev, create_rev, version, value
+          FROM log WHERE key = ?1 ORDER BY rev DESC LIMIT 1";
 
 /// Several keys at one revision: one tail copy, one SQLite snapshot.
 pub(super) async fn get_many(

@@ -1026,3 +1026,54 @@ pub async fn revision_at_maps_instants_to_revisions(store: Arc<dyn Store>) {
         .unwrap();
     assert!(b_at_t1.kv.is_none());
 }
+
+/// A read of the current state is the state at the revision it reports, while writers put
+/// and delete the same keys (the embedded store answers current reads of a key with one
+/// statement, and reads at a revision through a snapshot and the tail).
+pub async fn current_reads_are_the_state_at_their_revision(store: Arc<dyn Store>) {
+    const KEYS: usize = 3;
+    const WRITES: usize = 300;
+    let mut writers = Vec::new();
+    for writer in 0..2 {
+        let store = store.clone();
+        writers.push(tokio::spawn(async move {
+            for i in 0..WRITES {
+                let key = format!("/cur/{}", (i + writer) % KEYS);
+                if i % 5 == 4 {
+                    match store.delete(&key, Condition::Always).await {
+                        Ok(_) | Err(StoreError::PreconditionFailed { current: None, .. }) => {}
+                        Err(e) => panic!("delete {key}: {e}"),
+                    }
+                } else {
+                    store
+                        .put(&key, value(format!("{writer}-{i}")), Condition::Always)
+                        .await
+                        .unwrap();
+                }
+            }
+        }));
+    }
+    let mut reads = 0;
+    while writers.iter().any(|w| !w.is_finished()) || reads < 100 {
+        let key = format!("/cur/{}", reads % KEYS);
+        let current = store.get(&key, None).await.unwrap();
+        let then = store.get(&key, Some(current.revision)).await.unwrap();
+        assert_eq!(
+            current.kv, then.kv,
+            "{key} read now and at revision {}",
+            current.revision
+        );
+        if let Some(kv) = &current.kv {
+            assert!(kv.mod_revision <= current.revision);
+        }
+        reads += 1;
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    assert!(reads >= 100, "{reads} reads");
+    assert!(
+        store.get("/cur/never", None).await.unwrap().kv.is_none(),
+        "an absent key reads as absent"
+    );
+}
