@@ -1,6 +1,7 @@
 //! Hostile requests change nothing and break nothing: patches that would nest objects past
 //! what can be read back or double them in size, objects too large to store, objects the
-//! store holds but nobody can read (the server still starts, and they can be deleted),
+//! store holds but nobody can read (the server still starts, watchers are told, and they
+//! can be deleted),
 //! malformed options, and clients that hold too much at once.
 
 use axum::body::Body;
@@ -232,36 +233,42 @@ async fn unreadable_objects_do_not_stop_the_server_and_can_be_deleted() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn watchers_skip_objects_that_cannot_be_read() {
+/// The watch events in a watch body, one per line, until it ends or is quiet for `quiet`.
+async fn watch_events(
+    stream: &mut (impl futures::Stream<Item = Result<Bytes, axum::Error>> + Unpin),
+    wanted: usize,
+    quiet: std::time::Duration,
+) -> (Vec<Value>, bool) {
     use futures::StreamExt;
+    let mut buffer = Vec::new();
+    let mut events = Vec::new();
+    let mut ended = false;
+    while events.len() < wanted {
+        match tokio::time::timeout(quiet, stream.next()).await {
+            Ok(Some(chunk)) => buffer.extend_from_slice(&chunk.unwrap()),
+            Ok(None) => {
+                ended = true;
+                break;
+            }
+            Err(_) => break,
+        }
+        while let Some(end) = buffer.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buffer.drain(..=end).collect();
+            events.push(serde_json::from_slice(&line).unwrap());
+        }
+    }
+    if !ended && events.len() >= wanted {
+        // Whether the watch ends right after what was wanted.
+        ended = matches!(tokio::time::timeout(quiet, stream.next()).await, Ok(None));
+    }
+    (events, ended)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_that_cannot_be_read_ends_the_watches_it_concerns_with_an_error() {
     let f = TestServer::embedded().await;
     f.install_widgets().await;
-    // One watcher served the stored bytes, one that must decode them for its selector.
-    let mut streams = Vec::new();
-    for uri in [
-        "/apis/example.com/v1/widgets?watch=true",
-        "/apis/example.com/v1/widgets?watch=true&labelSelector=tier%3Dweb",
-    ] {
-        let request = Request::builder().uri(uri).body(Body::empty()).unwrap();
-        let watch = dispatch(f.server.clone(), admin(), request).await;
-        assert_eq!(watch.status(), StatusCode::OK);
-        streams.push(watch.into_body().into_data_stream());
-    }
-    for (name, value) in [
-        ("garbage", &b"{\"metadata\": not json"[..]),
-        ("array", b"[1]"),
-    ] {
-        f.store
-            .put(
-                &format!("{}default/{name}", support::PREFIX),
-                Bytes::from_static(value),
-                Condition::Always,
-            )
-            .await
-            .unwrap();
-    }
-    let (status, body) = f
+    let (status, good) = f
         .call(
             Method::POST,
             "/apis/example.com/v1/namespaces/default/widgets",
@@ -269,17 +276,62 @@ async fn watchers_skip_objects_that_cannot_be_read() {
                 "metadata": {"name": "good", "labels": {"tier": "web"}}}),
         )
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    for stream in &mut streams {
-        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next())
-            .await
-            .expect("an event")
-            .unwrap()
-            .unwrap();
-        let event: Value = serde_json::from_slice(&chunk).unwrap();
-        assert_eq!(event["type"], "ADDED", "{event}");
-        assert_eq!(event["object"]["metadata"]["name"], "good", "{event}");
+    assert_eq!(status, StatusCode::CREATED, "{good}");
+    let rv = good["metadata"]["resourceVersion"].as_str().unwrap();
+    // One watcher served the stored bytes, one that must decode them for its selector (it
+    // matched `good`: without an error it would keep it forever once it is overwritten with
+    // bytes nobody can read and then deleted), one of another key.
+    let mut streams = Vec::new();
+    for uri in [
+        format!("/apis/example.com/v1/widgets?watch=true&resourceVersion={rv}"),
+        format!(
+            "/apis/example.com/v1/widgets?watch=true&resourceVersion={rv}&labelSelector=tier%3Dweb"
+        ),
+        format!(
+            "/apis/example.com/v1/namespaces/default/widgets?watch=true&resourceVersion={rv}&fieldSelector=metadata.name%3Dother"
+        ),
+    ] {
+        let request = Request::builder().uri(&uri).body(Body::empty()).unwrap();
+        let watch = dispatch(f.server.clone(), admin(), request).await;
+        assert_eq!(watch.status(), StatusCode::OK, "{uri}");
+        streams.push(watch.into_body().into_data_stream());
     }
+    let key = format!("{}default/good", support::PREFIX);
+    f.store
+        .put(&key, Bytes::from_static(b"[1]"), Condition::Always)
+        .await
+        .unwrap();
+    f.store.delete(&key, Condition::Always).await.unwrap();
+    let (status, body) = f
+        .call(
+            Method::POST,
+            "/apis/example.com/v1/namespaces/default/widgets",
+            json!({"apiVersion": "example.com/v1", "kind": "Widget",
+                "metadata": {"name": "other", "labels": {"tier": "web"}}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let quiet = std::time::Duration::from_secs(5);
+    for stream in &mut streams[..2] {
+        let (events, ended) = watch_events(stream, 1, quiet).await;
+        assert_eq!(events.len(), 1, "{events:?}");
+        let error = &events[0];
+        assert_eq!(error["type"], "ERROR", "{error}");
+        assert_eq!(error["object"]["kind"], "Status", "{error}");
+        assert_eq!(error["object"]["code"], 500, "{error}");
+        let message = error["object"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("cannot be read") && message.contains("good"),
+            "{error}"
+        );
+        assert!(ended, "the watch ends after its error");
+    }
+    // The change of another key is none of this watcher's business.
+    let (events, ended) = watch_events(&mut streams[2], 1, quiet).await;
+    assert!(!ended);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["type"], "ADDED", "{}", events[0]);
+    assert_eq!(events[0]["object"]["metadata"]["name"], "other");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

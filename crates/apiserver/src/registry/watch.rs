@@ -481,8 +481,9 @@ impl Watch {
                     Ok(Some(change)) => {
                         self.last = change.revision;
                         match self.context.line_for(&change) {
-                            Some(line) => return Live::Line(line),
-                            None => continue,
+                            ChangeLine::Send(line) => return Live::Line(line),
+                            ChangeLine::Skip => continue,
+                            ChangeLine::Unreadable => return Live::Last(unreadable(&change)),
                         }
                     }
                     Ok(None) => {
@@ -511,13 +512,39 @@ impl Watch {
                         Err(_) => return Live::End,
                     };
                     self.last = change.revision;
-                    if let Some(line) = self.context.line_for(&change) {
-                        return Live::Line(line);
+                    match self.context.line_for(&change) {
+                        ChangeLine::Send(line) => return Live::Line(line),
+                        ChangeLine::Skip => {}
+                        ChangeLine::Unreadable => return Live::Last(unreadable(&change)),
                     }
                 }
             }
         }
     }
+}
+
+/// A change holds an object that cannot be read.
+struct Unreadable;
+
+/// What a change in the watched range makes for one watcher.
+enum ChangeLine {
+    Send(Bytes),
+    /// Not for this watcher (another key, outside its selection).
+    Skip,
+    /// It tells of an object that cannot be read.
+    Unreadable,
+}
+
+/// The event that ends a watch at a change whose object cannot be read: as kube-apiserver
+/// does when it cannot decode what etcd sent, the client is told (a `500`) and lists again,
+/// instead of missing the change (a selecting watcher could otherwise keep an object that
+/// was overwritten, then deleted).
+fn unreadable(change: &CachedEvent) -> Bytes {
+    let status = ApiError::internal(format!(
+        "the stored object {} cannot be read (revision {})",
+        change.key, change.revision
+    ));
+    event("ERROR", status.to_status())
 }
 
 /// The event that ends a watch because the server is going away: as kube-apiserver does, the
@@ -554,48 +581,58 @@ impl StreamContext {
         }
     }
 
-    /// The line a change makes for this client, if any.
-    fn line_for(&self, change: &CachedEvent) -> Option<Bytes> {
+    /// The line a change makes for this client, if any. A change in the watched range
+    /// whose object cannot be read ends the watch, whatever the selectors: they cannot be
+    /// judged on it.
+    fn line_for(&self, change: &CachedEvent) -> ChangeLine {
         if !change.key.starts_with(&self.prefix)
             || self.key.as_ref().is_some_and(|key| *key != change.key)
         {
-            return None;
+            return ChangeLine::Skip;
         }
-        let (kind, which) = self.translate(change)?;
-        Some(match &self.format {
-            WatchFormat::Rendered(_) => {
-                let object = change.value(which)?;
+        let (kind, which) = match self.translate(change) {
+            Ok(Some(told)) => told,
+            Ok(None) => return ChangeLine::Skip,
+            Err(Unreadable) => return ChangeLine::Unreadable,
+        };
+        // The object told of exists: no line means it cannot be read.
+        let line = match &self.format {
+            WatchFormat::Rendered(_) => change.value(which).map(|object| {
                 event(
                     kind,
                     render(&self.resource, &self.format, (*object).clone()),
                 )
-            }
+            }),
             WatchFormat::Json => change.encoded(
                 kind,
                 which,
                 &self.resource.api_version(),
                 &self.resource.kind,
-            )?,
-        })
+            ),
+        };
+        line.map_or(ChangeLine::Unreadable, ChangeLine::Send)
     }
 
     /// The event a change is for this watcher, after selector transitions, and which of its
-    /// objects it tells of. A watcher without selectors decides without decoding anything.
-    fn translate(&self, change: &CachedEvent) -> Option<(&'static str, Which)> {
+    /// objects it tells of. A watcher without selectors decides without decoding anything;
+    /// one with selectors cannot decide on an object that does not decode.
+    fn translate(&self, change: &CachedEvent) -> Result<Option<(&'static str, Which)>, Unreadable> {
         if self.selectors.is_everything() {
-            return match change.kind {
+            return Ok(match change.kind {
                 EventKind::Put if change.previous_exists() => Some(("MODIFIED", Which::Object)),
                 EventKind::Put => Some(("ADDED", Which::Object)),
                 EventKind::Delete if change.previous_exists() => Some(("DELETED", Which::Previous)),
                 EventKind::Delete => None,
-            };
+            });
         }
-        let was_matching = change
-            .previous()
-            .is_some_and(|o| self.selectors.matches(&o));
-        match change.kind {
+        let was_matching = match change.previous() {
+            Some(previous) => self.selectors.matches(&previous),
+            None if change.previous_exists() => return Err(Unreadable),
+            None => false,
+        };
+        Ok(match change.kind {
             EventKind::Put => {
-                let object = change.object()?;
+                let object = change.object().ok_or(Unreadable)?;
                 match (was_matching, self.selectors.matches(&object)) {
                     (false, true) => Some(("ADDED", Which::Object)),
                     (true, true) => Some(("MODIFIED", Which::Object)),
@@ -605,6 +642,6 @@ impl StreamContext {
             }
             EventKind::Delete if was_matching => Some(("DELETED", Which::Previous)),
             EventKind::Delete => None,
-        }
+        })
     }
 }
