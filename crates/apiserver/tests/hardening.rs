@@ -445,7 +445,17 @@ async fn one_identity_cannot_hold_more_than_its_share() {
     let server = f.server.clone();
     let held_by = bob.clone();
     let held = tokio::spawn(async move { dispatch(server, held_by, slow).await });
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // The channel holds one chunk: the second is taken only once the server reads the body,
+    // that is, once the request holds its slot (no guess at how long that takes).
+    for chunk in ["{\"apiVersion\": ", "\"v1\", "] {
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            sender.send(Ok(Bytes::from_static(chunk.as_bytes()))),
+        )
+        .await
+        .expect("the server reads the body")
+        .unwrap();
+    }
     let (status, headers, body) = f
         .call_with(
             bob.clone(),
