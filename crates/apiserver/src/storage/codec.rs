@@ -45,11 +45,7 @@ fn cannot_be_read(kv: &KeyValue) -> ApiError {
 
 /// The bytes to store for an object (without its resourceVersion).
 pub fn encode(object: &Value) -> Bytes {
-    let bytes = if object["metadata"].get("resourceVersion").is_none() {
-        serde_json::to_vec(object)
-    } else {
-        serde_json::to_vec(&WithoutResourceVersion(object))
-    };
+    let bytes = serde_json::to_vec(&WithoutResourceVersion(object));
     Bytes::from(bytes.expect("a JSON value always serializes"))
 }
 

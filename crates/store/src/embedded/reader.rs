@@ -198,34 +198,27 @@ pub(super) async fn get(
     .await
 }
 
-/// `meta.applied` and the newest row of `key` (its value None when the key is deleted),
-/// read by one statement: no transaction of its own. None when the key has no row.
+/// `meta.applied` and the newest row of `key` (None for a deletion's row), read by one
+/// statement: no transaction of its own. None when the key has no row.
 fn newest_row(
     conn: &Connection,
     key: &[u8],
 ) -> rusqlite::Result<Option<(Revision, Option<KeyValue>)>> {
     conn.prepare_cached(NEWEST_ROW)?
         .query_row([key], |row| {
-            let applied: Revision = row.get(0)?;
-            let kv = match row.get_ref(5)? {
+            let kv = match row.get_ref(4)? {
                 rusqlite::types::ValueRef::Null => None,
-                _ => Some(KeyValue {
-                    key: key_string(row.get(1)?),
-                    mod_revision: row.get(2)?,
-                    create_revision: row.get(3)?,
-                    version: row.get(4)?,
-                    value: Bytes::from(row.get::<_, Vec<u8>>(5)?),
-                }),
+                _ => Some(kv_from_row(row)?),
             };
-            Ok((applied, kv))
+            Ok((row.get(5)?, kv))
         })
         .optional()
 }
 
-/// The key's newest row with `meta.applied` (a scalar subquery: the same snapshot, no
-/// temporary table).
-const NEWEST_ROW: &str = "SELECT (SELECT value FROM meta WHERE name = 'applied'),
-              key, rev, create_rev, version, value
+/// The key's newest row (the columns [`kv_from_row`] maps) and `meta.applied` (a scalar
+/// subquery: the same snapshot, no temporary table).
+const NEWEST_ROW: &str = "SELECT key, rev, create_rev, version, value,
+              (SELECT value FROM meta WHERE name = 'applied')
           FROM log WHERE key = ?1 ORDER BY rev DESC LIMIT 1";
 
 /// Several keys at one revision: one tail copy, one SQLite snapshot.
