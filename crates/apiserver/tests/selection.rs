@@ -804,7 +804,10 @@ async fn ten_thousand_single_object_watchers() {
         futures::future::join_all(puts).await;
     }
     let elapsed = started.elapsed();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while delays.lock().unwrap().len() < n && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let mut delays = delays.lock().unwrap().clone();
     delays.sort();
     println!(

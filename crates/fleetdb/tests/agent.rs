@@ -248,7 +248,11 @@ fn an_agent_joins_heartbeats_reports_renews_and_is_cut_off_by_revocation() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    // Once the agent has been refused, no heartbeat it sent before the revocation is still
+    // on its way: from then on its Lease must not move.
+    eventually(&agent, 10, "the refusal in the agent's log", || {
+        agent.log().contains("Unauthorized") || agent.log().contains("401")
+    });
     let cut = renew_time(&server, "web-1");
     std::thread::sleep(std::time::Duration::from_secs(3));
     assert_eq!(
@@ -256,9 +260,6 @@ fn an_agent_joins_heartbeats_reports_renews_and_is_cut_off_by_revocation() {
         cut,
         "a revoked agent still heartbeats"
     );
-    eventually(&agent, 10, "the refusal in the agent's log", || {
-        agent.log().contains("Unauthorized") || agent.log().contains("401")
-    });
     agent.stop();
 }
 

@@ -370,7 +370,7 @@ fn wait_gone(server: &Fleetdb, name: &str, within: Duration) {
 
 #[test]
 fn deleted_hosts_wait_for_their_agent_to_decommission_them() {
-    let server = Fleetdb::start_with(Backend::Embedded, &["--decommission-timeout", "4s"]);
+    let server = Fleetdb::start_with(Backend::Embedded, &["--decommission-timeout", "10s"]);
     let mut hosts = String::new();
     for name in ["plain", "managed", "silent"] {
         hosts.push_str(&host(name, true, ""));
@@ -418,9 +418,11 @@ fn deleted_hosts_wait_for_their_agent_to_decommission_them() {
 
     // An agent that never reports: released after the timeout, with a warning.
     server.ok(&["delete", "host", "silent", "--wait=false"]);
+    // Still there 2 s after the deletion (the timeout, 10 s, counts from the deletion's
+    // second, so the margin is about 7 s for the check), gone after the timeout.
     std::thread::sleep(Duration::from_secs(2));
     assert!(server.kubectl(&["get", "host", "silent"]).status.success());
-    wait_gone(&server, "silent", Duration::from_secs(20));
+    wait_gone(&server, "silent", Duration::from_secs(30));
     let events = server.ok(&[
         "get",
         "events",

@@ -165,6 +165,8 @@ fn crud_with_kubectl(backend: Backend) {
 fn get_watch_streams_changes(backend: Backend) {
     let mut server = Fleetdb::start(backend);
     install_widgets(&server);
+    // Listed by the watch first: its row says the list is done and the watch runs.
+    server.ok_input(&["create", "-f", "-"], &widget("w0", 1));
     let mut watcher = server
         .kubectl_command(&["get", "widgets", "-w", "--output-watch-events"])
         .stdout(Stdio::piped())
@@ -180,8 +182,15 @@ fn get_watch_streams_changes(backend: Backend) {
             }
         }
     });
-    // Give the watch a moment to be established before changing anything.
-    std::thread::sleep(Duration::from_millis(1500));
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !seen.iter().any(|l: &String| l.contains("w0")) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("the watch never listed w0: {seen:?}"),
+        }
+    }
     server.ok_input(&["create", "-f", "-"], &widget("w1", 1));
     server.ok(&[
         "patch",
@@ -194,7 +203,6 @@ fn get_watch_streams_changes(backend: Backend) {
     ]);
     server.ok(&["delete", "widget", "w1"]);
     let deadline = Instant::now() + Duration::from_secs(20);
-    let mut seen = Vec::new();
     while !seen.iter().any(|l: &String| l.starts_with("DELETED")) {
         let left = deadline.saturating_duration_since(Instant::now());
         match lines.recv_timeout(left) {
@@ -224,7 +232,7 @@ fn get_watch_streams_changes(backend: Backend) {
         .collect();
     assert_eq!(
         events,
-        ["EVENT", "ADDED", "MODIFIED", "DELETED"],
+        ["EVENT", "ADDED", "ADDED", "MODIFIED", "DELETED"],
         "watch output: {seen:?}"
     );
 }

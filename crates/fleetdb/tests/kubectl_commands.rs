@@ -266,7 +266,29 @@ fn a_table_watch_shows_the_columns() {
             }
         }
     });
-    std::thread::sleep(Duration::from_millis(1500));
+    // With --watch-only nothing is printed before the first event, so the watch has begun
+    // once a change of `first` shows: touch it until its row comes.
+    let mut seen: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for probe in 1.. {
+        if seen.iter().any(|l| l.starts_with("first")) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the watch printed no change of `first`: {seen:?}"
+        );
+        server.ok(&[
+            "label",
+            "widget",
+            "first",
+            &format!("probe={probe}"),
+            "--overwrite",
+        ]);
+        while let Ok(line) = lines.recv_timeout(Duration::from_secs(1)) {
+            seen.push(line);
+        }
+    }
     server.ok_input(&["create", "-f", "-"], &widget("second", 7));
     server.ok(&[
         "patch",
@@ -278,7 +300,6 @@ fn a_table_watch_shows_the_columns() {
         r#"{"spec":{"color":"red"}}"#,
     ]);
     let deadline = Instant::now() + Duration::from_secs(20);
-    let mut seen: Vec<String> = Vec::new();
     while !seen.iter().any(|l| l.contains("red")) {
         match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok(line) => seen.push(line),
@@ -291,8 +312,13 @@ fn a_table_watch_shows_the_columns() {
     // event's column definitions, and the wide column (Color, priority 1) in every row.
     let header: Vec<&str> = seen[0].split_whitespace().collect();
     assert_eq!(header, ["NAME", "SIZE", "COLOR", "AGE"], "{seen:?}");
+    assert!(
+        seen[1..].iter().all(|l| l.split_whitespace().count() == 4),
+        "{seen:?}"
+    );
     let rows: Vec<Vec<&str>> = seen[1..]
         .iter()
+        .filter(|l| l.starts_with("second"))
         .map(|l| l.split_whitespace().collect())
         .collect();
     assert_eq!(rows.len(), 2, "{seen:?}");

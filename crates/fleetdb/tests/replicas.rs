@@ -349,12 +349,14 @@ fn replicas_ride_out_the_loss_of_an_etcd_member() {
     });
 
     std::thread::sleep(Duration::from_secs(1));
-    let leader = cluster.leader().expect("a leader");
+    let leader = cluster.wait_for_leader(Duration::from_secs(30));
     cluster.kill(leader);
     std::thread::sleep(Duration::from_secs(3));
     cluster.restart(leader);
     std::thread::sleep(Duration::from_secs(1));
-    let follower = (0..3).find(|i| Some(*i) != cluster.leader()).unwrap();
+    // A follower of the leader there is now (not the one that may be mid-election).
+    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    let follower = (0..3).find(|i| *i != leader).unwrap();
     cluster.kill(follower);
     // A replica starts with a member down.
     let third = Fleetdb::start_with(Backend::Embedded, &second_args);

@@ -107,6 +107,20 @@ fn watch_hosts(server: &Fleetdb, seen: Arc<Mutex<Seen>>) -> Child {
     watcher
 }
 
+/// Waits (at most a minute) until what the host watcher has seen satisfies `done`; the
+/// checks after it say what is missing if it never does.
+fn wait_seen(seen: &Mutex<Seen>, done: impl Fn(&Seen) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done(&seen.lock().unwrap()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// How a host ends the rollout: h05's run fails, every other succeeds.
+fn end_of(name: &str) -> &'static str {
+    if name == "h05" { "Failed" } else { "Succeeded" }
+}
+
 /// Simulated agents: a run the controller gives a host is reported done a second after it
 /// appears (`h05`'s fails).
 fn agents(server: &Fleetdb, stop: &AtomicBool) {
@@ -127,7 +141,7 @@ fn agents(server: &Fleetdb, stop: &AtomicBool) {
                 if since.elapsed() < Duration::from_secs(1) {
                     continue;
                 }
-                let phase = if name == "h05" { "Failed" } else { "Succeeded" };
+                let phase = end_of(&name);
                 let patch = format!(
                     r#"{{"status":{{"agent":{{"runs":[{{"id":"rollout-{ROLLOUT}","phase":"{phase}"}}]}}}}}}"#
                 );
@@ -184,7 +198,9 @@ fn a_rollout_keeps_its_limits_through_a_crash_and_two_replicas() {
     server.ok_input(&["apply", "-f", "-"], &hosts);
     let seen = Arc::new(Mutex::new(Seen::default()));
     let mut watcher = watch_hosts(&server, seen.clone());
-    std::thread::sleep(Duration::from_millis(1000));
+    // The watch's initial list (an ADDED event per host) before anything changes, so every
+    // host's history starts from its state before the rollout.
+    wait_seen(&seen, |seen| seen.events >= HOSTS);
 
     let first = controllers(&server, &kubeconfig);
     server.ok_input(
@@ -200,7 +216,17 @@ fn a_rollout_keeps_its_limits_through_a_crash_and_two_replicas() {
         stop.store(true, Ordering::Relaxed);
         outcome
     });
-    std::thread::sleep(Duration::from_millis(500));
+    // The hosts' last labels were written before the rollout's final status; wait for the
+    // watch to deliver them.
+    wait_seen(&seen, |seen| {
+        (0..HOSTS).all(|i| {
+            let name = host_name(i);
+            seen.labels
+                .get(&name)
+                .and_then(|history| history.last())
+                .is_some_and(|last| last == end_of(&name))
+        })
+    });
     let _ = watcher.kill();
     let _ = watcher.wait();
     check(&server, &status, &held_messages, &in_flight, &seen);
@@ -299,7 +325,7 @@ fn check(
     // Every host went pending → in progress → done exactly once.
     for i in 0..HOSTS {
         let name = host_name(i);
-        let end = if name == "h05" { "Failed" } else { "Succeeded" };
+        let end = end_of(&name);
         assert_eq!(
             seen.labels[&name],
             ["", "InProgress", end],

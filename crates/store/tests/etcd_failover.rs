@@ -113,12 +113,14 @@ async fn members_die_and_clients_do_not_notice() {
         .collect();
 
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let leader = cluster.leader().expect("a leader");
+    let leader = tokio::task::block_in_place(|| cluster.wait_for_leader(Duration::from_secs(30)));
     cluster.kill(leader);
     tokio::time::sleep(Duration::from_secs(3)).await;
     cluster.restart(leader);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let follower = (0..3).find(|i| Some(*i) != cluster.leader()).unwrap();
+    // A follower of the leader there is now (not the one that may be mid-election).
+    let leader = tokio::task::block_in_place(|| cluster.wait_for_leader(Duration::from_secs(30)));
+    let follower = (0..3).find(|i| *i != leader).unwrap();
     cluster.kill(follower);
     tokio::time::sleep(Duration::from_secs(3)).await;
     cluster.restart(follower);

@@ -270,6 +270,22 @@ impl EtcdCluster {
         self.wait_healthy(i);
     }
 
+    /// The index of the member that leads, waiting (blocking, up to `within`) for an
+    /// election to end; panics if none does.
+    pub fn wait_for_leader(&self, within: std::time::Duration) -> usize {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(leader) = self.leader() {
+                return leader;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no etcd member leads after {within:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
     /// The index of the member that leads, if one answers that it does.
     pub fn leader(&self) -> Option<usize> {
         self.members.iter().position(|m| {

@@ -40,8 +40,14 @@ fn parse_ack(line: &str) -> Option<Ack> {
     }
 }
 
-/// Runs the child (with `env` added to its environment) for `alive`, kills it with SIGKILL,
-/// and returns what it acknowledged.
+/// How long the child may take to open the store and acknowledge its first write.
+const FIRST_ACK_WITHIN: Duration = Duration::from_secs(60);
+
+/// Runs the child (with `env` added to its environment) until it has acknowledged a write,
+/// then for `alive` more, kills it with SIGKILL, and returns what it acknowledged. (Counting
+/// `alive` from the first acknowledgement, not from the start, puts every kill among the
+/// writes however long a loaded machine takes to start the child and reopen a store that
+/// grows with every run.)
 pub fn run_and_kill(
     dir: &std::path::Path,
     run: u64,
@@ -64,6 +70,7 @@ pub fn run_and_kill(
         .spawn()
         .expect("start the crash writer");
     let stdout = child.stdout.take().unwrap();
+    let (first_ack, acknowledged) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
         let mut lines = BufReader::new(stdout).lines();
         let mut acks = Vec::new();
@@ -72,12 +79,19 @@ pub fn run_and_kill(
             if line == "READY" {
                 ready = true;
             } else if let Some(ack) = parse_ack(&line) {
+                if acks.is_empty() {
+                    let _ = first_ack.send(());
+                }
                 acks.push(ack);
             }
         }
         (ready, acks)
     });
-    std::thread::sleep(alive);
+    // No first acknowledgement in time (or the child died): kill it all the same, and the
+    // caller's checks say what went wrong.
+    if acknowledged.recv_timeout(FIRST_ACK_WITHIN).is_ok() {
+        std::thread::sleep(alive);
+    }
     child.kill().expect("SIGKILL the crash writer");
     let status = child.wait().unwrap();
     assert!(
