@@ -2,16 +2,14 @@
 //! access to the objects of a resource and their changes, by group/version/resource — never
 //! store keys or the server's internals.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use fleetdb_store::{Revision, Scan};
 use serde_json::Value;
-use tokio::sync::broadcast;
 
 use super::Registry;
 use crate::api::{ApiError, Resource};
-use crate::storage::{CachedEvent, STORE_PAGE, Storage};
+use crate::storage::{Replay, STORE_PAGE, Storage, Subscription};
 
 /// The context an extension is handed.
 #[derive(Clone)]
@@ -108,7 +106,7 @@ impl Objects {
                 resource: self.resource.clone(),
                 storage: self.storage.clone(),
             },
-            replay: replay.into(),
+            replay,
             live,
             last: revision,
         })
@@ -118,8 +116,8 @@ impl Objects {
 /// A resource's changes in revision order.
 pub struct Changes {
     objects: Objects,
-    replay: VecDeque<Arc<CachedEvent>>,
-    live: broadcast::Receiver<Arc<CachedEvent>>,
+    replay: Replay,
+    live: Subscription,
     last: Revision,
 }
 
@@ -129,7 +127,8 @@ impl Changes {
     pub async fn next(&mut self) -> Option<Change> {
         loop {
             let event = match self.replay.pop_front() {
-                Some(event) => event,
+                // Dropped from the history before it was read: read everything again.
+                Some(event) => event.upgrade()?,
                 None => self.live.recv().await.ok()?,
             };
             if event.revision <= self.last {

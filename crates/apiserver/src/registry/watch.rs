@@ -20,7 +20,6 @@
 //! newest revision (after delivering everything up to it), so a resumption starts from a
 //! recent revision even when the object itself rarely changes.
 
-use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,7 +36,8 @@ use super::read::selectors;
 use super::{Registry, Target};
 use crate::api::{ApiError, Resource};
 use crate::storage::{
-    CachedEvent, Feed, SelectRequest, Selection, Selectors, Storage, Which, codec, select,
+    CachedEvent, Feed, Replay, SelectRequest, Selection, Selectors, Storage, Subscription, Which,
+    codec, select,
 };
 
 /// Bookmarks are sent this often when the client allows them.
@@ -188,7 +188,7 @@ impl Registry {
         };
         let source = match replay {
             Some(replay) => Source::Cache {
-                replay: replay.into(),
+                replay,
                 live,
                 last: after,
                 feed: feed.clone(),
@@ -258,8 +258,8 @@ enum Source {
     /// The shared cache: recent history, then the live broadcast (of the resource, or of one
     /// key).
     Cache {
-        replay: VecDeque<Arc<CachedEvent>>,
-        live: broadcast::Receiver<Arc<CachedEvent>>,
+        replay: Replay,
+        live: Subscription,
         last: Revision,
         feed: Arc<Feed>,
     },
@@ -295,7 +295,8 @@ impl Source {
         };
         loop {
             let event = match replay.pop_front() {
-                Some(event) => event,
+                // Dropped from the history before this client read it: cut off.
+                Some(event) => event.upgrade().ok_or(SourceEnd::Closed)?,
                 None => match live.try_recv() {
                     Ok(event) => event,
                     Err(broadcast::error::TryRecvError::Empty) => return Ok(None),
@@ -315,7 +316,7 @@ impl Source {
                 replay, live, last, ..
             } => loop {
                 let event = match replay.pop_front() {
-                    Some(event) => event,
+                    Some(event) => event.upgrade().ok_or(SourceEnd::Closed)?,
                     None => match live.recv().await {
                         Ok(event) => event,
                         Err(broadcast::error::RecvError::Lagged(_))

@@ -25,7 +25,9 @@ use tokio::sync::watch;
 
 use crate::api::ApiError;
 pub use select::{SelectRequest, Selection, Selectors, select};
-pub use watch_cache::{CachedEvent, Feed, WATCH_CACHE_EVENTS, WatchCache, Which};
+pub use watch_cache::{
+    CachedEvent, Feed, Replay, Subscription, WATCH_CACHE_EVENTS, WatchCache, Which,
+};
 
 /// Keys read from the store per step of a scan.
 pub const STORE_PAGE: usize = 1000;

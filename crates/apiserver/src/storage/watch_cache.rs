@@ -21,15 +21,23 @@
 //! Each feed also keeps the resource's label index (`label_index.rs`) current: every event
 //! it publishes is applied to the index in the feed task.
 //!
+//! Memory is bounded in bytes, not only in events: a feed's history keeps at most
+//! [`WATCH_CACHE_EVENTS`] events and [`WATCH_CACHE_BYTES`] of stored objects, and all feeds
+//! together at most [`WATCH_CACHE_TOTAL_BYTES`]; only the history holds events. Channels and
+//! a resuming watcher's replay carry weak references, so a client that stops reading holds
+//! nothing: when it reads again, an event the history has dropped meanwhile ends its watch
+//! as falling behind does. (With the events themselves in the channels, a watcher that stopped
+//! reading pinned the last 4,096 changes of its resource: 8 GiB for 1 MiB ConfigMaps.)
+//!
 //! Invariants: a feed publishes events in revision order, with no gap after the revision it
 //! started from; every event is in the history before it is sent on any channel, so a watcher
 //! that subscribes first and reads the history second misses nothing; a client that falls
-//! behind its channel's buffer is cut off (it re-watches from its last resourceVersion) and
-//! never slows the feed.
+//! behind its channel's buffer or the history is cut off (it re-watches from its last
+//! resourceVersion) and never slows the feed.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -37,12 +45,27 @@ use fleetdb_store::{EventKind, KeyValue, Revision, Store, StoreError};
 use futures::StreamExt;
 use serde_json::Value;
 use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use super::{codec, label_index};
 
 /// Recent events each resource's feed keeps for clients resuming from a recent revision; also
 /// the broadcast buffer a client may fall behind by before it is cut off.
 pub const WATCH_CACHE_EVENTS: usize = 4096;
+
+/// Most bytes of stored objects (each event's object and the one before it) one feed's
+/// history keeps: 4,096 changes of Hosts are about 27 MiB, 4,096 changes of a 1 MiB
+/// ConfigMap would be 8 GiB. A client further behind than the history is cut off and
+/// re-watches; one resuming from before it reads the store instead.
+pub const WATCH_CACHE_BYTES: usize = 32 << 20;
+
+/// Most bytes the histories of all feeds keep together: a feed publishing while the total is
+/// over it drops its own oldest events (always keeping its newest).
+pub const WATCH_CACHE_TOTAL_BYTES: usize = 256 << 20;
+
+/// Stored bytes of the newest events of a feed that keep their decoded objects and lines
+/// (with [`WATCH_DECODED_EVENTS`]); decoded, objects take about ten times their JSON.
+pub const WATCH_DECODED_BYTES: usize = 4 << 20;
 
 /// Events buffered in the channel of one watched key (see the module documentation) before a
 /// watcher of that key that does not keep up is cut off. Small, because a tokio broadcast
@@ -158,6 +181,16 @@ impl CachedEvent {
         self.stored_previous.is_some()
     }
 
+    /// Bytes of the stored objects this event holds (after and before the change), as the
+    /// history's bounds count them.
+    pub fn stored_bytes(&self) -> usize {
+        [&self.stored, &self.stored_previous]
+            .into_iter()
+            .flatten()
+            .map(|kv| kv.value.len())
+            .sum()
+    }
+
     /// One of the objects.
     pub fn value(&self, which: Which) -> Option<Arc<Value>> {
         match which {
@@ -229,17 +262,60 @@ impl CachedEvent {
     }
 }
 
-/// Recent events of one resource.
+/// Recent events of one resource: the only strong references to them the feed keeps.
 struct History {
     events: VecDeque<Arc<CachedEvent>>,
     /// Every change after this revision is in `events` (or was before it was evicted, which
     /// moves this forward).
     complete_after: Revision,
+    /// [`CachedEvent::stored_bytes`] of `events`.
+    bytes: usize,
+    /// How many of the newest events still keep what they decode and serialize, and their
+    /// stored bytes.
+    fresh: usize,
+    fresh_bytes: usize,
+}
+
+impl History {
+    fn new(complete_after: Revision) -> Self {
+        Self {
+            events: VecDeque::new(),
+            complete_after,
+            bytes: 0,
+            fresh: 0,
+            fresh_bytes: 0,
+        }
+    }
+}
+
+/// A replay of cached events for a watcher resuming from a revision: weak references, so a
+/// client that reads slowly holds no event the history has dropped (upgrading one fails; the
+/// watch ends as when it falls behind).
+pub type Replay = VecDeque<Weak<CachedEvent>>;
+
+/// A subscription to a feed's live events (all of them, or one key's). The channel carries
+/// weak references: an event the history dropped before the subscriber read it ends the
+/// subscription as falling behind the channel does (`Lagged`), so a subscriber that stops
+/// reading holds no memory.
+pub struct Subscription {
+    rx: broadcast::Receiver<Weak<CachedEvent>>,
+}
+
+impl Subscription {
+    pub async fn recv(&mut self) -> Result<Arc<CachedEvent>, RecvError> {
+        let event = self.rx.recv().await?;
+        event.upgrade().ok_or(RecvError::Lagged(1))
+    }
+
+    pub fn try_recv(&mut self) -> Result<Arc<CachedEvent>, TryRecvError> {
+        let event = self.rx.try_recv()?;
+        event.upgrade().ok_or(TryRecvError::Lagged(1))
+    }
 }
 
 /// Channels of single watched keys.
 struct KeyChannels {
-    senders: HashMap<String, broadcast::Sender<Arc<CachedEvent>>>,
+    senders: HashMap<String, broadcast::Sender<Weak<CachedEvent>>>,
     /// Sweep when `senders` reaches this size.
     sweep_at: usize,
 }
@@ -248,10 +324,12 @@ struct KeyChannels {
 pub struct Feed {
     prefix: String,
     /// Replaced (closing every subscriber) when the feed loses events it cannot recover.
-    tx: RwLock<broadcast::Sender<Arc<CachedEvent>>>,
+    tx: RwLock<broadcast::Sender<Weak<CachedEvent>>>,
     /// Cleared (closing every subscriber) on the same occasions.
     by_key: Mutex<KeyChannels>,
     history: RwLock<History>,
+    /// Bytes held by the histories of every feed of the cache (see [`WATCH_CACHE_TOTAL_BYTES`]).
+    total_bytes: Arc<AtomicUsize>,
     /// Revision of the last event sent on the channels.
     published: AtomicI64,
     index: label_index::Slot,
@@ -265,27 +343,30 @@ impl Feed {
     }
 
     /// Subscribes to live events; call before [`Feed::events_after`].
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<CachedEvent>> {
-        self.tx
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .subscribe()
+    pub fn subscribe(&self) -> Subscription {
+        Subscription {
+            rx: self
+                .tx
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .subscribe(),
+        }
     }
 
     /// Subscribes to the live events of one key only (buffer: [`WATCH_KEY_EVENTS`]); call
     /// before [`Feed::key_events_after`].
-    pub fn subscribe_key(&self, key: &str) -> broadcast::Receiver<Arc<CachedEvent>> {
+    pub fn subscribe_key(&self, key: &str) -> Subscription {
         let mut channels = self.by_key.lock().unwrap_or_else(|e| e.into_inner());
         if channels.senders.len() >= channels.sweep_at {
             channels.senders.retain(|_, tx| tx.receiver_count() > 0);
             channels.sweep_at = channels.senders.len() * 2 + KEY_SWEEP_SLACK;
         }
         if let Some(tx) = channels.senders.get(key) {
-            return tx.subscribe();
+            return Subscription { rx: tx.subscribe() };
         }
         let (tx, rx) = broadcast::channel(WATCH_KEY_EVENTS);
         channels.senders.insert(key.to_owned(), tx);
-        rx
+        Subscription { rx }
     }
 
     /// Keys with a channel (including ones not swept yet).
@@ -309,13 +390,13 @@ impl Feed {
     }
 
     /// Every cached event after `after`, or `None` when the cache does not reach back that far.
-    pub fn events_after(&self, after: Revision) -> Option<Vec<Arc<CachedEvent>>> {
+    pub fn events_after(&self, after: Revision) -> Option<Replay> {
         self.cached_after(after, |_| true)
     }
 
     /// Every cached event of `key` after `after`, or `None` when the cache does not reach back
     /// that far.
-    pub fn key_events_after(&self, after: Revision, key: &str) -> Option<Vec<Arc<CachedEvent>>> {
+    pub fn key_events_after(&self, after: Revision, key: &str) -> Option<Replay> {
         self.cached_after(after, |e| e.key == key)
     }
 
@@ -323,7 +404,7 @@ impl Feed {
         &self,
         after: Revision,
         wanted: impl Fn(&CachedEvent) -> bool,
-    ) -> Option<Vec<Arc<CachedEvent>>> {
+    ) -> Option<Replay> {
         let history = self.history.read().unwrap_or_else(|e| e.into_inner());
         if after < history.complete_after {
             return None;
@@ -333,9 +414,14 @@ impl Feed {
                 .events
                 .iter()
                 .filter(|e| e.revision > after && wanted(e))
-                .cloned()
+                .map(Arc::downgrade)
                 .collect(),
         )
+    }
+
+    /// Bytes of stored objects this feed's history holds now.
+    pub fn history_bytes(&self) -> usize {
+        self.history.read().unwrap_or_else(|e| e.into_inner()).bytes
     }
 
     fn publish(&self, event: Arc<CachedEvent>) {
@@ -345,21 +431,43 @@ impl Feed {
         );
         {
             let mut history = self.history.write().unwrap_or_else(|e| e.into_inner());
+            let size = event.stored_bytes();
             history.events.push_back(event.clone());
-            if let Some(older) = history
-                .events
-                .len()
-                .checked_sub(WATCH_DECODED_EVENTS + 1)
-                .and_then(|at| history.events.get(at))
+            history.bytes += size;
+            history.fresh += 1;
+            history.fresh_bytes += size;
+            self.total_bytes.fetch_add(size, Ordering::AcqRel);
+            // The newest events keep what they decode and serialize, within both bounds.
+            while history.fresh > 1
+                && (history.fresh > WATCH_DECODED_EVENTS
+                    || history.fresh_bytes > WATCH_DECODED_BYTES)
             {
-                older.forget_derived();
+                let at = history.events.len() - history.fresh;
+                let aged = history.events[at].clone();
+                aged.forget_derived();
+                history.fresh -= 1;
+                history.fresh_bytes -= aged.stored_bytes();
             }
-            while history.events.len() > WATCH_CACHE_EVENTS {
-                if let Some(evicted) = history.events.pop_front() {
-                    history.complete_after = evicted.revision;
+            // The history keeps its newest event whatever its size.
+            while history.events.len() > 1
+                && (history.events.len() > WATCH_CACHE_EVENTS
+                    || history.bytes > WATCH_CACHE_BYTES
+                    || self.total_bytes.load(Ordering::Acquire) > WATCH_CACHE_TOTAL_BYTES)
+            {
+                let Some(evicted) = history.events.pop_front() else {
+                    break;
+                };
+                let size = evicted.stored_bytes();
+                history.bytes -= size;
+                self.total_bytes.fetch_sub(size, Ordering::AcqRel);
+                history.complete_after = evicted.revision;
+                if history.fresh > history.events.len() {
+                    history.fresh -= 1;
+                    history.fresh_bytes -= size;
                 }
             }
         }
+        let weak = Arc::downgrade(&event);
         self.index.observe(&event);
         let revision = event.revision;
         {
@@ -368,15 +476,11 @@ impl Feed {
                 if tx.receiver_count() == 0 {
                     channels.senders.remove(&event.key);
                 } else {
-                    let _ = tx.send(event.clone());
+                    let _ = tx.send(weak.clone());
                 }
             }
         }
-        let _ = self
-            .tx
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .send(event);
+        let _ = self.tx.read().unwrap_or_else(|e| e.into_inner()).send(weak);
         self.published.store(revision, Ordering::Release);
     }
 
@@ -390,8 +494,8 @@ impl Feed {
     /// clients must re-watch (and the index be rebuilt).
     fn reset(&self, after: Revision) {
         let mut history = self.history.write().unwrap_or_else(|e| e.into_inner());
-        history.events.clear();
-        history.complete_after = after;
+        self.total_bytes.fetch_sub(history.bytes, Ordering::AcqRel);
+        *history = History::new(after);
         let (tx, _) = broadcast::channel(WATCH_CACHE_EVENTS);
         *self.tx.write().unwrap_or_else(|e| e.into_inner()) = tx;
         self.by_key
@@ -408,6 +512,8 @@ impl Feed {
 pub struct WatchCache {
     store: Arc<dyn Store>,
     feeds: Mutex<HashMap<String, Arc<Feed>>>,
+    /// Bytes held by every feed's history.
+    total_bytes: Arc<AtomicUsize>,
 }
 
 impl WatchCache {
@@ -415,7 +521,13 @@ impl WatchCache {
         Self {
             store,
             feeds: Mutex::new(HashMap::new()),
+            total_bytes: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// Bytes of stored objects the histories of all feeds hold now.
+    pub fn total_bytes(&self) -> usize {
+        self.total_bytes.load(Ordering::Acquire)
     }
 
     /// The feed of the resource stored under `prefix`, started if needed.
@@ -447,10 +559,8 @@ impl WatchCache {
                 senders: HashMap::new(),
                 sweep_at: KEY_SWEEP_SLACK,
             }),
-            history: RwLock::new(History {
-                events: VecDeque::new(),
-                complete_after: start,
-            }),
+            history: RwLock::new(History::new(start)),
+            total_bytes: self.total_bytes.clone(),
             published: AtomicI64::new(start),
             index: label_index::Slot::new(prefix),
             stop,
@@ -554,6 +664,76 @@ mod tests {
     use fleetdb_store::embedded::EmbeddedStore;
     use serde_json::json;
 
+    /// A replay's events, all still in the history.
+    fn strong(replay: Replay) -> Vec<Arc<CachedEvent>> {
+        replay
+            .iter()
+            .map(|e| e.upgrade().expect("in the history"))
+            .collect()
+    }
+
+    /// Waits until the feed has published everything the store holds.
+    async fn caught_up(feed: &Feed, store: &Arc<dyn Store>) {
+        let current = store.current_revision().await.unwrap();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        while feed.published_revision() < current {
+            assert!(tokio::time::Instant::now() < deadline, "the feed stalled");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Large objects: the history keeps what fits in its bytes, the decoded objects only the newest few megabytes; a subscriber that stopped
+    /// reading holds none of what was dropped and is cut off when it reads again; a watcher
+    /// resuming from before the history is sent to the store.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_history_is_bounded_in_bytes_and_idle_subscribers_hold_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+        let cache = WatchCache::new(store.clone());
+        let (_stop, shutdown) = tokio::sync::watch::channel(false);
+        let feed = cache.feed("/registry/g/things/", shutdown).await.unwrap();
+        let start = feed.published_revision();
+        let mut idle = feed.subscribe();
+        let mut idle_key = feed.subscribe_key("/registry/g/things/ns/big");
+        // 40 changes of a 600 KiB object: 1.2 MB an event with the object before it,
+        // 47 MB in all, more than one feed's history keeps.
+        let text = "x".repeat(600 << 10);
+        for i in 0..40 {
+            let object = json!({"apiVersion": "g/v1", "kind": "Thing", "metadata": {"name": "big", "labels": {"n": i.to_string()}}, "text": text});
+            store
+                .put(
+                    "/registry/g/things/ns/big",
+                    codec::encode(&object),
+                    Condition::Always,
+                )
+                .await
+                .unwrap();
+        }
+        caught_up(&feed, &store).await;
+        let held = feed.history_bytes();
+        assert!(held <= WATCH_CACHE_BYTES, "{held} bytes held");
+        assert!(held > WATCH_CACHE_BYTES / 2, "{held} bytes held");
+        assert_eq!(cache.total_bytes(), held);
+        assert!(
+            feed.events_after(start).is_none(),
+            "the oldest changes were dropped: a watcher from before them reads the store"
+        );
+        let newest = store.current_revision().await.unwrap();
+        let recent = strong(feed.events_after(newest - 5).unwrap());
+        assert_eq!(recent.len(), 5);
+        for event in &recent {
+            assert!(event.object().is_some());
+        }
+        let decoded = recent.iter().filter(|e| e.holds_derived()).count();
+        assert!(
+            (1..=WATCH_DECODED_BYTES.div_ceil(1200 << 10)).contains(&decoded),
+            "{decoded} of the newest events keep their decoded objects"
+        );
+        // The idle subscribers' first events are gone: cut off, as when they fall behind.
+        assert!(matches!(idle.recv().await, Err(RecvError::Lagged(_))));
+        assert!(matches!(idle_key.recv().await, Err(RecvError::Lagged(_))));
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn one_write_is_decoded_and_serialized_once_for_every_watcher() {
         let dir = tempfile::tempdir().unwrap();
@@ -633,7 +813,7 @@ mod tests {
             };
             assert!(line.is_some(), "every event here has a readable object");
         }
-        let events = feed.events_after(start).unwrap();
+        let events = strong(feed.events_after(start).unwrap());
         assert_eq!(events.len(), total + 1);
         let held = events.iter().filter(|e| e.holds_derived()).count();
         assert_eq!(
@@ -735,9 +915,10 @@ mod tests {
         }
         assert_eq!(feed.published_revision(), last_written);
         // The history of one key, for a watcher resuming it.
-        let replay = feed
-            .key_events_after(a_revisions[0] - 1, &key("a"))
-            .unwrap();
+        let replay = strong(
+            feed.key_events_after(a_revisions[0] - 1, &key("a"))
+                .unwrap(),
+        );
         assert_eq!(
             replay.iter().map(|e| e.revision).collect::<Vec<_>>(),
             a_revisions

@@ -527,3 +527,107 @@ fn decision_micros() -> f64 {
     }
     started.elapsed().as_secs_f64() * 1e6 / f64::from(DECISIONS)
 }
+
+/// Size of the ConfigMap's one value in [`large_objects`]: near kube's 1 MiB ConfigMap limit.
+const LARGE_OBJECT_BYTES: usize = 900 << 10;
+
+/// Watchers of ConfigMaps in [`large_objects`] that never read: half resume from before the
+/// watch cache (the store serves them), half from now (the watch cache does).
+const IDLE_WATCHERS: usize = 10;
+
+/// Updates of a large object beside watchers that never read: the server's memory must not
+/// follow the updates (watch histories and channels are bounded in bytes, and an unread watch
+/// holds no events).
+pub(super) async fn large_objects(workspace: &Workspace, updates: usize) -> anyhow::Result<()> {
+    println!(
+        "\n## large objects: {updates} updates of a {} KiB ConfigMap beside {IDLE_WATCHERS} watchers that never read (half resuming from before the watch cache)",
+        LARGE_OBJECT_BYTES >> 10
+    );
+    let server = FleetdbProcess::start(&workspace.server_dir("large")?, Backend::Embedded).await?;
+    let admin = server.connect().await?;
+    const CONFIGMAPS: &str = "/api/v1/namespaces/default/configmaps";
+    let data = |n: usize| {
+        let mut data = n.to_string();
+        data.push_str(&"x".repeat(LARGE_OBJECT_BYTES - data.len()));
+        data
+    };
+    let created = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "big"}, "data": {"d": data(0)}});
+    let (status, body) = admin
+        .call(
+            Method::POST,
+            CONFIGMAPS,
+            Some("application/json"),
+            Bytes::from(created.to_string()),
+        )
+        .await?;
+    anyhow::ensure!(status == StatusCode::CREATED, "create: {status}");
+    let first = resource_version_of(&body).unwrap_or_default();
+    let update = |n: usize| {
+        let admin = &admin;
+        async move {
+            let patch = serde_json::json!({"data": {"d": data(n)}});
+            let (status, body) = admin
+                .call(
+                    Method::PATCH,
+                    &format!("{CONFIGMAPS}/big"),
+                    Some("application/merge-patch+json"),
+                    Bytes::from(patch.to_string()),
+                )
+                .await?;
+            anyhow::ensure!(status == StatusCode::OK, "update: {status}");
+            anyhow::Ok(resource_version_of(&body).unwrap_or_default())
+        }
+    };
+    // Enough changes first that the creation is older than what the watch cache keeps.
+    let mut now = first.clone();
+    for n in 1..=40 {
+        now = update(n).await?;
+    }
+    let rss = || server.rss_bytes().unwrap_or(0) as f64 / (1 << 20) as f64;
+    let before = rss();
+    let mut idle = Vec::new();
+    for i in 0..IDLE_WATCHERS {
+        let from = if i % 2 == 0 { &first } else { &now };
+        let connection = server.connect().await?;
+        let response = connection
+            .start(
+                Method::GET,
+                &format!("{CONFIGMAPS}?watch=true&resourceVersion={from}"),
+                None,
+                Bytes::new(),
+            )
+            .await?;
+        anyhow::ensure!(
+            response.status() == StatusCode::OK,
+            "watch: {}",
+            response.status()
+        );
+        idle.push((connection, response));
+    }
+    let started = Instant::now();
+    let mut peak = before;
+    for n in 41..41 + updates {
+        update(n).await?;
+        if n % 50 == 0 {
+            peak = peak.max(rss());
+        }
+    }
+    let elapsed = started.elapsed();
+    let after = rss();
+    drop(idle);
+    println!();
+    println!("| server RSS, MiB | before the updates | highest during them | after them |");
+    println!("|---|---|---|---|");
+    println!(
+        "| {IDLE_WATCHERS} unread watches of ConfigMaps | {before:.0} | {:.0} | {after:.0} |",
+        peak.max(after)
+    );
+    println!();
+    println!(
+        "{updates} updates in {:.1} s ({:.0} MiB written).",
+        elapsed.as_secs_f64(),
+        (updates * LARGE_OBJECT_BYTES) as f64 / (1 << 20) as f64
+    );
+    Ok(())
+}

@@ -19,7 +19,9 @@
 //!   cold start time;
 //! * `hostile`: a CRD whose `pattern` nests bounded repetitions, and creates carrying a 1 MiB
 //!   string against it: how long each create takes to be refused, and how host reads by
-//!   other clients fare meanwhile against the same reads on an idle server;
+//!   other clients fare meanwhile against the same reads on an idle server; then updates of
+//!   a 900 KiB ConfigMap beside watchers that never read: the server's memory before, during
+//!   and after (watch histories and channels are bounded in bytes);
 //! * `clients`: hostile clients — thousands of idle TLS connections without certificates, a
 //!   client sending its headers one byte a second, one identity opening watches in a loop —
 //!   beside an administrator's 64-client create load: its throughput and p99 undisturbed and
@@ -43,7 +45,7 @@ use crate::stats::Latencies;
 
 mod adversity;
 
-use adversity::{authorization, hostile, hostile_clients};
+use adversity::{authorization, hostile, hostile_clients, large_objects};
 
 const HOSTS: &str = "/apis/fleetdb.io/v1alpha1/hosts";
 const MERGE_PATCH: &str = "application/merge-patch+json";
@@ -273,6 +275,7 @@ pub async fn run(args: ApiBenchArgs) -> anyhow::Result<()> {
     }
     if scenarios.contains(&Scenario::Hostile) {
         hostile(&workspace, if args.quick { 3 } else { 20 }).await?;
+        large_objects(&workspace, if args.quick { 100 } else { 600 }).await?;
     }
     if scenarios.contains(&Scenario::Authz) {
         authorization(&workspace, sizes.writes, sizes.list_hosts).await?;

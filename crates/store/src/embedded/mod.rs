@@ -31,7 +31,7 @@ mod writer;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -56,6 +56,9 @@ pub use tail::MAX_TAIL_ENTRIES;
 pub const WATCH_RING_CAPACITY: usize = 16_384;
 /// Events read from disk per step when a watch replays history.
 pub const WATCH_REPLAY_PAGE: usize = 1024;
+/// Most bytes of values (each event's and its previous value's) one page of a watch's replay
+/// reads, beyond the first event: 1,024 changes of 1.5 MiB values would be 3 GiB.
+pub const WATCH_REPLAY_PAGE_BYTES: usize = 8 << 20;
 /// Read connections open at most at once.
 pub const MAX_READ_CONNECTIONS: usize = 8;
 /// A range page stops growing once its values exceed this many bytes.
@@ -90,10 +93,11 @@ struct Shared {
     /// Revision below which history is gone.
     compacted: AtomicI64,
     /// The writer's event ring, for new subscriptions; when the writer exits, the ring closes
-    /// and every watch ends. Weak, and not a receiver: a receiver that is never read holds
-    /// every event until the ring overwrites it (16,384 events with their previous values,
-    /// about 100 MiB of Hosts), where a ring whose receivers have all read an event drops it.
-    events: broadcast::WeakSender<Arc<Event>>,
+    /// and every watch ends. Weak, and not a receiver: a receiver that is never read keeps
+    /// its slots until the ring overwrites them. The ring itself carries weak references to
+    /// the tail's events, so even a watcher that stops reading holds no values (with the
+    /// events in it, 16,384 changes of 1 MiB objects were 32 GiB held for one idle watch).
+    events: broadcast::WeakSender<Weak<Event>>,
     positions: WatchPositions,
 }
 
@@ -104,7 +108,7 @@ impl Shared {
 
     /// A receiver of the events published from now on; closed at once when the writer has
     /// stopped.
-    fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+    fn subscribe(&self) -> broadcast::Receiver<Weak<Event>> {
         match self.events.upgrade() {
             Some(events) => events.subscribe(),
             None => broadcast::channel(1).1,
@@ -470,5 +474,95 @@ mod tests {
             0,
             "read by its only watcher, the event is dropped"
         );
+    }
+
+    /// A watch that is not read holds none of the values written meanwhile (the ring has
+    /// only weak references to the tail's events); read later, it replays them from SQLite,
+    /// in order, with their previous values.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_idle_watch_holds_no_values_and_replays_them_later() {
+        struct Owner(Vec<u8>, Arc<std::sync::atomic::AtomicBool>);
+        impl AsRef<[u8]> for Owner {
+            fn as_ref(&self) -> &[u8] {
+                &self.0
+            }
+        }
+        impl Drop for Owner {
+            fn drop(&mut self) {
+                self.1.store(true, Ordering::Release);
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let start = store.current_revision().await.unwrap();
+        let mut idle = store.watch("/k/", start).await.unwrap();
+        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let first = Bytes::from_owner(Owner(b"{\"n\":1}".to_vec(), dropped.clone()));
+        store.put("/k/a", first, Condition::Always).await.unwrap();
+        for n in 2..=4 {
+            let value = Bytes::from(format!("{{\"n\":{n}}}"));
+            store.put("/k/a", value, Condition::Always).await.unwrap();
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !dropped.load(Ordering::Acquire) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the first value is still held (tail empty: {})",
+                store.shared.lock_tail().is_empty()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        for n in 1..=4 {
+            let event = idle.next().await.unwrap().unwrap();
+            assert_eq!(event.kv.value, format!("{{\"n\":{n}}}"));
+            assert_eq!(
+                event.prev.map(|kv| kv.value),
+                (n > 1).then(|| Bytes::from(format!("{{\"n\":{}}}", n - 1)))
+            );
+        }
+    }
+
+    /// A watch replaying large values reads them a few megabytes at a time, from the tail and
+    /// from SQLite alike, and still delivers every change once, in order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replay_pages_are_bounded_in_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        const CHANGES: usize = 24;
+        const VALUE: usize = 1 << 20;
+        let mut revisions = Vec::new();
+        for n in 0..CHANGES {
+            let value = Bytes::from(vec![b'a' + (n % 26) as u8; VALUE]);
+            let key = format!("/big/{}", n % 3);
+            let kv = store.put(&key, value, Condition::Always).await.unwrap();
+            revisions.push(kv.mod_revision);
+        }
+        // First as written (from the tail, unless the applier was quicker), then from SQLite.
+        for read_from in ["just written", "applied"] {
+            let (page, scanned, _) =
+                reader::history(&store.shared, "/big/".into(), 0, WATCH_REPLAY_PAGE)
+                    .await
+                    .unwrap();
+            let bytes: usize = page.iter().map(reader::event_bytes).sum();
+            assert!(
+                page.len() < CHANGES && bytes <= WATCH_REPLAY_PAGE_BYTES + 2 * VALUE,
+                "{read_from}: a page of {} events, {bytes} bytes",
+                page.len()
+            );
+            assert_eq!(scanned, page.last().unwrap().revision(), "{read_from}");
+            let mut watch = store.watch("/big/", 0).await.unwrap();
+            for (n, revision) in revisions.iter().enumerate() {
+                let event = watch.next().await.unwrap().unwrap();
+                assert_eq!(event.revision(), *revision, "{read_from}");
+                assert_eq!(event.kv.value[0], b'a' + (n % 26) as u8, "{read_from}");
+                assert_eq!(event.prev.is_some(), n >= 3, "{read_from}");
+            }
+            // Then from SQLite: wait for the applier to empty the tail.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while !store.shared.lock_tail().is_empty() {
+                assert!(std::time::Instant::now() < deadline, "the applier stalled");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
     }
 }

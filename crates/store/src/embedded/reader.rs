@@ -16,7 +16,9 @@ use tokio::sync::Semaphore;
 
 use super::schema::{meta, open_reader};
 use super::tail::{TailEntry, state_at};
-use super::{MAX_RANGE_PAGE_BYTES, MAX_READ_CONNECTIONS, Shared, backend_error};
+use super::{
+    MAX_RANGE_PAGE_BYTES, MAX_READ_CONNECTIONS, Shared, WATCH_REPLAY_PAGE_BYTES, backend_error,
+};
 use crate::keys::range_start;
 use crate::{
     Event, EventKind, GetManyResponse, GetResponse, KeyValue, RangeRequest, RangeResponse, Result,
@@ -570,7 +572,8 @@ fn count_at(
 }
 
 /// Up to `limit` events under `prefix` with revisions after `after`, oldest first, with the
-/// revision the scan reached and whether that is the newest revision.
+/// revision the scan reached and whether that is the newest revision. A page stops early
+/// once its values (with the previous ones) pass [`WATCH_REPLAY_PAGE_BYTES`].
 pub(super) async fn history(
     shared: &Arc<Shared>,
     prefix: String,
@@ -595,9 +598,10 @@ pub(super) async fn history(
                 compacted,
             });
         }
-        let events = read_history(&tx, prefix.as_bytes(), after, limit).map_err(backend_error)?;
+        let (events, full) =
+            read_history(&tx, prefix.as_bytes(), after, limit).map_err(backend_error)?;
         let scanned = match events.last() {
-            Some(last) if events.len() == limit => last.revision(),
+            Some(last) if full => last.revision(),
             _ => applied,
         };
         Ok((events, scanned, false))
@@ -605,12 +609,14 @@ pub(super) async fn history(
     .await
 }
 
+/// The events of [`history`] from SQLite, and whether the page is full (by events or bytes:
+/// more may follow).
 fn read_history(
     tx: &Transaction<'_>,
     prefix: &[u8],
     after: Revision,
     limit: usize,
-) -> rusqlite::Result<Vec<Event>> {
+) -> rusqlite::Result<(Vec<Event>, bool)> {
     // `+key` keeps SQLite on the rowid (revision) order instead of the key index.
     const SELECT: &str = "SELECT key, rev, create_rev, version, value, prev_rev FROM log";
     let end = prefix_end(prefix);
@@ -629,7 +635,11 @@ fn read_history(
         }
     };
     let mut events = Vec::new();
+    let mut bytes = 0;
     while let Some(row) = rows.next()? {
+        if bytes >= WATCH_REPLAY_PAGE_BYTES {
+            return Ok((events, true));
+        }
         let key = key_string(row.get(0)?);
         let rev: Revision = row.get(1)?;
         let prev_rev: Revision = row.get(5)?;
@@ -662,9 +672,16 @@ fn read_history(
                 prev,
             },
         };
+        bytes += event_bytes(&event);
         events.push(event);
     }
-    Ok(events)
+    let full = events.len() == limit;
+    Ok((events, full))
+}
+
+/// Bytes of an event's values (the new one and the previous one), as replay pages count them.
+pub(super) fn event_bytes(event: &Event) -> usize {
+    event.kv.value.len() + event.prev.as_ref().map_or(0, |kv| kv.value.len())
 }
 
 /// The versions of one key, newest first (see [`crate::Store::history`]).

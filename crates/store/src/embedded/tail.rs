@@ -214,7 +214,8 @@ impl Tail {
         keys
     }
 
-    /// Events after `after` whose key starts with `prefix`, oldest first, at most `limit`.
+    /// Events after `after` whose key starts with `prefix`, oldest first, at most `limit`
+    /// (and no more once their values pass [`super::WATCH_REPLAY_PAGE_BYTES`]).
     /// Returns them with the revision the scan reached. `after` must be at least `applied`.
     pub fn events_after(
         &self,
@@ -223,13 +224,15 @@ impl Tail {
         limit: usize,
     ) -> (Vec<Event>, Revision) {
         let mut events = Vec::new();
+        let mut bytes = 0;
         let mut scanned = after;
         let mut revision = after + 1;
         while let Some(entry) = self.entry(revision) {
-            if events.len() == limit {
+            if events.len() == limit || bytes >= super::WATCH_REPLAY_PAGE_BYTES {
                 break;
             }
             if entry.event.kv.key.starts_with(prefix) {
+                bytes += super::reader::event_bytes(&entry.event);
                 events.push((*entry.event).clone());
             }
             scanned = revision;

@@ -1,15 +1,20 @@
 //! Watches on the embedded store.
 //!
-//! A watch first replays history from SQLite's `log` table and the tail, page by page, then
-//! follows the ring of events the writer publishes after each commit. It subscribes to the ring before its first
-//! history read and discards what the ring held before each read, so every event is either in
-//! a read page or still in the ring: none is missed and duplicates are skipped by revision.
-//! A watcher that lets the ring overtake it while live is cut off with
-//! [`StoreError::WatcherTooSlow`]; writers never wait for watchers.
+//! A watch first replays history from SQLite's `log` table and the tail, page by page
+//! (bounded in events and in bytes), then follows the ring of events the writer publishes
+//! after each commit. It subscribes to the ring before its first history read and discards
+//! what the ring held before each read, so every event is either in a read page or still in
+//! the ring: none is missed and duplicates are skipped by revision.
+//!
+//! The ring holds weak references to the tail's events: an event the applier has moved to
+//! SQLite before this watcher read it is gone from the ring, and the watcher replays from
+//! SQLite again from its last revision. So a watcher that stops reading holds no values
+//! however far the writers go. A watcher that lets the ring overtake it while live is cut
+//! off with [`StoreError::WatcherTooSlow`]; writers never wait for watchers.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
+use std::sync::{Arc, Weak};
 
 use futures::stream;
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
@@ -23,7 +28,7 @@ struct WatchState {
     prefix: String,
     /// Highest revision seen (delivered, or skipped as outside the prefix).
     seen: Revision,
-    ring: broadcast::Receiver<Arc<Event>>,
+    ring: broadcast::Receiver<Weak<Event>>,
     /// Replaying history from disk; false once the replay caught up with the ring.
     replaying: bool,
     replayed: VecDeque<Event>,
@@ -100,13 +105,19 @@ async fn next_event(mut state: WatchState) -> Option<(Result<Event>, WatchState)
         }
         match state.ring.recv().await {
             Ok(event) => {
+                let Some(event) = event.upgrade() else {
+                    // Applied to SQLite and gone from the tail before this watcher read it:
+                    // read it (and whatever follows) from there.
+                    state.replaying = true;
+                    continue;
+                };
                 if event.revision() <= state.seen {
                     continue;
                 }
                 state.seen = event.revision();
                 advance(&state.position, state.seen);
                 if event.kv.key.starts_with(&state.prefix) {
-                    return Some((Ok((*event).clone()), state));
+                    return Some((Ok(Event::clone(&event)), state));
                 }
             }
             Err(RecvError::Lagged(_)) => {

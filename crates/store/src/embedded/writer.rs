@@ -17,8 +17,8 @@
 //!   from the last durable revision. Nothing that failed was acknowledged.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension};
@@ -114,7 +114,7 @@ impl GroupCommitter {
         lookups: Connection,
         revision: Revision,
         shared: Arc<Shared>,
-        events: broadcast::Sender<Arc<Event>>,
+        events: broadcast::Sender<Weak<Event>>,
     ) -> Self {
         let stored_time = lookups
             .query_row(
@@ -318,7 +318,7 @@ struct Syncer {
     /// Last durable revision.
     durable: Revision,
     shared: Arc<Shared>,
-    events: broadcast::Sender<Arc<Event>>,
+    events: broadcast::Sender<Weak<Event>>,
 }
 
 impl Syncer {
@@ -351,7 +351,14 @@ impl Syncer {
         // Durable now: into the tail, then the revision, then watchers, then the answers.
         if let Some(last) = batch.entries.last() {
             let last = last.revision();
-            let events: Vec<Arc<Event>> = batch.entries.iter().map(|e| e.event.clone()).collect();
+            // The ring gets weak references: the tail holds the events until they are in
+            // SQLite, and a watcher that reads one later replays it from there, so a watcher
+            // that stops reading holds no values (see `watch.rs`).
+            let events: Vec<Weak<Event>> = batch
+                .entries
+                .iter()
+                .map(|e| Arc::downgrade(&e.event))
+                .collect();
             let worth_applying = {
                 let mut tail = self.shared.lock_tail();
                 for entry in batch.entries {
