@@ -82,12 +82,8 @@ fn status_patch_steps(schema: &Schema, objects: &[serde_json::Value]) {
     let n = objects.len();
     // The stored form after a create by one manager and a status patch by another, as the
     // API benchmark's updates leave their Hosts.
-    let patched = |old: &serde_json::Value, i: usize| {
-        let mut new = old.clone();
-        new["status"] = serde_json::json!({
-            "state": "Running",
-            "lastSeen": format!("2026-11-22T00:00:00.{i:09}Z"),
-        });
+    // What the agent's status write records: its ownership of what it changed.
+    let record = |old: &serde_json::Value, new: serde_json::Value| {
         apply::record_update(
             Some(old),
             new,
@@ -97,6 +93,14 @@ fn status_patch_steps(schema: &Schema, objects: &[serde_json::Value]) {
             NOW,
             Some("status"),
         )
+    };
+    let patched = |old: &serde_json::Value, i: usize| {
+        let mut new = old.clone();
+        new["status"] = serde_json::json!({
+            "state": "Running",
+            "lastSeen": format!("2026-11-22T00:00:00.{i:09}Z"),
+        });
+        record(old, new)
     };
     let stored: Vec<Vec<u8>> = objects
         .iter()
@@ -154,17 +158,7 @@ fn status_patch_steps(schema: &Schema, objects: &[serde_json::Value]) {
         recorded = decoded
             .iter()
             .zip(copies.drain(..))
-            .map(|(old, new)| {
-                apply::record_update(
-                    Some(old),
-                    new,
-                    "agent",
-                    Some(schema),
-                    API_VERSION,
-                    NOW,
-                    Some("status"),
-                )
-            })
+            .map(|(old, new)| record(old, new))
             .collect();
     });
     let encode = timed(&mut || {

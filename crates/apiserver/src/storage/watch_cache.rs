@@ -60,8 +60,12 @@ pub const WATCH_CACHE_EVENTS: usize = 4096;
 pub const WATCH_CACHE_BYTES: usize = 32 << 20;
 
 /// Most bytes the histories of all feeds keep together: a feed publishing while the total is
-/// over it drops its own oldest events (always keeping its newest).
+/// over it drops its own oldest events down to [`WATCH_CACHE_FLOOR_BYTES`] (so feeds that
+/// filled the total and went quiet cannot leave a busy one without a history).
 pub const WATCH_CACHE_TOTAL_BYTES: usize = 256 << 20;
+
+/// What the total bound never takes from a feed's history (about 600 changes of Hosts).
+pub const WATCH_CACHE_FLOOR_BYTES: usize = 4 << 20;
 
 /// Stored bytes of the newest events of a feed that keep their decoded objects and lines
 /// (with [`WATCH_DECODED_EVENTS`]); decoded, objects take about ten times their JSON.
@@ -452,7 +456,8 @@ impl Feed {
             while history.events.len() > 1
                 && (history.events.len() > WATCH_CACHE_EVENTS
                     || history.bytes > WATCH_CACHE_BYTES
-                    || self.total_bytes.load(Ordering::Acquire) > WATCH_CACHE_TOTAL_BYTES)
+                    || (history.bytes > WATCH_CACHE_FLOOR_BYTES
+                        && self.total_bytes.load(Ordering::Acquire) > WATCH_CACHE_TOTAL_BYTES))
             {
                 let Some(evicted) = history.events.pop_front() else {
                     break;
@@ -504,6 +509,15 @@ impl Feed {
             .senders
             .clear();
         self.index.reset();
+    }
+}
+
+impl Drop for Feed {
+    /// What the history still holds leaves the cache's total (a feed closed while its task
+    /// published one last event after the reset).
+    fn drop(&mut self) {
+        let history = self.history.get_mut().unwrap_or_else(|e| e.into_inner());
+        self.total_bytes.fetch_sub(history.bytes, Ordering::AcqRel);
     }
 }
 
@@ -664,6 +678,37 @@ mod tests {
     use fleetdb_store::embedded::EmbeddedStore;
     use serde_json::json;
 
+    /// A store in a temporary directory, a watch cache on it and the feed of one resource.
+    struct Fixture {
+        store: Arc<dyn Store>,
+        cache: WatchCache,
+        feed: Arc<Feed>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+        _stop: tokio::sync::watch::Sender<bool>,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Fixture {
+        async fn start() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+            let cache = WatchCache::new(store.clone());
+            let (stop, shutdown) = tokio::sync::watch::channel(false);
+            let feed = cache
+                .feed("/registry/g/things/", shutdown.clone())
+                .await
+                .unwrap();
+            Self {
+                store,
+                cache,
+                feed,
+                shutdown,
+                _stop: stop,
+                _dir: dir,
+            }
+        }
+    }
+
     /// A replay's events, all still in the history.
     fn strong(replay: Replay) -> Vec<Arc<CachedEvent>> {
         replay
@@ -682,34 +727,35 @@ mod tests {
         }
     }
 
-    /// Large objects: the history keeps what fits in its bytes, the decoded objects only the newest few megabytes; a subscriber that stopped
-    /// reading holds none of what was dropped and is cut off when it reads again; a watcher
-    /// resuming from before the history is sent to the store.
+    /// Large objects: the history keeps what fits in its bytes, the decoded objects only the
+    /// newest few megabytes; a subscriber that stopped reading holds none of what was dropped
+    /// and is cut off when it reads again; a watcher resuming from before the history is sent
+    /// to the store.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_history_is_bounded_in_bytes_and_idle_subscribers_hold_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-        let cache = WatchCache::new(store.clone());
-        let (_stop, shutdown) = tokio::sync::watch::channel(false);
-        let feed = cache.feed("/registry/g/things/", shutdown).await.unwrap();
+        let fixture = Fixture::start().await;
+        let (store, cache, feed) = (&fixture.store, &fixture.cache, &fixture.feed);
         let start = feed.published_revision();
         let mut idle = feed.subscribe();
-        let mut idle_key = feed.subscribe_key("/registry/g/things/ns/big");
-        // 40 changes of a 600 KiB object: 1.2 MB an event with the object before it,
-        // 47 MB in all, more than one feed's history keeps.
+        let mut idle_key = feed.subscribe_key("/registry/g/things/ns/first");
+        // 40 changes of 600 KiB objects: 1.2 MB an event with the object before it, 47 MB
+        // in all, more than one feed's history keeps. The first 12 (fewer than a key
+        // channel holds: its subscriber is cut off by the history, not by its channel) are
+        // of one object, the rest of another.
         let text = "x".repeat(600 << 10);
         for i in 0..40 {
-            let object = json!({"apiVersion": "g/v1", "kind": "Thing", "metadata": {"name": "big", "labels": {"n": i.to_string()}}, "text": text});
+            let name = if i < 12 { "first" } else { "big" };
+            let object = json!({"apiVersion": "g/v1", "kind": "Thing", "metadata": {"name": name, "labels": {"n": i.to_string()}}, "text": text});
             store
                 .put(
-                    "/registry/g/things/ns/big",
+                    &format!("/registry/g/things/ns/{name}"),
                     codec::encode(&object),
                     Condition::Always,
                 )
                 .await
                 .unwrap();
         }
-        caught_up(&feed, &store).await;
+        caught_up(feed, store).await;
         let held = feed.history_bytes();
         assert!(held <= WATCH_CACHE_BYTES, "{held} bytes held");
         assert!(held > WATCH_CACHE_BYTES / 2, "{held} bytes held");
@@ -736,16 +782,13 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn one_write_is_decoded_and_serialized_once_for_every_watcher() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-        let cache = WatchCache::new(store.clone());
-        let (_stop, shutdown) = tokio::sync::watch::channel(false);
-        let feed = cache
-            .feed("/registry/g/things/", shutdown.clone())
+        let fixture = Fixture::start().await;
+        let (store, cache, feed) = (&fixture.store, &fixture.cache, &fixture.feed);
+        let again = cache
+            .feed("/registry/g/things/", fixture.shutdown.clone())
             .await
             .unwrap();
-        let again = cache.feed("/registry/g/things/", shutdown).await.unwrap();
-        assert!(Arc::ptr_eq(&feed, &again), "one feed per resource");
+        assert!(Arc::ptr_eq(feed, &again), "one feed per resource");
         let mut watchers: Vec<_> = (0..50).map(|_| feed.subscribe()).collect();
         let object = json!({"apiVersion": "g/v1", "kind": "Thing", "metadata": {"name": "a"}});
         store
@@ -787,11 +830,8 @@ mod tests {
     /// say the same.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn older_events_keep_bytes_and_decode_again_when_asked() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-        let cache = WatchCache::new(store.clone());
-        let (_stop, shutdown) = tokio::sync::watch::channel(false);
-        let feed = cache.feed("/registry/g/things/", shutdown).await.unwrap();
+        let fixture = Fixture::start().await;
+        let (store, feed) = (&fixture.store, &fixture.feed);
         let start = feed.published_revision();
         let mut live = feed.subscribe();
         let key = |i: usize| format!("/registry/g/things/ns/t{}", i % 10);
@@ -854,11 +894,8 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn key_watchers_receive_only_their_key_and_resource_watchers_everything() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-        let cache = WatchCache::new(store.clone());
-        let (_stop, shutdown) = tokio::sync::watch::channel(false);
-        let feed = cache.feed("/registry/g/things/", shutdown).await.unwrap();
+        let fixture = Fixture::start().await;
+        let (store, feed) = (&fixture.store, &fixture.feed);
         let key = |name: &str| format!("/registry/g/things/ns/{name}");
         let mut everything = feed.subscribe();
         let mut only_a = feed.subscribe_key(&key("a"));

@@ -476,9 +476,10 @@ mod tests {
         );
     }
 
-    /// A watch that is not read holds none of the values written meanwhile (the ring has
-    /// only weak references to the tail's events); read later, it replays them from SQLite,
-    /// in order, with their previous values.
+    /// A live watch (done replaying, following the ring) that is not read holds none of the
+    /// values written meanwhile (the ring has only weak references to the tail's events);
+    /// read later, it finds them gone from the ring and replays them from SQLite, in order,
+    /// once each, with their previous values.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_idle_watch_holds_no_values_and_replays_them_later() {
         struct Owner(Vec<u8>, Arc<std::sync::atomic::AtomicBool>);
@@ -496,6 +497,12 @@ mod tests {
         let store = EmbeddedStore::open(dir.path()).unwrap();
         let start = store.current_revision().await.unwrap();
         let mut idle = store.watch("/k/", start).await.unwrap();
+        // One event read: the watch has caught up and follows the ring.
+        store
+            .put("/k/w", Bytes::from_static(b"{}"), Condition::Always)
+            .await
+            .unwrap();
+        assert_eq!(idle.next().await.unwrap().unwrap().kv.key, "/k/w");
         let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let first = Bytes::from_owner(Owner(b"{\"n\":1}".to_vec(), dropped.clone()));
         store.put("/k/a", first, Condition::Always).await.unwrap();
@@ -520,6 +527,12 @@ mod tests {
                 (n > 1).then(|| Bytes::from(format!("{{\"n\":{}}}", n - 1)))
             );
         }
+        // Nothing twice: the next event is the next write.
+        store
+            .put("/k/z", Bytes::from_static(b"{}"), Condition::Always)
+            .await
+            .unwrap();
+        assert_eq!(idle.next().await.unwrap().unwrap().kv.key, "/k/z");
     }
 
     /// A watch replaying large values reads them a few megabytes at a time, from the tail and

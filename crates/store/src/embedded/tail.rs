@@ -255,3 +255,54 @@ pub(super) fn state_at(
         .find(|e| e.revision() > applied && e.revision() <= at)
         .map(|e| e.state().cloned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn put(revision: Revision, key: &str, value_bytes: usize) -> TailEntry {
+        TailEntry {
+            event: Arc::new(Event {
+                kind: EventKind::Put,
+                kv: KeyValue {
+                    key: key.into(),
+                    value: Bytes::from(vec![b'v'; value_bytes]),
+                    create_revision: revision,
+                    mod_revision: revision,
+                    version: 1,
+                },
+                prev: None,
+            }),
+            prev_revision: 0,
+            time_millis: 0,
+            note: Bytes::new(),
+        }
+    }
+
+    /// A replay page from the tail stops once its values reach the page's bytes, says how far
+    /// it scanned, and the pages after it deliver every matching event once.
+    #[test]
+    fn pages_from_the_tail_are_bounded_in_bytes() {
+        const VALUE: usize = 1 << 20;
+        let mut tail = Tail::new(0);
+        for revision in 1..=24 {
+            let key = if revision % 2 == 0 { "/a/x" } else { "/b/x" };
+            tail.push(put(revision, key, VALUE));
+        }
+        let (page, scanned) = tail.events_after(0, "/a/", 1024);
+        assert_eq!(
+            page.len(),
+            super::super::WATCH_REPLAY_PAGE_BYTES.div_ceil(VALUE)
+        );
+        assert_eq!(scanned, page.last().unwrap().revision());
+        let mut delivered: Vec<Revision> = page.iter().map(Event::revision).collect();
+        let mut after = scanned;
+        while after < tail.revision {
+            let (page, scanned) = tail.events_after(after, "/a/", 1024);
+            delivered.extend(page.iter().map(Event::revision));
+            after = scanned;
+        }
+        assert_eq!(delivered, (2..=24).step_by(2).collect::<Vec<Revision>>());
+    }
+}
