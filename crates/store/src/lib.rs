@@ -178,6 +178,11 @@ impl Event {
     pub fn revision(&self) -> Revision {
         self.kv.mod_revision
     }
+
+    /// Bytes of its values (the new one and the previous one), as replay pages count them.
+    pub(crate) fn value_bytes(&self) -> usize {
+        self.kv.value.len() + self.prev.as_ref().map_or(0, |kv| kv.value.len())
+    }
 }
 
 /// One change of one key as history keeps it (see [`Store::history`]).

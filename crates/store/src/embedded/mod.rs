@@ -556,7 +556,7 @@ mod tests {
                 reader::history(&store.shared, "/big/".into(), 0, WATCH_REPLAY_PAGE)
                     .await
                     .unwrap();
-            let bytes: usize = page.iter().map(reader::event_bytes).sum();
+            let bytes: usize = page.iter().map(Event::value_bytes).sum();
             assert!(
                 page.len() < CHANGES && bytes <= WATCH_REPLAY_PAGE_BYTES + 2 * VALUE,
                 "{read_from}: a page of {} events, {bytes} bytes",

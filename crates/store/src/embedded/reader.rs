@@ -672,16 +672,11 @@ fn read_history(
                 prev,
             },
         };
-        bytes += event_bytes(&event);
+        bytes += event.value_bytes();
         events.push(event);
     }
     let full = events.len() == limit;
     Ok((events, full))
-}
-
-/// Bytes of an event's values (the new one and the previous one), as replay pages count them.
-pub(super) fn event_bytes(event: &Event) -> usize {
-    event.kv.value.len() + event.prev.as_ref().map_or(0, |kv| kv.value.len())
 }
 
 /// The versions of one key, newest first (see [`crate::Store::history`]).

@@ -232,7 +232,7 @@ impl Tail {
                 break;
             }
             if entry.event.kv.key.starts_with(prefix) {
-                bytes += super::reader::event_bytes(&entry.event);
+                bytes += entry.event.value_bytes();
                 events.push((*entry.event).clone());
             }
             scanned = revision;
